@@ -1,0 +1,177 @@
+"""`python -m core demo|scan|train|encode`: the headless face of the engine.
+
+A user's mistake prints one line on stderr and exits with status 2; a run that diverges exits 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+
+from tqdm import tqdm
+
+from .errors import UserError
+from .settings import PRESETS, Settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UserError(f"{message} (see python -m core {self.prog.split()[-1]} --help)")
+
+
+@contextmanager
+def _bar(desc: str):
+    """progress(done, total) callbacks drawn as a tqdm bar, opened on the first call, closed when done."""
+    bars: list[tqdm] = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc=desc, total=total, unit="img", file=sys.stderr, dynamic_ncols=True))
+        bars[0].n = done
+        bars[0].refresh()
+        if done >= total:
+            bars[0].close()
+
+    try:
+        yield update
+    finally:
+        for b in bars:
+            b.close()
+
+
+def cmd_demo(a) -> int:
+    from .demo import generate
+
+    with _bar("drawing figurines") as progress:
+        truth = generate(a.out, size=a.size, scale=a.scale, seed=a.seed, progress=progress)
+    total = sum(truth["counts"].values())
+    print(f"wrote {total} demo images ({a.size} px) and truth.json to {a.out}")
+    return 0
+
+
+def cmd_scan(a) -> int:
+    from .dataset import load
+
+    with _bar("decoding") as progress:
+        ds = load(a.data, a.image_size, progress=progress, require_images=False)
+    counts = ds.counts()
+    print(f"{ds.root}: {len(ds.items)} readable images, {len(ds.unreadable)} unreadable")
+    print(counts.to_string(index=False) if len(counts) else "(no readable images)")
+    if len(ds.unreadable):
+        print("\nunreadable files:")
+        for r in ds.unreadable.itertuples():
+            print(f"  {r.path}: {r.reason}")
+    if not len(ds.items):
+        raise UserError(f"no readable image in {ds.root}; expected <root>/<culture>/[<site>/]<image>")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from .train import fit_run
+
+    given = {k: getattr(a, k) for k in ("epochs", "image_size", "batch_size", "lr", "prior_std", "latent_dim",
+                                        "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise")}
+    given.update(balanced=a.balanced or None, paper_exact=a.paper_exact or None)
+    given = {k: v for k, v in given.items() if v is not None}
+    if a.device:
+        given["device"] = a.device
+    if a.resume:
+        Settings.from_preset("fast", **given)  # validate the overrides
+        settings, overrides = None, {k: v for k, v in given.items() if k in ("epochs", "device")}
+    else:
+        if not a.data:
+            raise UserError("--data is required for a new run (or use --resume)")
+        settings, overrides = Settings.from_preset(a.preset, **given), None
+    bars: dict = {}
+
+    def on_batch(epoch: int, batch: int, n: int) -> None:
+        bar = bars.get("train")
+        if bar is None:
+            total = (overrides or {}).get("epochs") or (settings.epochs if settings else None)
+            bar = bars["train"] = tqdm(desc="training", unit="batch", file=sys.stderr, dynamic_ncols=True,
+                                       total=total * n if total else None, initial=(epoch - 1) * n)
+        bar.update(1)
+
+    def on_epoch(row: dict) -> None:
+        if "train" in bars:
+            bars["train"].set_postfix(epoch=row["epoch"], recon=f"{row['recon_loss']:.4f}",
+                                      disc_acc=f"{row['disc_acc']:.2f}", in3sd=f"{row['within_3sd']:.2f}")
+
+    try:
+        with _bar("decoding") as progress:
+            run = fit_run(a.run_dir, settings, a.data, a.resume, overrides, on_batch, on_epoch, progress)
+    finally:
+        if "train" in bars:
+            bars["train"].close()
+    st = run.status()
+    print(f"{run.dir}: {st['state']} - {st.get('message', '')}")
+    return 0
+
+
+def cmd_encode(a) -> int:
+    from .embed import encode_run
+
+    with _bar("decoding") as progress:
+        df = encode_run(a.run_dir, progress=progress)
+    print(f"wrote {len(df)} encodings to {a.run_dir}/encodings.parquet")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m core", description="Figurine latent-space explorer: the headless engine.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("demo", help="generate the demo dataset with its ground truth")
+    d.add_argument("--out", required=True)
+    d.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    d.add_argument("--scale", type=float, default=1.0, help="class sizes as a multiple of the study's")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("scan", help="counts per culture and site, unreadable files with reasons")
+    s.add_argument("data")
+    s.add_argument("--image-size", type=int, default=64, help="decode (and cache) at this size")
+    s.set_defaults(func=cmd_scan)
+
+    t = sub.add_parser("train", help="train an adversarial autoencoder into a run folder")
+    t.add_argument("--data")
+    t.add_argument("--run-dir", required=True)
+    t.add_argument("--preset", default="fast", choices=list(PRESETS))
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float, help="reconstruction learning rate")
+    t.add_argument("--disc-lr", type=float, help="discriminator learning rate")
+    t.add_argument("--gen-lr", type=float, help="generator (regularisation) learning rate")
+    t.add_argument("--adv-beta1", type=float, help="Adam beta1 of the adversarial steps")
+    t.add_argument("--disc-noise", type=float, help="noise on the discriminator's inputs, in prior sds")
+    t.add_argument("--prior-std", type=float)
+    t.add_argument("--latent-dim", type=int)
+    t.add_argument("--balanced", action="store_true", help="sample each culture equally often")
+    t.add_argument("--paper-exact", action="store_true", help="the study's settings exactly, stabilisers off")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--seed", type=int)
+    t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("encode", help="write RUN/encodings.parquet (AAE codes and the UMAP baseline)")
+    e.add_argument("--run-dir", required=True)
+    e.set_defaults(func=cmd_encode)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .train import TrainingFailed
+
+    try:
+        args = parser().parse_args(argv)
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingFailed as e:
+        print(f"training failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,233 @@
+"""A folder of figurine photographs -> a manifest -> a decoded, memory-mapped uint8 cache.
+
+Layout: `<root>/<culture>/[<site>/...]/<image>`, with an optional `<root>/metadata.csv`
+(`path,culture,site`, path relative to root) that overrides the folder labels. Every image is decoded
+once per (dataset fingerprint, image size), in parallel, into `<cache>/<fingerprint>-<size>/`; later
+epochs, runs and the app only map that file. When files are added, removed or changed, the fingerprint
+changes and only the new or changed files are decoded again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+from .images import decode, is_image_name, UnreadableImage
+from .parallel import map_chunks
+
+Progress = Callable[[int, int], None]
+MANIFEST_COLUMNS = ["path", "culture", "site", "bytes", "mtime_ns", "readable", "reason"]
+_SKIP_DIRS = {"__MACOSX", "$RECYCLE.BIN", "System Volume Information"}
+
+
+def cache_root() -> Path:
+    """Where decoded images live: $FIGURINES_CACHE, else ~/.cache/figurines."""
+    return Path(os.environ.get("FIGURINES_CACHE") or Path.home() / ".cache" / "figurines")
+
+
+@dataclass
+class Dataset:
+    """The readable images of a folder, decoded to `image_size`, with their labels.
+
+    `items` (path, culture, site, ...) and `images` (n, size, size, 3 uint8, memory-mapped) share rows;
+    `manifest` lists every image file found, readable or not, with the reason.
+    """
+
+    root: str
+    image_size: int
+    fingerprint: str
+    manifest: pd.DataFrame
+    images: np.ndarray
+
+    @property
+    def items(self) -> pd.DataFrame:
+        return self.manifest[self.manifest["readable"]].reset_index(drop=True)
+
+    @property
+    def unreadable(self) -> pd.DataFrame:
+        return self.manifest.loc[~self.manifest["readable"], ["path", "reason"]].reset_index(drop=True)
+
+    def counts(self) -> pd.DataFrame:
+        """Readable images per culture and site."""
+        return self.items.groupby(["culture", "site"], dropna=False).size().rename("images").reset_index()
+
+
+def _walk(root: Path) -> list[Path]:
+    """Image files under root, following symlinks but never entering a folder twice (no loops)."""
+    seen, found = set(), []
+    for top, dirs, files in os.walk(root, followlinks=True):
+        st = os.stat(top)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+        found += [Path(top) / f for f in sorted(files) if is_image_name(f)]
+    return found
+
+
+def _metadata(root: Path) -> pd.DataFrame | None:
+    f = root / "metadata.csv"
+    if not f.is_file():
+        return None
+    try:
+        meta = pd.read_csv(f, dtype=str, keep_default_na=False)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+        raise UserError(f"{f} cannot be read as CSV: {e}") from None
+    missing = {"path", "culture"} - set(meta.columns)
+    if missing:
+        raise UserError(f"{f} needs the columns path,culture[,site]; missing: {', '.join(sorted(missing))}")
+    if "site" not in meta:
+        meta["site"] = ""
+    return meta.assign(path=meta["path"].str.replace("\\", "/", regex=False).str.lstrip("./"))
+
+
+def scan(root: str | os.PathLike) -> pd.DataFrame:
+    """List every image file under root with its culture and site (labels only, nothing decoded)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"dataset folder not found: {root}")
+    rows = []
+    for f in _walk(root):
+        rel = f.relative_to(root).as_posix()
+        parts = rel.split("/")
+        try:
+            st = f.stat()
+        except OSError as e:  # a dangling symlink, a file removed while scanning
+            rows.append((rel, "", "", 0, 0, False, f"cannot open ({e.strerror})"))
+            continue
+        culture = parts[0] if len(parts) > 1 else ""
+        site = parts[1] if len(parts) > 2 else ""
+        rows.append((rel, culture, site, st.st_size, st.st_mtime_ns, True, ""))
+    m = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    meta = _metadata(root)
+    if meta is not None:
+        labels = meta.drop_duplicates("path", keep="last").set_index("path")
+        hit = m["path"].isin(labels.index)
+        m.loc[hit, "culture"] = labels.loc[m.loc[hit, "path"], "culture"].to_numpy()
+        m.loc[hit, "site"] = labels.loc[m.loc[hit, "path"], "site"].to_numpy()
+    no_label = m["readable"] & (m["culture"] == "")
+    m.loc[no_label, ["readable", "reason"]] = [False, "not inside a culture folder (and not in metadata.csv)"]
+    return m
+
+
+def fingerprint(manifest: pd.DataFrame, root: Path) -> str:
+    """Changes whenever a file is added, removed, changed or relabelled."""
+    h = hashlib.sha1()
+    cols = manifest[["path", "culture", "site", "bytes", "mtime_ns"]].astype(str)
+    h.update("\n".join("\t".join(r) for r in cols.itertuples(index=False)).encode())
+    meta = root / "metadata.csv"
+    if meta.is_file():
+        h.update(meta.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _decode_chunk(args: tuple[str, str, int, list[tuple[int, str]]]) -> list[tuple[int, str]]:
+    """Worker: decode (row, path) pairs straight into the memory-mapped array; return the failures."""
+    array_path, root, size, jobs = args
+    out = np.load(array_path, mmap_mode="r+")
+    failed = []
+    for row, rel in jobs:
+        try:
+            out[row] = decode(os.path.join(root, rel), size)
+        except UnreadableImage as e:
+            failed.append((row, str(e)))
+        except OSError as e:
+            failed.append((row, f"cannot open ({e.strerror or e})"))
+    out.flush()
+    return failed
+
+
+def _reuse_previous(root: Path, size: int, m: pd.DataFrame, out: np.ndarray) -> np.ndarray:
+    """Copy rows of unchanged files from the newest older cache of the same folder; return the rows still to decode."""
+    todo = np.ones(len(m), bool)
+    key = ["path", "bytes", "mtime_ns"]
+    candidates = []
+    for d in cache_root().glob(f"*-{size}"):
+        try:
+            info = json.loads((d / "info.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("root") == str(root):
+            candidates.append((d.stat().st_mtime, d))
+    if not candidates:
+        return todo
+    old_dir = max(candidates)[1]
+    old = pd.read_parquet(old_dir / "manifest.parquet")
+    old_images = np.load(old_dir / "images.npy", mmap_mode="r")
+    old = old[old["row"] >= 0]
+    both = m.reset_index().merge(old[key + ["row"]], on=key)
+    both = both[both["readable"]]
+    if len(both):
+        new_rows = both["index"].to_numpy()
+        out[new_rows] = old_images[both["row"].to_numpy()]
+        todo[new_rows] = False
+    return todo
+
+
+def _build(root: Path, size: int, m: pd.DataFrame, target: Path, progress: Progress | None, workers: int) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        array_path = tmp / "images.npy"
+        out = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(m), size, size, 3))
+        todo = _reuse_previous(root, size, m, out) & m["readable"].to_numpy()
+        out.flush()
+        del out
+        jobs = [(int(i), m.at[i, "path"]) for i in np.flatnonzero(todo)]
+        step = max(1, min(64, len(jobs) // (4 * workers) or 1))
+        chunks = [(str(array_path), str(root), size, jobs[i:i + step]) for i in range(0, len(jobs), step)]
+        failed = [f for part in map_chunks(_decode_chunk, chunks, [len(c[3]) for c in chunks], workers, progress)
+                  for f in part]
+        for row, reason in failed:
+            m.loc[row, ["readable", "reason"]] = [False, reason]
+        # Compact: keep only readable rows, so `images` and `items` share row numbers.
+        keep = np.flatnonzero(m["readable"].to_numpy())
+        full = np.load(array_path, mmap_mode="r")
+        final = np.lib.format.open_memmap(tmp / "images.tmp.npy", mode="w+", dtype=np.uint8,
+                                          shape=(len(keep), size, size, 3))
+        for i in range(0, len(keep), 1024):
+            final[i:i + 1024] = full[keep[i:i + 1024]]
+        final.flush()
+        del final, full
+        os.replace(tmp / "images.tmp.npy", array_path)
+        m = m.assign(row=-1)
+        m.loc[m["readable"], "row"] = np.arange(len(keep))
+        m.to_parquet(tmp / "manifest.parquet", index=False)
+        (tmp / "info.json").write_text(json.dumps({"root": str(root), "image_size": size}))
+        try:
+            os.replace(tmp, target)  # atomic: a cache folder is either complete or absent
+        except OSError:
+            if not (target / "manifest.parquet").is_file():  # nobody else finished it first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load(root: str | os.PathLike, image_size: int, progress: Progress | None = None,
+         workers: int | None = None, require_images: bool = True) -> Dataset:
+    """Scan `root` and return its decoded images, decoding only what no cache holds yet."""
+    if not 8 <= int(image_size) <= 1024:
+        raise UserError(f"image size must be between 8 and 1024 pixels, got {image_size}")
+    root = Path(root).expanduser().resolve()
+    m = scan(root)
+    fp = fingerprint(m, root)
+    target = cache_root() / f"{fp}-{image_size}"
+    if not (target / "manifest.parquet").is_file():
+        _build(root, int(image_size), m, target, progress, workers or os.cpu_count() or 1)
+    manifest = pd.read_parquet(target / "manifest.parquet")
+    images = np.load(target / "images.npy", mmap_mode="r")
+    ds = Dataset(str(root), int(image_size), fp, manifest.drop(columns="row"), images)
+    if require_images and len(images) == 0:
+        found = f"{len(manifest)} image files, none readable" if len(manifest) else "no image files"
+        raise UserError(f"no readable image in {root} ({found}); expected <root>/<culture>/[<site>/]<image>")
+    return ds

@@ -1,0 +1,120 @@
+"""A run's encodings and the UMAP baseline on the same pixels, both cached.
+
+`encodings.parquet` (path, culture, site, aae_x, aae_y, umap_x, umap_y, recon_error) is recomputed
+only when the checkpoint or the dataset changed: its key is stored in the file's own metadata. The
+baseline (PCA to 50 dimensions, then UMAP to 2) depends only on the decoded pixels and is cached per
+(dataset fingerprint, image size, parameters) under the decoded-image cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from .dataset import Dataset, cache_root, load
+from .model import load_model
+from .runs import Run, atomic_write
+from .train import encode, normalised_batches, pick_device
+
+_META_KEY = b"figurines"
+
+
+@dataclass
+class UMAPBaseline:
+    """PCA to `n_pca` dimensions, then UMAP to `n_components`: the estimator the AAE is compared with."""
+
+    n_components: int = 2
+    n_pca: int = 50
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    random_state: int = 0
+
+    def fit_transform(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(PCA coordinates, UMAP coordinates) of uint8 images (n, H, W, 3)."""
+        from sklearn.decomposition import PCA
+        import umap
+
+        x = np.asarray(images, dtype=np.float32).reshape(len(images), -1) / 255.0
+        k = min(self.n_pca, len(x) - 1, x.shape[1])
+        pcs = PCA(k, random_state=self.random_state).fit_transform(x).astype(np.float32)
+        nn = min(self.n_neighbors, len(x) - 1)
+        if len(x) <= self.n_components + 2:  # too few points for UMAP's spectral start
+            return pcs, np.pad(pcs[:, :self.n_components], ((0, 0), (0, max(0, self.n_components - k))))
+        emb = umap.UMAP(n_components=self.n_components, n_neighbors=nn, min_dist=self.min_dist,
+                        random_state=self.random_state, n_jobs=1, init="spectral" if len(x) > 30 else "random")
+        return pcs, emb.fit_transform(pcs).astype(np.float32)
+
+
+def baseline(ds: Dataset, params: UMAPBaseline | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The cached (PCA, UMAP) baseline of a decoded dataset."""
+    params = params or UMAPBaseline()
+    key = hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:10]
+    f = cache_root() / "umap" / f"{ds.fingerprint}-{ds.image_size}-{key}.npz"
+    if f.is_file():
+        with np.load(f) as z:
+            return z["pca"], z["umap"]
+    pcs, emb = params.fit_transform(ds.images)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, pca=pcs, umap=emb)
+    atomic_write(f, buf.getvalue())
+    return pcs, emb
+
+
+def _key(run: Run, ds: Dataset) -> dict:
+    st = os.stat(run.model_path)
+    return {"checkpoint": [st.st_size, st.st_mtime_ns], "fingerprint": ds.fingerprint,
+            "image_size": ds.image_size, "baseline": asdict(UMAPBaseline())}
+
+
+def stored_key(path) -> dict | None:
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[_META_KEY])
+    except (OSError, KeyError, ValueError, pa.ArrowInvalid):
+        return None
+
+
+@torch.no_grad()
+def reconstruction_errors(model, images) -> np.ndarray:
+    """Per-image mean squared reconstruction error, in the model's [-1, 1] pixel units."""
+    out = [((model.decode(model.encode(x)) - x) ** 2).mean(dim=(1, 2, 3)).float().cpu()
+           for x in normalised_batches(model, images)]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def encode_run(run_dir, progress=None, device: str = "auto") -> pd.DataFrame:
+    """Encode every readable image of a run's dataset; return (and cache) its encodings table."""
+    run = Run(run_dir).require()
+    config = run.config()
+    ckpt = run.load_checkpoint("cpu")
+    ds = load(config["data"], ckpt["settings"]["image_size"], progress=progress)
+    key = _key(run, ds)
+    if run.encodings_path.is_file() and stored_key(run.encodings_path) == key:
+        return pd.read_parquet(run.encodings_path)
+    model = load_model(ckpt, pick_device(device))
+    codes = encode(model, ds.images)
+    _, emb = baseline(ds)
+    items = ds.items
+    df = pd.DataFrame({"path": items["path"], "culture": items["culture"], "site": items["site"]})
+    names = ["aae_x", "aae_y"] + [f"aae_{i}" for i in range(2, codes.shape[1])]
+    for i, name in enumerate(names[:codes.shape[1]]):
+        df[name] = codes[:, i]
+    if codes.shape[1] == 1:
+        df["aae_y"] = 0.0
+    df["umap_x"], df["umap_y"] = emb[:, 0], emb[:, 1]
+    df["recon_error"] = reconstruction_errors(model, ds.images)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(key).encode()})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    atomic_write(run.encodings_path, buf.getvalue().to_pybytes())
+    return df

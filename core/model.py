@@ -1,0 +1,109 @@
+"""The Adversarial Autoencoder: encoder, decoder, discriminator on the codes, and the prior.
+
+`dense` is the reference study's model (flatten -> 1000 -> 1000 -> 2, mirrored decoder, discriminator
+1000 -> 1000 -> 1); `conv` is a small convolutional encoder/decoder with the same interface.
+Images enter as uint8 (n, H, W, 3) and are normalised on the model's device (mean 0.5, sd 0.5).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .settings import Settings
+
+
+def dense_encoder(s: Settings) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * s.image_size ** 2, s.width), nn.ReLU(),
+                         nn.Linear(s.width, s.width), nn.ReLU(), nn.Linear(s.width, s.latent_dim))
+
+
+def dense_decoder(s: Settings) -> nn.Module:
+    return nn.Sequential(nn.Linear(s.latent_dim, s.width), nn.ReLU(), nn.Linear(s.width, s.width), nn.ReLU(),
+                         nn.Linear(s.width, 3 * s.image_size ** 2), nn.Tanh(),
+                         nn.Unflatten(1, (3, s.image_size, s.image_size)))
+
+
+def _channels(s: Settings) -> list[int]:
+    """Channels after each stride-2 layer, from the image size down to 8 x 8."""
+    n = int(math.log2(s.image_size // 8))
+    return [min(s.width * 2 ** i, 8 * s.width) for i in range(n)]
+
+
+def conv_encoder(s: Settings) -> nn.Module:
+    layers, c_in = [], 3
+    for c in _channels(s):
+        layers += [nn.Conv2d(c_in, c, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c_in = c
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 64, s.latent_dim))
+
+
+def conv_decoder(s: Settings) -> nn.Module:
+    chans = _channels(s)[::-1]
+    layers = [nn.Linear(s.latent_dim, chans[0] * 64), nn.LeakyReLU(0.2), nn.Unflatten(1, (chans[0], 8, 8))]
+    for c_in, c in zip(chans, chans[1:]):
+        layers += [nn.ConvTranspose2d(c_in, c, 4, 2, 1), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers, nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1), nn.Tanh())
+
+
+def discriminator(s: Settings) -> nn.Module:
+    w = s.disc_width
+    return nn.Sequential(nn.Linear(s.latent_dim, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 1))
+
+
+class Prior(nn.Module):
+    """Gaussian N(0, sd^2 I), or a mixture of Gaussians centred on a circle of radius 2 sd."""
+
+    def __init__(self, s: Settings):
+        super().__init__()
+        self.kind, self.std, self.k = s.prior, s.prior_std, s.prior_components
+        angles = torch.arange(self.k) * 2 * math.pi / self.k
+        means = torch.zeros(self.k, s.latent_dim)
+        means[:, 0] = 2 * s.prior_std * torch.cos(angles)
+        if s.latent_dim > 1:
+            means[:, 1] = 2 * s.prior_std * torch.sin(angles)
+        self.register_buffer("means", means, persistent=False)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        dev = self.means.device
+        if self.kind == "gaussian":
+            return self.std * torch.randn(n, self.means.shape[1], device=dev, generator=generator)
+        pick = torch.randint(self.k, (n,), device=dev, generator=generator)
+        return self.means[pick] + self.std / 2 * torch.randn(n, self.means.shape[1], device=dev, generator=generator)
+
+
+class AAEModel(nn.Module):
+    """Encoder Q(z|x), decoder P(x|z), discriminator D(z) and the prior p(z) of one run."""
+
+    def __init__(self, s: Settings):
+        super().__init__()
+        self.settings = s
+        self.encoder = dense_encoder(s) if s.arch == "dense" else conv_encoder(s)
+        self.decoder = dense_decoder(s) if s.arch == "dense" else conv_decoder(s)
+        self.discriminator = discriminator(s)
+        self.prior = Prior(s)
+        # With scale_codes the networks see codes in units of the prior's sd (a fixed rescaling of the
+        # encoder's last layer and the discriminator's first): Adam's steps then fit the prior's scale.
+        self.code_scale = s.prior_std if s.scale_codes else 1.0
+
+    @staticmethod
+    def normalise(x: torch.Tensor) -> torch.Tensor:
+        """uint8 (n, H, W, 3) -> float (n, 3, H, W) in [-1, 1], computed on x's device."""
+        return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x) * self.code_scale
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z / self.code_scale)
+
+    def discriminate(self, z: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(z / self.code_scale).squeeze(1)
+
+
+def load_model(ckpt: dict, device: str | torch.device = "cpu") -> AAEModel:
+    """The trained model from a checkpoint dict (see Run.load_checkpoint)."""
+    model = AAEModel(Settings.from_dict(ckpt["settings"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()

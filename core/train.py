@@ -1,0 +1,314 @@
+"""Training: the reference study's three steps per batch, made to converge, resumable and stoppable.
+
+Per batch: 1) encoder + decoder on the reconstruction MSE; 2) the discriminator learns prior samples
+(real) from codes (fake); 3) the encoder, as generator, learns to fool the frozen discriminator.
+Everything stays on the device within an epoch; metrics are read once at its end.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+from .model import AAEModel
+from .runs import Run
+from .settings import Settings
+
+OnBatch = Callable[[int, int, int], None]   # (epoch, batch, n_batches)
+OnEpoch = Callable[[dict], None]            # the epoch's metric row
+
+
+class TrainingFailed(Exception):
+    """The run diverged (NaN or inf loss); its last good checkpoint is kept."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """auto: CUDA, then Apple MPS, then CPU. An explicit device that is missing is a user error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda was asked for, but no CUDA GPU is available here; use --device auto or cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device mps was asked for, but Apple MPS is not available here")
+    return dev
+
+
+def device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return "Apple MPS" if dev.type == "mps" else f"CPU ({platform.processor() or platform.machine()})"
+
+
+def _batches(n: int, labels: np.ndarray | None, batch_size: int, g: torch.Generator) -> torch.Tensor:
+    """One epoch's image order: a permutation, or with labels a class-balanced draw (with replacement)."""
+    if labels is None:
+        return torch.randperm(n, generator=g)
+    counts = np.bincount(labels)
+    w = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
+    return torch.multinomial(w, n, replacement=True, generator=g)
+
+
+def snapshot_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """The fixed random sample of rows that every latent snapshot of a run shows."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[:min(size, n)])
+
+
+def normalised_batches(model: AAEModel, images, batch_size: int = 500):
+    """uint8 images (array, memory map or tensor) in normalised batches on the model's device."""
+    dev = next(model.parameters()).device
+    for i in range(0, len(images), batch_size):
+        b = images[i:i + batch_size]
+        yield model.normalise((b if torch.is_tensor(b) else torch.from_numpy(np.array(b))).to(dev))
+
+
+@torch.no_grad()
+def encode(model: AAEModel, images, batch_size: int = 500) -> np.ndarray:
+    """Codes of uint8 images (n, H, W, 3), in batches, on the model's device."""
+    was_training = model.training
+    model.eval()
+    out = [model.encode(x).float().cpu() for x in normalised_batches(model, images, batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, model.settings.latent_dim), np.float32)
+
+
+@dataclass
+class Trained:
+    model: AAEModel
+    history: pd.DataFrame
+    state: str  # done or stopped
+
+
+class _StopFlag:
+    """Set by SIGTERM (when training runs in the main thread) or by the run's STOP file."""
+
+    def __init__(self, run: Run | None):
+        self.run, self.flag, self.old = run, False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "flag", True))
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGTERM, self.old)
+
+    def __bool__(self) -> bool:
+        return self.flag or (self.run is not None and self.run.stop_requested())
+
+
+def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = None, run: Run | None = None,
+          resume: bool = False, on_batch: OnBatch | None = None, on_epoch: OnEpoch | None = None) -> Trained:
+    """Train an AAE on uint8 images (n, H, W, 3). With `run`, write metrics, snapshots and checkpoints.
+
+    `labels` (integer culture codes) are needed for `balanced` sampling.
+    """
+    s = settings.effective()
+    n = len(images)
+    if n < 2:
+        raise UserError(f"training needs at least 2 readable images, got {n}")
+    if images.shape[1:] != (s.image_size, s.image_size, 3):
+        raise UserError(f"images are {images.shape[1]} px but the settings say {s.image_size} px")
+    dev = pick_device(s.device)
+    torch.manual_seed(s.seed)
+    model = AAEModel(s).to(dev)
+    fused = dev.type == "cuda"
+    opt_ae = torch.optim.Adam([*model.encoder.parameters(), *model.decoder.parameters()], lr=s.lr,
+                              betas=(s.beta1, 0.999), fused=fused)
+    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=s.disc_lr, betas=(s.adv_beta1, 0.999), fused=fused)
+    opt_g = torch.optim.Adam(model.encoder.parameters(), lr=s.gen_lr, betas=(s.adv_beta1, 0.999), fused=fused)
+    optimisers = {"ae": opt_ae, "disc": opt_d, "gen": opt_g}
+    history: list[dict] = []
+    start = 1
+    if resume:
+        ckpt = run.load_checkpoint(dev)
+        model.load_state_dict(ckpt["model"])
+        for k, opt in optimisers.items():
+            opt.load_state_dict(ckpt["optimisers"][k])
+        history = [r for r in ckpt["history"] if r["epoch"] <= ckpt["epoch"]]
+        start = ckpt["epoch"] + 1
+        run.write_metrics(history)  # drop rows written after the checkpoint: they are trained again
+    elif run is not None:
+        run.write_metrics([])
+
+    # The data: the whole uint8 set on the device when it fits (a quarter of free memory), else pinned.
+    data = torch.from_numpy(np.array(images))  # a copy in memory, off the memory map
+    if dev.type == "cuda" and data.nbytes < torch.cuda.mem_get_info(dev)[0] // 4:
+        data = data.to(dev)
+    elif dev.type == "cuda":
+        data = data.pin_memory()
+    label_arr = np.asarray(labels) if (s.balanced and labels is not None) else None
+    if s.balanced and labels is None:
+        raise UserError("balanced sampling needs the images' culture labels")
+    sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(data.device)
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and s.amp)
+    noise = s.disc_noise * s.prior_std
+    n_batches = math.ceil(n / s.batch_size)
+    state = "done"
+
+    def checkpoint(epoch: int) -> None:
+        if run is not None:
+            run.save_checkpoint({"model": model.state_dict(), "epoch": epoch, "history": history,
+                                 "optimisers": {k: o.state_dict() for k, o in optimisers.items()},
+                                 "settings": s.to_dict()})
+
+    with _StopFlag(run) as stop:
+        for epoch in range(start, s.epochs + 1):
+            t0 = time.perf_counter()
+            g = torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)  # the same order after a resume
+            g_dev = torch.Generator(dev).manual_seed(s.seed * 1_000_003 + epoch)
+            order = _batches(n, label_arr, s.batch_size, g)
+            sums = torch.zeros(5, device=dev)
+            for b in range(n_batches):
+                idx = order[b * s.batch_size:(b + 1) * s.batch_size]
+                x = model.normalise(data[idx.to(data.device)].to(dev, non_blocking=True))
+                m = len(idx)
+                # 1) reconstruction: encoder + decoder on the MSE
+                with amp:
+                    loss_r = F.mse_loss(model.decode(model.encode(x)), x)
+                opt_ae.zero_grad(set_to_none=True)
+                loss_r.backward()
+                opt_ae.step()
+                # 2) discriminator: prior samples are real, the (detached) codes are fake
+                with amp:
+                    z = model.encode(x)
+                    real = model.prior.sample(m, g_dev)
+                    eps = noise * torch.randn(2, m, z.shape[1], device=dev, generator=g_dev)  # instance noise
+                    d_real = model.discriminate(real + eps[0])
+                    d_fake = model.discriminate(z.detach() + eps[1])
+                    loss_d = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                              + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                # 3) generator: the encoder learns to make the frozen discriminator call its codes real
+                model.discriminator.requires_grad_(False)
+                with amp:
+                    d_gen = model.discriminate(z + eps[1])
+                    loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
+                model.discriminator.requires_grad_(True)
+
+                with torch.no_grad():
+                    acc = ((d_real > 0).float().mean() + (d_fake < 0).float().mean()) / 2
+                    inside = (z.detach().float().norm(dim=1) <= 3 * s.prior_std).float().mean()
+                    sums += torch.stack([loss_r.detach(), loss_d.detach(), loss_g.detach(), acc, inside]).float()
+                if on_batch:
+                    on_batch(epoch, b + 1, n_batches)
+                if stop:
+                    break
+            if stop:  # a stop request: keep this epoch's training, but not as a finished epoch
+                checkpoint(epoch - 1)
+                state = "stopped"
+                break
+            vals = (sums / n_batches).tolist()  # the only host synchronisation of the epoch
+            row = dict(zip(["recon_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd"], vals))
+            row.update(epoch=epoch, seconds=time.perf_counter() - t0)
+            bad = [k for k, v in row.items() if not math.isfinite(v)]
+            if bad:
+                raise TrainingFailed(f"{bad[0]} became {row[bad[0]]} in epoch {epoch}: training diverged; "
+                                     f"the last good checkpoint is kept. Try lower learning rates.")
+            history.append(row)
+            if run is not None:
+                run.write_metrics(history)
+                if epoch % s.snapshot_every == 0 or epoch == s.epochs or epoch == 1:
+                    run.save_snapshot(epoch, encode(model, data[sample]))
+                if epoch % s.checkpoint_every == 0 or epoch == s.epochs:
+                    checkpoint(epoch)
+                run.set_status("running", epoch=epoch, epochs=s.epochs,
+                               message=f"epoch {epoch} of {s.epochs}")
+            if on_epoch:
+                on_epoch(row)
+    model.eval()
+    return Trained(model, pd.DataFrame(history), state)
+
+
+
+def versions() -> dict:
+    import sklearn
+    import umap  # noqa: F401 - its version is part of a run's record
+    from importlib.metadata import version
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__, "umap-learn": version("umap-learn")}
+
+
+def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | None = None, resume: bool = False,
+            overrides: dict | None = None, on_batch: OnBatch | None = None, on_epoch: OnEpoch | None = None,
+            on_decode=None) -> Run:
+    """Train on a dataset folder into a run folder: the one entry point of the CLI and the app.
+
+    A new run needs `settings` and `data_root`; `resume` continues a run from its last checkpoint with
+    its own settings and data, changed only by `overrides` (say, more epochs or another device).
+    """
+    from .dataset import load
+
+    run = Run(run_dir)
+    if run.exists() and run.is_active():
+        raise UserError(f"run {run.name} is already training (pid {run.status().get('pid')})")
+    if resume:
+        config = run.config()
+        if not run.model_path.is_file():
+            raise UserError(f"run {run.name} has no checkpoint to resume from")
+        s = Settings.from_dict({**config["settings"], **(overrides or {})})
+        data_root = config["data"]
+    else:
+        if run.exists() or run.model_path.exists():
+            raise UserError(f"{run.dir} already holds a run; use --resume to continue it or choose another folder")
+        s = settings
+    ds = load(data_root, s.image_size, progress=on_decode)
+    items = ds.items
+    labels = items["culture"].astype("category").cat.codes.to_numpy()
+    dev = pick_device(s.device)
+    try:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        run.write_config({"settings": s.to_dict(), "effective": s.effective().to_dict(), "data": ds.root,
+                          "fingerprint": ds.fingerprint, "images": len(items), "device": device_name(dev),
+                          "versions": versions()})
+        run.snapshots_dir.mkdir(exist_ok=True)
+        items.iloc[snapshot_rows(len(items), s.snapshot_size, s.seed)][["path", "culture", "site"]].to_csv(
+            run.snapshots_dir / "sample.csv", index=False)
+        run.clear_stop()
+        run.set_status("running", epoch=0, epochs=s.epochs, message="starting", device=device_name(dev))
+    except OSError as e:
+        raise UserError(f"cannot write to the run folder {run.dir}: {e.strerror or e}") from None
+    try:
+        result = train(s, ds.images, labels, run, resume, on_batch, on_epoch)
+    except (TrainingFailed, UserError) as e:
+        run.set_status("failed", message=str(e))
+        raise
+    except OSError as e:  # a full disk or a folder that became unwritable
+        msg = f"cannot write to the run folder {run.dir}: {e.strerror or e}"
+        try:
+            run.set_status("failed", message=msg)
+        finally:
+            raise UserError(msg) from None
+    except KeyboardInterrupt:
+        run.set_status("interrupted", message="interrupted from the keyboard; resume continues it")
+        raise
+    except BaseException as e:
+        run.set_status("failed", message=f"{type(e).__name__}: {e}")
+        raise
+    epoch = int(result.history["epoch"].max()) if len(result.history) else 0
+    if result.state == "stopped":
+        run.set_status("stopped", epoch=epoch, message=f"stopped by request after epoch {epoch}; resume continues it")
+    else:
+        run.set_status("done", epoch=epoch, message=f"finished {epoch} epochs")
+    run.clear_stop()
+    return run
