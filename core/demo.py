@@ -221,7 +221,7 @@ def figurine(culture: str, rng: np.random.Generator, size: int, local: bool = Fa
                         .filter(ImageFilter.GaussianBlur(d * 0.03)), np.float32) / 255
     bg = bg * (1 - 0.3 * shadow[..., None])
     out = fig * a[..., None] + bg * (1 - a[..., None])
-    img = Image.fromarray(out.astype(np.uint8), "RGB")
+    img = Image.fromarray(out.astype(np.uint8))
     return img.resize((size, size), Image.Resampling.LANCZOS) if d != size else img
 
 

@@ -53,7 +53,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         finite = np.isfinite(a)
         lo, hi = (a[finite].min(), a[finite].max()) if finite.any() else (0.0, 0.0)
         scaled = np.where(finite, (a - lo) / (hi - lo) * 255.0 if hi > lo else 0.0, 0.0)
-        return Image.fromarray(np.round(scaled).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(np.round(scaled).astype(np.uint8)).convert("RGB")
     if im.mode == "P" and "transparency" in im.info or im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -1,7 +1,8 @@
-"""Where the project keeps its data and runs by default."""
+"""Where the project keeps its data and runs by default ($FIGURINES_DATA overrides the data folder)."""
+import os
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-DATA = PROJECT / "data"
+DATA = Path(os.environ.get("FIGURINES_DATA") or PROJECT / "data")
 RUNS = PROJECT / "checkpoints"
 DEMO = DATA / "demo"

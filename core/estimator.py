@@ -1,0 +1,58 @@
+"""The AAE with a scikit-learn / umap-learn face: settings in the constructor, `fit`, `transform`.
+
+    codes = AAE("fast", epochs=30).fit_transform(images, cultures)
+    pcs, umap_xy = UMAPBaseline().fit_transform(images)   # from core.embed
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .model import load_model
+from .runs import Run
+from .settings import Settings
+from .train import encode, pick_device, train
+
+
+class AAE:
+    """Adversarial Autoencoder on uint8 images (n, H, W, 3). Fitted attributes end in `_`."""
+
+    def __init__(self, preset: str = "fast", **settings):
+        self.preset = preset
+        self.settings = settings
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"preset": self.preset, **self.settings}
+
+    def fit(self, X: np.ndarray, y=None) -> "AAE":
+        """Train on images X; y (culture labels) is used only for `balanced=True` sampling."""
+        self.settings_ = Settings.from_preset(self.preset, **{"image_size": X.shape[1], **self.settings})
+        labels = pd.factorize(np.asarray(y))[0] if y is not None else None
+        result = train(self.settings_, X, labels)
+        self.model_, self.history_ = result.model, result.history
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Latent codes (n, latent_dim)."""
+        return encode(self.model_, X)
+
+    def fit_transform(self, X: np.ndarray, y=None) -> np.ndarray:
+        return self.fit(X, y).transform(X)
+
+    @torch.no_grad()
+    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+        """Images the decoder draws at codes Z, as uint8 (n, H, W, 3)."""
+        dev = next(self.model_.parameters()).device
+        x = self.model_.decode(torch.as_tensor(np.asarray(Z, np.float32), device=dev)).float()
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    @classmethod
+    def load(cls, run_dir, device: str = "auto") -> "AAE":
+        """The fitted estimator of a run folder's checkpoint."""
+        ckpt = Run(run_dir).require().load_checkpoint("cpu")
+        est = cls(ckpt["settings"]["preset"])
+        est.settings_ = Settings.from_dict(ckpt["settings"])
+        est.model_ = load_model(ckpt, pick_device(device))
+        est.history_ = pd.DataFrame(ckpt["history"])
+        return est

@@ -1,0 +1,78 @@
+"""A messy collection, generated: every kind of file real museum folders hold."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# file (relative path) -> the reason it must be listed as unreadable (a substring), for the bad ones
+UNREADABLE = {
+    "Greek/empty.jpg": "empty file",
+    "Greek/truncated.jpg": "truncated",
+    "Greek/truncated.tif": "",
+    "Greek/notes.tif": "not an image",
+}
+READABLE = [
+    "Greek/plain.jpg", "Greek/UPPER.JPG", "Greek/gray16.tif", "Greek/float.TIFF", "Greek/cmyk.jpg",
+    "Greek/palette.png", "Greek/rgba.png", "Greek/la.png", "Greek/one.png", "Greek/tall.png",
+    "Greek/rotated.jpg", "Greek/photo.webp",
+    "Babylonian/Nippur/figurine ä 1.jpg", "Babylonian/Nippur/deep/nested/fig.jpg", "Babylonian/Uruk/fig.png",
+]
+
+
+def figure(w: int = 60, h: int = 80, seed: int = 0) -> Image.Image:
+    """A light background with a dark-red 'figurine' block in the middle."""
+    rng = np.random.default_rng(seed)
+    a = np.full((h, w, 3), 220, np.uint8)
+    a[h // 4:3 * h // 4, w // 3:2 * w // 3] = (150, 60, 40)
+    a = np.clip(a.astype(int) + rng.integers(-5, 5, a.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(a)
+
+
+def jpeg_bytes(im: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", **kw)
+    return buf.getvalue()
+
+
+def make(root: Path) -> Path:
+    g, b = root / "Greek", root / "Babylonian"
+    for d in (g, b / "Nippur" / "deep" / "nested", b / "Uruk", root / "Empty culture"):
+        d.mkdir(parents=True, exist_ok=True)
+    figure().save(g / "plain.jpg")
+    figure(seed=1).save(g / "UPPER.JPG")
+    ramp = (np.linspace(1000, 3000, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    Image.fromarray(ramp).save(g / "gray16.tif")
+    Image.fromarray(np.linspace(-1, 1, 64 * 48, dtype=np.float32).reshape(48, 64)).save(g / "float.TIFF")
+    figure(seed=2).convert("CMYK").save(g / "cmyk.jpg")
+    p = figure(seed=3).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    p.info["transparency"] = 0
+    p.save(g / "palette.png", transparency=0)
+    rgba = figure(seed=4).convert("RGBA")
+    rgba.putalpha(Image.new("L", rgba.size, 128))
+    rgba.save(g / "rgba.png")
+    figure(seed=5).convert("LA").save(g / "la.png")
+    Image.new("RGB", (1, 1), (10, 200, 30)).save(g / "one.png")
+    figure(20, 300, seed=6).save(g / "tall.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    figure(80, 40, seed=7).save(g / "rotated.jpg", exif=exif)
+    figure(seed=8).save(g / "photo.webp")
+    (g / "empty.jpg").write_bytes(b"")
+    good = jpeg_bytes(figure(200, 200, seed=9))
+    (g / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    tif = io.BytesIO()
+    figure(200, 200, seed=10).save(tif, "TIFF")
+    (g / "truncated.tif").write_bytes(tif.getvalue()[: len(tif.getvalue()) // 2])
+    (g / "notes.tif").write_text("These are my notes about the figurines, saved with the wrong extension.\n")
+    (g / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (g / "._plain.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    (g / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    figure(seed=11).save(b / "Nippur" / "figurine ä 1.jpg")
+    figure(seed=12).save(b / "Nippur" / "deep" / "nested" / "fig.jpg")
+    figure(seed=13).save(b / "Uruk" / "fig.png")
+    os.symlink("..", b / "Uruk" / "loop")  # a symlink loop
+    return root

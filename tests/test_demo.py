@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import demo
+from core.errors import UserError
+
+
+def test_layout_names_and_truth(small_demo):
+    truth = json.loads((small_demo / "truth.json").read_text())
+    assert set(truth["sites"]) == set(demo.SITES) and len(truth["sites"]) == 8
+    for site, w in truth["sites"].items():
+        assert set(w) == set(demo.SOURCES) and sum(w.values()) == pytest.approx(1)
+        assert (small_demo / demo.HB / site).is_dir()
+    for c in demo.CULTURES:
+        assert (small_demo / c).is_dir()
+    greek = sorted(w[demo.GREEK] for w in truth["sites"].values())
+    assert greek[-1] - greek[0] > 0.5  # clearly different Greek shares across sites
+
+
+def test_counts_scale_with_the_study():
+    full = demo.counts(1.0)
+    assert sum(full[demo.HB].values()) == 3144 and full[demo.GREEK][""] == 887
+    assert full[demo.NEOBAB][""] == 204 and full[demo.ACHAEMENID][""] == 80
+    half = demo.counts(0.5)
+    assert half[demo.GREEK][""] == 444 and sum(half[demo.HB].values()) == pytest.approx(1572, abs=4)
+    with pytest.raises(UserError):
+        demo.counts(0)
+
+
+def test_written_files_match_counts(small_demo):
+    files = [p for p in small_demo.rglob("*") if p.suffix in (".jpg", ".TIF")]
+    assert len(files) == sum(sum(v.values()) for v in demo.counts(0.05).values())
+    assert any(p.suffix == ".TIF" for p in files) and any(p.suffix == ".jpg" for p in files)
+    assert Image.open(files[0]).size == (32, 32)
+
+
+def test_deterministic_in_the_seed_whatever_the_workers(tmp_path):
+    demo.generate(tmp_path / "a", size=32, scale=0.01, seed=3, workers=1)
+    demo.generate(tmp_path / "b", size=32, scale=0.01, seed=3, workers=2)
+    demo.generate(tmp_path / "c", size=32, scale=0.01, seed=4, workers=1)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
+    assert any(not (tmp_path / "c" / f).exists() or (tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes()
+               for f in files if f.suffix != ".json")
+
+
+def test_styles_differ_in_colour_and_silhouette():
+    rng = np.random.default_rng(0)
+    imgs = {c: np.stack([np.asarray(demo.figurine(c, rng, 64), float) for _ in range(20)]) for c in demo.SOURCES}
+    means = {c: a.mean(axis=0) for c, a in imgs.items()}
+    # the average pictures of two cultures differ far more than two halves of one culture
+    within = np.abs(imgs[demo.GREEK][:10].mean(0) - imgs[demo.GREEK][10:].mean(0)).mean()
+    for a in demo.SOURCES:
+        for b in demo.SOURCES:
+            if a < b:
+                assert np.abs(means[a] - means[b]).mean() > 2 * within
+
+
+def test_ensure_generates_once(tmp_path, monkeypatch):
+    out = demo.ensure(tmp_path / "demo", 32)
+    assert (out / "truth.json").is_file()
+    monkeypatch.setattr(demo, "generate", lambda *a, **k: pytest.fail("generated twice"))
+    assert demo.ensure(tmp_path / "demo", 32) == out
+
+
+def test_bad_size():
+    with pytest.raises(UserError, match="size"):
+        demo.generate("/tmp/never", size=4)

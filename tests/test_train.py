@@ -1,0 +1,250 @@
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.dataset import load
+from core.errors import UserError
+from core.estimator import AAE
+from core.model import AAEModel
+from core.runs import Run
+from core.settings import Settings
+from core.train import TrainingFailed, _batches, fit_run, pick_device, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_a_run_folder_holds_everything(small_demo, tmp_path, tiny_settings):
+    run = fit_run(tmp_path / "run", tiny_settings, str(small_demo))
+    st = run.status()
+    assert st["state"] == "done" and st["epoch"] == 3
+    m = run.metrics()
+    assert list(m["epoch"]) == [1, 2, 3]
+    for col in ["recon_loss", "disc_loss", "gen_loss", "disc_acc", "seconds", "within_3sd"]:
+        assert m[col].notna().all()
+    cfg = run.config()
+    assert cfg["settings"]["width"] == 8 and cfg["fingerprint"] and cfg["data"] == str(small_demo.resolve())
+    assert {"torch", "numpy", "umap-learn"} <= set(cfg["versions"])
+    snaps = run.snapshots()
+    assert sorted(snaps) == [1, 2, 3] and snaps[3].shape == (50, 2) and len(run.snapshot_sample()) == 50
+    ckpt = run.load_checkpoint()
+    assert ckpt["epoch"] == 3 and len(ckpt["history"]) == 3
+
+
+def test_reproducible_on_cpu(small_demo, tiny_settings):
+    ds = load(small_demo, 32)
+    a = train(replace(tiny_settings, epochs=2), ds.images)
+    b = train(replace(tiny_settings, epochs=2), ds.images)
+    pd.testing.assert_frame_equal(a.history.drop(columns="seconds"), b.history.drop(columns="seconds"))
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_resume_after_interruption_loses_and_repeats_no_row(small_demo, tmp_path, tiny_settings):
+    s = replace(tiny_settings, epochs=5, checkpoint_every=2)
+    straight = fit_run(tmp_path / "straight", s, str(small_demo)).metrics()
+
+    def crash(row):
+        if row["epoch"] == 3:  # after epoch 3's row is written, one epoch past the last checkpoint (2)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_run(tmp_path / "run", s, str(small_demo), on_epoch=crash)
+    run = Run(tmp_path / "run")
+    assert run.status()["state"] == "interrupted" and list(run.metrics()["epoch"]) == [1, 2, 3]
+    fit_run(tmp_path / "run", resume=True)
+    m = run.metrics()
+    assert list(m["epoch"]) == [1, 2, 3, 4, 5] and run.status()["state"] == "done"
+    # the resumed run continues exactly as the uninterrupted one (same order, weights, optimiser state)
+    cols = ["recon_loss", "disc_loss", "gen_loss", "disc_acc"]
+    np.testing.assert_allclose(m[cols].to_numpy(), straight[cols].to_numpy(), rtol=1e-5)
+
+
+def test_resume_can_add_epochs(small_demo, tmp_path, tiny_settings):
+    fit_run(tmp_path / "run", replace(tiny_settings, epochs=2), str(small_demo))
+    run = fit_run(tmp_path / "run", resume=True, overrides={"epochs": 4})
+    assert list(run.metrics()["epoch"]) == [1, 2, 3, 4] and run.config()["settings"]["epochs"] == 4
+
+
+def test_stop_request_ends_after_the_batch_with_a_checkpoint(small_demo, tmp_path, tiny_settings):
+    run = Run(tmp_path / "run")
+
+    def stop_in_epoch_2(epoch, batch, n):
+        if epoch == 2 and batch == 1:
+            run.request_stop()
+
+    fit_run(run.dir, tiny_settings, str(small_demo), on_batch=stop_in_epoch_2)
+    st = run.status()
+    assert st["state"] == "stopped" and st["epoch"] == 1 and not run.stop_requested()
+    assert run.load_checkpoint()["epoch"] == 1 and list(run.metrics()["epoch"]) == [1]
+    fit_run(run.dir, resume=True)
+    assert run.status()["state"] == "done" and list(run.metrics()["epoch"]) == [1, 2, 3]
+
+
+def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(small_demo, tmp_path, tiny_settings, monkeypatch):
+    run = Run(tmp_path / "run")
+    holder = {}
+
+    def poison(epoch, batch, n):
+        if epoch == 2:
+            with torch.no_grad():
+                for p in holder["model"].decoder.parameters():
+                    p.fill_(float("nan"))
+
+    def capture(s):
+        holder["model"] = AAEModel(s)
+        return holder["model"]
+
+    monkeypatch.setattr("core.train.AAEModel", capture)
+    with pytest.raises(TrainingFailed, match="nan"):
+        fit_run(run.dir, tiny_settings, str(small_demo), on_batch=poison)
+    st = run.status()
+    assert st["state"] == "failed" and "diverged" in st["message"]
+    ckpt = run.load_checkpoint()
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def _spawn_training(run_dir, data, epochs=200):
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from core.settings import Settings\nfrom core.train import fit_run\n"
+        "s = Settings.from_preset('fast', image_size=32, width=8, disc_width=32, epochs=%d, batch_size=20,"
+        " device='cpu', checkpoint_every=2, snapshot_every=50)\n"
+        "fit_run(%r, s, %r)\n" % (ROOT, epochs, str(run_dir), str(data)))
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for_rows(run, n, proc, timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if run.metrics_path.exists() and len(run.metrics()) >= n:
+            return
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    pytest.fail("training did not reach the expected epoch")
+
+
+def test_sigkill_mid_training_then_resume(small_demo, tmp_path):
+    run = Run(tmp_path / "run")
+    proc = _spawn_training(run.dir, small_demo)
+    _wait_for_rows(run, 3, proc)
+    proc.kill()
+    proc.wait()
+    assert run.status()["state"] == "interrupted"
+    ckpt_epoch = run.load_checkpoint()["epoch"]
+    assert ckpt_epoch >= 2
+    fit_run(run.dir, resume=True, overrides={"epochs": ckpt_epoch + 2})
+    epochs = list(run.metrics()["epoch"])
+    assert epochs == list(range(1, ckpt_epoch + 3))
+
+
+def test_sigterm_stops_cleanly(small_demo, tmp_path):
+    run = Run(tmp_path / "run")
+    proc = _spawn_training(run.dir, small_demo)
+    _wait_for_rows(run, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    st = run.status()
+    assert st["state"] == "stopped" and run.load_checkpoint()["epoch"] == st["epoch"]
+
+
+def test_paper_preset_runs_at_a_small_size(small_demo, tmp_path):
+    s = Settings.from_preset("paper", image_size=16, width=64, disc_width=64, epochs=2, device="cpu")
+    assert s.arch == "dense" and s.batch_size == 100 and s.prior_std == 5
+    run = fit_run(tmp_path / "run", s, str(small_demo))
+    assert run.status()["state"] == "done" and len(run.metrics()) == 2
+
+
+def test_paper_preset_matches_the_study():
+    s = Settings.from_preset("paper")
+    assert (s.arch, s.image_size, s.width, s.latent_dim, s.prior_std, s.batch_size, s.epochs, s.lr, s.beta1) == (
+        "dense", 256, 1000, 2, 5.0, 100, 200, 1e-3, 0.9)
+    e = Settings.from_preset("paper", paper_exact=True).effective()
+    assert (e.disc_lr, e.gen_lr, e.adv_beta1, e.disc_noise, e.scale_codes) == (1e-3, 1e-3, 0.9, 0.0, False)
+    m = AAEModel(e)
+    sizes = [p.shape for p in m.encoder.parameters()]
+    assert sizes == [(1000, 196608), (1000,), (1000, 1000), (1000,), (2, 1000), (2,)]
+    assert [p.shape for p in m.discriminator.parameters()][-2] == (1, 1000)
+    assert m.code_scale == 1.0
+
+
+def test_balanced_sampling_draws_cultures_equally():
+    labels = np.array([0] * 700 + [1] * 280 + [2] * 20)
+    order = _batches(len(labels), labels, 100, torch.Generator().manual_seed(0))
+    share = np.bincount(labels[order.numpy()], minlength=3) / len(order)
+    assert np.allclose(share, 1 / 3, atol=0.05)
+
+
+def test_balanced_training_runs(small_demo, tmp_path, tiny_settings):
+    run = fit_run(tmp_path / "run", replace(tiny_settings, balanced=True, epochs=1), str(small_demo))
+    assert run.status()["state"] == "done"
+
+
+def test_devices():
+    assert pick_device("auto").type in ("cuda", "mps", "cpu")
+    assert pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA"):
+            pick_device("cuda")
+
+
+def test_mixture_prior_and_larger_latent(small_demo):
+    s = Settings.from_preset("fast", image_size=32, width=8, disc_width=16, epochs=1, latent_dim=3,
+                             prior="mixture", prior_components=4, device="cpu")
+    result = train(s, load(small_demo, 32).images)
+    z = result.model.prior.sample(1000)
+    assert z.shape == (1000, 3) and result.history["epoch"].tolist() == [1]
+
+
+@pytest.mark.parametrize("bad", [dict(lr=-1), dict(epochs=0), dict(batch_size=1), dict(prior_std=0),
+                                 dict(image_size=48), dict(device="tpu"), dict(beta1=1.0)])
+def test_settings_out_of_range_are_user_errors(bad):
+    with pytest.raises(UserError):
+        Settings.from_preset("fast", **bad)
+
+
+def test_existing_run_and_unwritable_folder(small_demo, tmp_path, tiny_settings):
+    fit_run(tmp_path / "run", replace(tiny_settings, epochs=1), str(small_demo))
+    with pytest.raises(UserError, match="already holds a run"):
+        fit_run(tmp_path / "run", tiny_settings, str(small_demo))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="cannot write"):
+        fit_run(tmp_path / "file" / "run", tiny_settings, str(small_demo))
+    with pytest.raises(UserError, match="no run"):
+        fit_run(tmp_path / "missing", resume=True)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/figurines-pwned",))
+
+
+def test_a_checkpoint_carrying_code_is_refused(tmp_path):
+    run = Run(tmp_path / "run")
+    run.write_config({"settings": {}})
+    with open(run.model_path, "wb") as f:
+        pickle.dump({"model": _Evil()}, f)
+    if os.path.exists("/tmp/figurines-pwned"):
+        os.remove("/tmp/figurines-pwned")
+    with pytest.raises(UserError, match="refused"):
+        run.load_checkpoint()
+    assert not os.path.exists("/tmp/figurines-pwned")
+
+
+def test_estimator_face(small_demo, tmp_path, tiny_settings):
+    ds = load(small_demo, 32)
+    est = AAE("fast", width=8, disc_width=16, epochs=1, device="cpu")
+    codes = est.fit_transform(ds.images, ds.items["culture"])
+    assert codes.shape == (len(ds.items), 2) and len(est.history_) == 1
+    assert est.inverse_transform(codes[:3]).shape == (3, 32, 32, 3)
+    fit_run(tmp_path / "run", tiny_settings, str(small_demo))
+    loaded = AAE.load(tmp_path / "run", device="cpu")
+    assert loaded.transform(ds.images[:5]).shape == (5, 2) and len(loaded.history_) == 3
