@@ -2,8 +2,8 @@
 
 Layout: `<root>/<culture>/[<site>/...]/<image>`, with an optional `<root>/metadata.csv`
 (`path,culture,site`, path relative to root) that overrides the folder labels. Every image is decoded
-once per (dataset fingerprint, image size), in parallel, into `<cache>/<fingerprint>-<size>/`; later
-epochs, runs and the app only map that file. When files are added, removed or changed, the fingerprint
+once per (dataset fingerprint, image size, background handling), in parallel, into
+`<cache>/<fingerprint>-<size>-<background>/`; later epochs, runs and the app only map that file. When files are added, removed or changed, the fingerprint
 changes and only the new or changed files are decoded again.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .images import decode, is_image_name, UnreadableImage
+from .images import BACKGROUNDS, decode, is_image_name, UnreadableImage
 from .parallel import map_chunks
 
 Progress = Callable[[int, int], None]
@@ -44,9 +44,15 @@ class Dataset:
 
     root: str
     image_size: int
+    background: str
     fingerprint: str
     manifest: pd.DataFrame
     images: np.ndarray
+
+    @property
+    def key(self) -> str:
+        """Identifies the decoded pixels: what every cache downstream is keyed by."""
+        return f"{self.fingerprint}-{self.image_size}-{self.background}"
 
     @property
     def items(self) -> pd.DataFrame:
@@ -131,14 +137,14 @@ def fingerprint(manifest: pd.DataFrame, root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _decode_chunk(args: tuple[str, str, int, list[tuple[int, str]]]) -> list[tuple[int, str]]:
+def _decode_chunk(args: tuple[str, str, int, str, list[tuple[int, str]]]) -> list[tuple[int, str]]:
     """Worker: decode (row, path) pairs straight into the memory-mapped array; return the failures."""
-    array_path, root, size, jobs = args
+    array_path, root, size, background, jobs = args
     out = np.load(array_path, mmap_mode="r+")
     failed = []
     for row, rel in jobs:
         try:
-            out[row] = decode(os.path.join(root, rel), size)
+            out[row] = decode(os.path.join(root, rel), size, background)
         except UnreadableImage as e:
             failed.append((row, str(e)))
         except OSError as e:
@@ -147,12 +153,12 @@ def _decode_chunk(args: tuple[str, str, int, list[tuple[int, str]]]) -> list[tup
     return failed
 
 
-def _reuse_previous(root: Path, size: int, m: pd.DataFrame, out: np.ndarray) -> np.ndarray:
+def _reuse_previous(root: Path, suffix: str, m: pd.DataFrame, out: np.ndarray) -> np.ndarray:
     """Copy rows of unchanged files from the newest older cache of the same folder; return the rows still to decode."""
     todo = np.ones(len(m), bool)
     key = ["path", "bytes", "mtime_ns"]
     candidates = []
-    for d in cache_root().glob(f"*-{size}"):
+    for d in cache_root().glob(f"*-{suffix}"):
         try:
             info = json.loads((d / "info.json").read_text())
         except (OSError, ValueError):
@@ -174,19 +180,20 @@ def _reuse_previous(root: Path, size: int, m: pd.DataFrame, out: np.ndarray) -> 
     return todo
 
 
-def _build(root: Path, size: int, m: pd.DataFrame, target: Path, progress: Progress | None, workers: int) -> None:
+def _build(root: Path, size: int, background: str, m: pd.DataFrame, target: Path, progress: Progress | None,
+           workers: int) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:
         array_path = tmp / "images.npy"
         out = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(m), size, size, 3))
-        todo = _reuse_previous(root, size, m, out) & m["readable"].to_numpy()
+        todo = _reuse_previous(root, f"{size}-{background}", m, out) & m["readable"].to_numpy()
         out.flush()
         del out
         jobs = [(int(i), m.at[i, "path"]) for i in np.flatnonzero(todo)]
         step = max(1, min(64, len(jobs) // (4 * workers) or 1))
-        chunks = [(str(array_path), str(root), size, jobs[i:i + step]) for i in range(0, len(jobs), step)]
-        failed = [f for part in map_chunks(_decode_chunk, chunks, [len(c[3]) for c in chunks], workers, progress)
+        chunks = [(str(array_path), str(root), size, background, jobs[i:i + step]) for i in range(0, len(jobs), step)]
+        failed = [f for part in map_chunks(_decode_chunk, chunks, [len(c[4]) for c in chunks], workers, progress)
                   for f in part]
         for row, reason in failed:
             m.loc[row, ["readable", "reason"]] = [False, reason]
@@ -203,7 +210,7 @@ def _build(root: Path, size: int, m: pd.DataFrame, target: Path, progress: Progr
         m = m.assign(row=-1)
         m.loc[m["readable"], "row"] = np.arange(len(keep))
         m.to_parquet(tmp / "manifest.parquet", index=False)
-        (tmp / "info.json").write_text(json.dumps({"root": str(root), "image_size": size}))
+        (tmp / "info.json").write_text(json.dumps({"root": str(root), "image_size": size, "background": background}))
         try:
             os.replace(tmp, target)  # atomic: a cache folder is either complete or absent
         except OSError:
@@ -213,20 +220,22 @@ def _build(root: Path, size: int, m: pd.DataFrame, target: Path, progress: Progr
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load(root: str | os.PathLike, image_size: int, progress: Progress | None = None,
+def load(root: str | os.PathLike, image_size: int, background: str = "flatten", progress: Progress | None = None,
          workers: int | None = None, require_images: bool = True) -> Dataset:
     """Scan `root` and return its decoded images, decoding only what no cache holds yet."""
     if not 8 <= int(image_size) <= 1024:
         raise UserError(f"image size must be between 8 and 1024 pixels, got {image_size}")
+    if background not in BACKGROUNDS:
+        raise UserError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
     root = Path(root).expanduser().resolve()
     m = scan(root)
     fp = fingerprint(m, root)
-    target = cache_root() / f"{fp}-{image_size}"
+    target = cache_root() / f"{fp}-{image_size}-{background}"
     if not (target / "manifest.parquet").is_file():
-        _build(root, int(image_size), m, target, progress, workers or os.cpu_count() or 1)
+        _build(root, int(image_size), background, m, target, progress, workers or os.cpu_count() or 1)
     manifest = pd.read_parquet(target / "manifest.parquet")
     images = np.load(target / "images.npy", mmap_mode="r")
-    ds = Dataset(str(root), int(image_size), fp, manifest.drop(columns="row"), images)
+    ds = Dataset(str(root), int(image_size), background, fp, manifest.drop(columns="row"), images)
     if require_images and len(images) == 0:
         found = f"{len(manifest)} image files, none readable" if len(manifest) else "no image files"
         raise UserError(f"no readable image in {root} ({found}); expected <root>/<culture>/[<site>/]<image>")

@@ -57,7 +57,7 @@ def baseline(ds: Dataset, params: UMAPBaseline | None = None) -> tuple[np.ndarra
     """The cached (PCA, UMAP) baseline of a decoded dataset."""
     params = params or UMAPBaseline()
     key = hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:10]
-    f = cache_root() / "umap" / f"{ds.fingerprint}-{ds.image_size}-{key}.npz"
+    f = cache_root() / "umap" / f"{ds.key}-{key}.npz"
     if f.is_file():
         with np.load(f) as z:
             return z["pca"], z["umap"]
@@ -71,8 +71,7 @@ def baseline(ds: Dataset, params: UMAPBaseline | None = None) -> tuple[np.ndarra
 
 def _key(run: Run, ds: Dataset) -> dict:
     st = os.stat(run.model_path)
-    return {"checkpoint": [st.st_size, st.st_mtime_ns], "fingerprint": ds.fingerprint,
-            "image_size": ds.image_size, "baseline": asdict(UMAPBaseline())}
+    return {"checkpoint": [st.st_size, st.st_mtime_ns], "dataset": ds.key, "baseline": asdict(UMAPBaseline())}
 
 
 def stored_key(path) -> dict | None:
@@ -96,7 +95,7 @@ def encode_run(run_dir, progress=None, device: str = "auto") -> pd.DataFrame:
     run = Run(run_dir).require()
     config = run.config()
     ckpt = run.load_checkpoint("cpu")
-    ds = load(config["data"], ckpt["settings"]["image_size"], progress=progress)
+    ds = load(config["data"], ckpt["settings"]["image_size"], ckpt["settings"]["background"], progress=progress)
     key = _key(run, ds)
     if run.encodings_path.is_file() and stored_key(run.encodings_path) == key:
         return pd.read_parquet(run.encodings_path)

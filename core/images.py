@@ -4,6 +4,11 @@ Real collections hold 16-bit and float TIFFs, CMYK and palette files, alpha chan
 camera JPEGs, very tall figurines and the odd 100-megapixel scan. Each is turned into the same thing:
 the whole figurine fitted inside a square (aspect ratio kept, never stretched), padded with the
 photograph's own background colour taken from its border.
+
+Backgrounds come in every shade, and a 2-D latent space would spend one of its two axes on them. With
+`background="flatten"` the studio background (a colour gradient fitted to the border) is replaced by
+one neutral grey, keeping the figurine and a soft edge; where that fails (a busy border, a figurine
+filling the frame) the photograph is kept as it is.
 """
 from __future__ import annotations
 
@@ -11,11 +16,13 @@ import os
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 150_000_000  # a 12,000 x 12,500 scan; beyond that a file is refused as a decompression bomb
 _HIGH_DEPTH_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+BACKGROUNDS = ("flatten", "keep")
+NEUTRAL = np.array([128, 128, 128], np.uint8)  # 0 after the model's normalisation
 
 
 class UnreadableImage(Exception):
@@ -61,14 +68,41 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def _ring(h: int, w: int) -> np.ndarray:
+    ring = np.zeros((h, w), bool)
+    r = max(1, min(h, w) // 32)
+    ring[:r], ring[-r:], ring[:, :r], ring[:, -r:] = True, True, True, True
+    return ring
+
+
 def border_colour(a: np.ndarray) -> np.ndarray:
     """Median colour of the outermost ring of pixels: the studio background of a photograph."""
-    ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    return np.median(ring, axis=0).astype(np.uint8)
+    return np.median(a[_ring(*a.shape[:2])], axis=0).astype(np.uint8)
 
 
-def letterbox(im: Image.Image, size: int) -> np.ndarray:
-    """Fit inside size x size keeping the aspect ratio; pad with the image's border colour."""
+def flatten_background(a: np.ndarray) -> np.ndarray:
+    """Replace the background (a linear colour gradient fitted to the border) with neutral grey."""
+    h, w, _ = a.shape
+    if min(h, w) < 8:
+        return a
+    f = a.astype(np.float32)
+    ring = _ring(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    basis = np.stack([np.ones_like(xx), xx / w, yy / h], -1)
+    coef, *_ = np.linalg.lstsq(basis[ring], f[ring], rcond=None)
+    dist = np.linalg.norm(f - basis @ coef, axis=2)
+    spread = float(np.percentile(dist[ring], 90))  # how far the border itself strays from the gradient
+    t = max(10.0, 2.5 * spread)
+    alpha = np.clip((dist - t) / t, 0, 1)
+    if spread > 24 or not 0.02 < alpha.mean() < 0.95:  # a busy border, no figure, or no background
+        return a
+    alpha = Image.fromarray((alpha * 255).astype(np.uint8)).filter(ImageFilter.MaxFilter(3))
+    alpha = np.asarray(alpha.filter(ImageFilter.GaussianBlur(0.7)), np.float32)[..., None] / 255
+    return (f * alpha + NEUTRAL * (1 - alpha)).round().astype(np.uint8)
+
+
+def letterbox(im: Image.Image, size: int, background: str = "keep") -> np.ndarray:
+    """Fit inside size x size keeping the aspect ratio; pad with the background colour."""
     w, h = im.size
     scale = size / max(w, h)
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -76,19 +110,24 @@ def letterbox(im: Image.Image, size: int) -> np.ndarray:
         im = im.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
     a = np.asarray(im, dtype=np.uint8)
     out = np.empty((size, size, 3), np.uint8)
-    out[:] = border_colour(a)
+    if background == "flatten":
+        flat = flatten_background(a)
+        out[:] = NEUTRAL if flat is not a else border_colour(a)
+        a = flat
+    else:
+        out[:] = border_colour(a)
     top, left = (size - new[1]) // 2, (size - new[0]) // 2
     out[top:top + new[1], left:left + new[0]] = a
     return out
 
 
-def decode(path: str, size: int) -> np.ndarray:
+def decode(path: str, size: int, background: str = "keep") -> np.ndarray:
     """Read `path` as a (size, size, 3) uint8 array; raise UnreadableImage with the reason otherwise."""
     try:
         im = _open(path, size)
         with im:
             im = ImageOps.exif_transpose(im)  # loads the pixels: truncation shows up here
-            return letterbox(_to_rgb(im), size)
+            return letterbox(_to_rgb(im), size, background)
     except UnreadableImage:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

@@ -15,7 +15,8 @@ PRESETS = {
                  epochs=30, lr=2e-3, beta1=0.9, snapshot_every=5, checkpoint_every=5),
 }
 # What the study did, where our defaults differ from it.
-PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, scale_codes=False, balanced=False)
+PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, scale_codes=False, balanced=False,
+                   background="keep")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Settings:
     # model
     arch: str = "conv"             # "dense" (the paper's MLP) or "conv"
     image_size: int = 64
+    background: str = "flatten"    # "flatten": studio background -> one neutral grey; "keep": as photographed
     latent_dim: int = 2
     width: int = 16                # dense: hidden units; conv: channels of the first layer
     disc_width: int = 256
@@ -88,6 +90,7 @@ class Settings:
         if self.arch == "conv":
             need(self.image_size >= 16 and self.image_size & (self.image_size - 1) == 0,
                  f"the conv model needs a power-of-two image size of at least 16, got {self.image_size}")
+        need(self.background in ("flatten", "keep"), f"background must be flatten or keep, got {self.background!r}")
         need(1 <= self.latent_dim <= 512, f"latent size must be 1..512, got {self.latent_dim}")
         need(1 <= self.width <= 100_000 and 1 <= self.disc_width <= 100_000, "widths must be positive")
         need(self.prior in ("gaussian", "mixture"), f"prior must be gaussian or mixture, got {self.prior!r}")

@@ -272,7 +272,7 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
         if run.exists() or run.model_path.exists():
             raise UserError(f"{run.dir} already holds a run; use --resume to continue it or choose another folder")
         s = settings
-    ds = load(data_root, s.image_size, progress=on_decode)
+    ds = load(data_root, s.image_size, s.effective().background, progress=on_decode)
     items = ds.items
     labels = items["culture"].astype("category").cat.codes.to_numpy()
     dev = pick_device(s.device)

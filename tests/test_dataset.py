@@ -43,7 +43,7 @@ def test_rows_of_images_match_items(tmp_path, fresh_cache):
         img.save(tmp_path / "d" / c / "x.png")
     ds = load(tmp_path / "d", 16)
     for row in ds.items.itertuples():
-        assert np.array_equal(ds.images[row.Index], dataset.decode(str(tmp_path / "d" / row.path), 16))
+        assert np.array_equal(ds.images[row.Index], dataset.decode(str(tmp_path / "d" / row.path), 16, "flatten"))
 
 
 def test_metadata_csv_overrides_folder_labels(tmp_path, fresh_cache):
@@ -100,7 +100,7 @@ def test_cache_notices_added_removed_changed_and_decodes_only_those(tmp_path, fr
     before = load(root, 16)
     decoded = []
     real = dataset.decode
-    monkeypatch.setattr(dataset, "decode", lambda p, s: decoded.append(p) or real(p, s))
+    monkeypatch.setattr(dataset, "decode", lambda p, s, b: decoded.append(p) or real(p, s, b))
     (root / "A" / "0.png").unlink()                       # removed
     figure(seed=50).save(root / "B" / "new.png")           # added
     time.sleep(0.01)
@@ -110,7 +110,7 @@ def test_cache_notices_added_removed_changed_and_decodes_only_those(tmp_path, fr
     assert sorted(p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in decoded) == ["B/1.png", "B/new.png"]
     assert set(after.items["path"]) == {"A/2.png", "B/1.png", "B/3.png", "B/new.png"}
     for row in after.items.itertuples():
-        assert np.array_equal(after.images[row.Index], real(str(root / row.path), 16))
+        assert np.array_equal(after.images[row.Index], real(str(root / row.path), 16, "flatten"))
 
 
 def _source_folder(tmp_path):
@@ -125,3 +125,11 @@ def _source_folder(tmp_path):
 def test_image_size_out_of_range(messy):
     with pytest.raises(UserError, match="image size"):
         load(messy, 4)
+
+
+def test_background_handling_is_part_of_the_cache_key(small_demo):
+    flat, kept = load(small_demo, 32), load(small_demo, 32, "keep")
+    assert flat.key != kept.key and not np.array_equal(flat.images, kept.images)
+    assert tuple(flat.images[0, 0, 0]) == (128, 128, 128)
+    with pytest.raises(UserError, match="background"):
+        load(small_demo, 32, "remove")

@@ -70,3 +70,21 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
 def test_huge_jpeg_decodes_at_reduced_scale(tmp_path):
     figure(4000, 3000).save(tmp_path / "huge.jpg", quality=80)
     assert decode(str(tmp_path / "huge.jpg"), 64).shape == (64, 64, 3)
+
+
+def test_flatten_replaces_a_gradient_background_and_keeps_the_figure():
+    h = w = 64
+    grad = np.linspace(160, 230, h)[:, None, None] * np.ones((h, w, 3))
+    a = grad.copy()
+    a[16:48, 24:40] = (150, 60, 40)
+    out = images.flatten_background(a.astype(np.uint8))
+    assert np.abs(out[2, 2].astype(int) - 128).max() <= 2 and np.abs(out[60, 60].astype(int) - 128).max() <= 2
+    assert np.abs(out[32, 32].astype(int) - (150, 60, 40)).max() <= 2
+
+
+def test_flatten_keeps_a_photo_without_a_clear_background():
+    rng = np.random.default_rng(0)
+    busy = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    assert images.flatten_background(busy) is busy
+    plain = np.full((64, 64, 3), 200, np.uint8)
+    assert images.flatten_background(plain) is plain

@@ -1,0 +1,63 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+
+
+def test_demo_scan_train_encode(tmp_path, capsys):
+    data, run = tmp_path / "d", tmp_path / "r"
+    assert main(["demo", "--out", str(data), "--size", "32", "--scale", "0.03"]) == 0
+    assert main(["scan", str(data), "--image-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "readable images" in out and "Seleucia on the Tigris" in out
+    assert main(["train", "--data", str(data), "--run-dir", str(run), "--epochs", "2", "--image-size", "32",
+                 "--device", "cpu", "--balanced"]) == 0
+    assert main(["train", "--run-dir", str(run), "--resume", "--epochs", "3"]) == 0
+    assert main(["encode", "--run-dir", str(run)]) == 0
+    df = pd.read_parquet(run / "encodings.parquet")
+    assert len(df) == sum(1 for p in data.rglob("*") if p.suffix in (".jpg", ".TIF"))
+    assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 2, 3]
+
+
+def test_scan_lists_unreadable_files(messy):
+    r = cli("scan", messy, "--image-size", "32")
+    assert r.returncode == 0
+    assert "Greek/truncated.jpg: truncated" in r.stdout and "Greek/empty.jpg: empty file" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["scan", "/no/such/folder"], "not found"),
+    (["train", "--data", "/no/such/folder", "--run-dir", "RUN"], "not found"),
+    (["train", "--data", "DATA", "--run-dir", "RUN", "--lr", "-0.1"], "lr must be"),
+    (["train", "--data", "DATA", "--run-dir", "RUN", "--epochs", "0"], "epochs must be"),
+    (["train", "--data", "DATA", "--run-dir", "RUN", "--preset", "huge"], "invalid choice"),
+    (["train", "--data", "DATA", "--run-dir", "RUN", "--epochs", "ten"], "invalid int"),
+    (["train", "--run-dir", "RUN", "--resume"], "no run found"),
+    (["encode", "--run-dir", "/no/such/run"], "no run found"),
+    (["bogus"], "invalid choice"),
+])
+def test_user_mistakes_get_one_line_and_status_2(tmp_path, small_demo, args, message):
+    args = [a.replace("DATA", str(small_demo)).replace("RUN", str(tmp_path / "run")) for a in args]
+    r = cli(*args)
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip() and "%|" not in l and "img/s" not in l]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
+
+
+def test_no_readable_image_is_status_2(tmp_path):
+    (tmp_path / "Greek").mkdir()
+    (tmp_path / "Greek" / "a.jpg").write_text("no")
+    r = cli("scan", tmp_path)
+    assert r.returncode == 2 and "no readable image" in r.stderr and "a.jpg" in r.stdout
+    r = cli("train", "--data", tmp_path, "--run-dir", tmp_path / "run")
+    assert r.returncode == 2 and "no readable image" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,56 @@
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core import embed
+from core.dataset import load
+from core.embed import UMAPBaseline, baseline, encode_run, stored_key
+from core.train import fit_run
+
+
+@pytest.fixture(scope="module")
+def trained(small_demo, tmp_path_factory):
+    from core.settings import Settings
+
+    s = Settings.from_preset("fast", image_size=32, width=8, disc_width=32, epochs=2, device="cpu")
+    return fit_run(tmp_path_factory.mktemp("runs") / "run", s, str(small_demo))
+
+
+def test_encodings_table(trained, small_demo):
+    df = encode_run(trained.dir)
+    ds = load(small_demo, 32)
+    assert list(df.columns[:7]) == ["path", "culture", "site", "aae_x", "aae_y", "umap_x", "umap_y"]
+    assert len(df) == len(ds.items) and df[["aae_x", "aae_y", "umap_x", "umap_y"]].notna().all().all()
+    assert (df["recon_error"] > 0).all()
+    assert df.equals(pd.read_parquet(trained.encodings_path))
+
+
+def test_encodings_are_cached_until_the_checkpoint_changes(trained, monkeypatch):
+    encode_run(trained.dir)
+    key = stored_key(trained.encodings_path)
+    monkeypatch.setattr(embed, "encode", lambda *a: pytest.fail("encoded again"))
+    monkeypatch.setattr(UMAPBaseline, "fit_transform", lambda *a: pytest.fail("UMAP again"))
+    encode_run(trained.dir)
+    monkeypatch.undo()
+    # a new checkpoint (say, after resuming) makes the encodings stale; UMAP stays cached
+    os.utime(trained.model_path, ns=(1, 1))
+    monkeypatch.setattr(UMAPBaseline, "fit_transform", lambda *a: pytest.fail("UMAP again"))
+    encode_run(trained.dir)
+    assert stored_key(trained.encodings_path) != key
+
+
+def test_umap_baseline_is_cached_per_dataset(small_demo):
+    ds = load(small_demo, 32)
+    pcs, u = baseline(ds)
+    assert pcs.shape == (len(ds.items), 50) and u.shape == (len(ds.items), 2)
+    pcs2, u2 = baseline(ds)
+    assert np.array_equal(u, u2)
+
+
+def test_baseline_on_tiny_sets():
+    rng = np.random.default_rng(0)
+    for n in (3, 12):
+        pcs, u = UMAPBaseline().fit_transform(rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8))
+        assert u.shape == (n, 2) and np.isfinite(u).all()
