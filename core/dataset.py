@@ -153,21 +153,26 @@ def _decode_chunk(args: tuple[str, str, int, str, list[tuple[int, str]]]) -> lis
     return failed
 
 
+def _caches_of(root: Path, suffix: str) -> list[Path]:
+    """Decoded caches of the same folder and decoding settings (older versions of it), newest first."""
+    found = []
+    for d in cache_root().glob(f"*-{suffix}"):
+        try:
+            if json.loads((d / "info.json").read_text()).get("root") == str(root):
+                found.append((d.stat().st_mtime, d))
+        except (OSError, ValueError):
+            continue
+    return [d for _, d in sorted(found, reverse=True)]
+
+
 def _reuse_previous(root: Path, suffix: str, m: pd.DataFrame, out: np.ndarray) -> np.ndarray:
     """Copy rows of unchanged files from the newest older cache of the same folder; return the rows still to decode."""
     todo = np.ones(len(m), bool)
     key = ["path", "bytes", "mtime_ns"]
-    candidates = []
-    for d in cache_root().glob(f"*-{suffix}"):
-        try:
-            info = json.loads((d / "info.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if info.get("root") == str(root):
-            candidates.append((d.stat().st_mtime, d))
-    if not candidates:
+    older = _caches_of(root, suffix)
+    if not older:
         return todo
-    old_dir = max(candidates)[1]
+    old_dir = older[0]
     old = pd.read_parquet(old_dir / "manifest.parquet")
     old_images = np.load(old_dir / "images.npy", mmap_mode="r")
     old = old[old["row"] >= 0]
@@ -197,16 +202,16 @@ def _build(root: Path, size: int, background: str, m: pd.DataFrame, target: Path
                   for f in part]
         for row, reason in failed:
             m.loc[row, ["readable", "reason"]] = [False, reason]
-        # Compact: keep only readable rows, so `images` and `items` share row numbers.
         keep = np.flatnonzero(m["readable"].to_numpy())
-        full = np.load(array_path, mmap_mode="r")
-        final = np.lib.format.open_memmap(tmp / "images.tmp.npy", mode="w+", dtype=np.uint8,
-                                          shape=(len(keep), size, size, 3))
-        for i in range(0, len(keep), 1024):
-            final[i:i + 1024] = full[keep[i:i + 1024]]
-        final.flush()
-        del final, full
-        os.replace(tmp / "images.tmp.npy", array_path)
+        if len(keep) < len(m):  # compact to the readable rows, so `images` and `items` share row numbers
+            full = np.load(array_path, mmap_mode="r")
+            final = np.lib.format.open_memmap(tmp / "images.tmp.npy", mode="w+", dtype=np.uint8,
+                                              shape=(len(keep), size, size, 3))
+            for i in range(0, len(keep), 1024):
+                final[i:i + 1024] = full[keep[i:i + 1024]]
+            final.flush()
+            del final, full
+            os.replace(tmp / "images.tmp.npy", array_path)
         m = m.assign(row=-1)
         m.loc[m["readable"], "row"] = np.arange(len(keep))
         m.to_parquet(tmp / "manifest.parquet", index=False)
@@ -216,6 +221,9 @@ def _build(root: Path, size: int, background: str, m: pd.DataFrame, target: Path
         except OSError:
             if not (target / "manifest.parquet").is_file():  # nobody else finished it first
                 raise
+        for old in _caches_of(root, f"{size}-{background}"):  # one cache per folder: the disk stays bounded
+            if old != target:
+                shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -200,10 +200,8 @@ def figurine(culture: str, rng: np.random.Generator, size: int, local: bool = Fa
     relief = np.asarray(lines.filter(ImageFilter.GaussianBlur(max(0.6, d / 200))), np.float32) / 255
     clay = np.array(s["clay"], np.float32) * (1 + s["clay_sd"] / 150 * rng.standard_normal())
     clay = (clay + rng.normal(0, 4, 3)).astype(np.float32)
-    if culture == GREEK and rng.random() < 0.3:  # traces of white slip
-        clay = clay * 0.7 + 0.3 * np.array([235, 225, 210], np.float32)
     if local:
-        clay = 0.7 * clay + 0.3 * np.array([196, 184, 150], np.float32)
+        clay = 0.55 * clay + 0.45 * np.array([178, 176, 140], np.float32)
     light = rng.uniform(-1, 1)
     x = np.linspace(-1, 1, d, dtype=np.float32)[None, :]
     shade = (0.55 + 0.45 * rounded ** 0.6) * (1 + 0.12 * light * x) * (1 - 0.45 * relief)
@@ -212,10 +210,10 @@ def figurine(culture: str, rng: np.random.Generator, size: int, local: bool = Fa
         grain -= 60 * (rng.random((d, d)) < s["pits"])
     fig = np.clip(clay[None, None, :] * shade[..., None] + grain[..., None], 0, 255)
     if local:  # patches of white gypsum coating
-        blobs = rng.random((d // 16, d // 16)) < 0.2
+        blobs = rng.random((d // 16, d // 16)) < 0.3
         coat = np.asarray(Image.fromarray(blobs.astype(np.uint8) * 255).resize((d, d), Image.Resampling.BILINEAR)
                           .filter(ImageFilter.GaussianBlur(d / 40)), np.float32)[..., None] / 255
-        fig = fig * (1 - 0.45 * coat) + 0.45 * coat * np.array([236, 232, 222], np.float32)
+        fig = fig * (1 - 0.55 * coat) + 0.55 * coat * np.array([236, 232, 222], np.float32)
     bg = _background(rng, d)
     shadow = np.asarray(mask.transform(mask.size, Image.Transform.AFFINE, (1, 0, -0.04 * d * light, 0, 1, 0))
                         .filter(ImageFilter.GaussianBlur(d * 0.03)), np.float32) / 255

@@ -40,8 +40,8 @@ class Settings:
     batch_size: int = 100
     lr: float = 2e-3               # reconstruction step (encoder + decoder)
     beta1: float = 0.9
-    disc_lr: float | None = 2e-4   # discriminator step; None = lr
-    gen_lr: float | None = 2e-4    # generator step (encoder vs discriminator); None = lr. With Adam per
+    disc_lr: float | None = 5e-4   # discriminator step; None = lr
+    gen_lr: float | None = 5e-4    # generator step (encoder vs discriminator); None = lr. With Adam per
     #                                step this is what sets the reconstruction/adversarial balance.
     adv_beta1: float | None = 0.5  # Adam beta1 of both adversarial steps; None = beta1
     disc_noise: float = 0.1        # sd of noise on the discriminator's inputs, in prior sds

@@ -124,6 +124,8 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
         raise UserError(f"training needs at least 2 readable images, got {n}")
     if images.shape[1:] != (s.image_size, s.image_size, 3):
         raise UserError(f"images are {images.shape[1]} px but the settings say {s.image_size} px")
+    if s.balanced and labels is None:
+        raise UserError("balanced sampling needs the images' culture labels")
     dev = pick_device(s.device)
     torch.manual_seed(s.seed)
     model = AAEModel(s).to(dev)
@@ -152,9 +154,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
         data = data.to(dev)
     elif dev.type == "cuda":
         data = data.pin_memory()
-    label_arr = np.asarray(labels) if (s.balanced and labels is not None) else None
-    if s.balanced and labels is None:
-        raise UserError("balanced sampling needs the images' culture labels")
+    label_arr = np.asarray(labels) if s.balanced else None
     sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(data.device)
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and s.amp)
     noise = s.disc_noise * s.prior_std
@@ -172,11 +172,11 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
             t0 = time.perf_counter()
             g = torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)  # the same order after a resume
             g_dev = torch.Generator(dev).manual_seed(s.seed * 1_000_003 + epoch)
-            order = _batches(n, label_arr, s.batch_size, g)
+            order = _batches(n, label_arr, s.batch_size, g).to(data.device)
             sums = torch.zeros(5, device=dev)
             for b in range(n_batches):
                 idx = order[b * s.batch_size:(b + 1) * s.batch_size]
-                x = model.normalise(data[idx.to(data.device)].to(dev, non_blocking=True))
+                x = model.normalise(data[idx].to(dev, non_blocking=True))
                 m = len(idx)
                 # 1) reconstruction: encoder + decoder on the MSE
                 with amp:
@@ -213,10 +213,10 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 if on_batch:
                     on_batch(epoch, b + 1, n_batches)
                 if stop:
+                    state = "stopped"
                     break
-            if stop:  # a stop request: keep this epoch's training, but not as a finished epoch
+            if state == "stopped":  # keep this epoch's training, but not as a finished epoch
                 checkpoint(epoch - 1)
-                state = "stopped"
                 break
             vals = (sums / n_batches).tolist()  # the only host synchronisation of the epoch
             row = dict(zip(["recon_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd"], vals))
@@ -240,13 +240,12 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
     return Trained(model, pd.DataFrame(history), state)
 
 
-
 def versions() -> dict:
-    import sklearn
-    import umap  # noqa: F401 - its version is part of a run's record
+    """Library versions, recorded in every run's config.json."""
     from importlib.metadata import version
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__, "umap-learn": version("umap-learn")}
+
+    libs = ("torch", "numpy", "pillow", "scikit-learn", "umap-learn")
+    return {"python": platform.python_version(), **{lib: version(lib) for lib in libs}}
 
 
 def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | None = None, resume: bool = False,

@@ -109,6 +109,7 @@ def test_cache_notices_added_removed_changed_and_decodes_only_those(tmp_path, fr
     assert after.fingerprint != before.fingerprint
     assert sorted(p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p in decoded) == ["B/1.png", "B/new.png"]
     assert set(after.items["path"]) == {"A/2.png", "B/1.png", "B/3.png", "B/new.png"}
+    assert len(list(fresh_cache.glob("*-16-flatten"))) == 1  # the stale cache is gone
     for row in after.items.itertuples():
         assert np.array_equal(after.images[row.Index], real(str(root / row.path), 16, "flatten"))
 

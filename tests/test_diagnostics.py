@@ -1,0 +1,21 @@
+import numpy as np
+import pytest
+
+from core.diagnostics import expected_within_sd, knn_accuracy, within_sd
+
+
+def test_within_sd_of_a_matched_prior():
+    z = np.random.default_rng(0).normal(0, 5, (20000, 2))
+    got = within_sd(z, 5)
+    for k, expected in {1: 0.393, 2: 0.865, 3: 0.989}.items():
+        assert got[k] == pytest.approx(expected, abs=0.01)
+        assert expected_within_sd(k) == pytest.approx(expected, abs=0.001)
+    assert within_sd(z * 400, 5)[3] < 0.05  # the reference study's drift to +-2000
+
+
+def test_knn_accuracy_separated_and_mixed():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [300, 60, 20])
+    centres = np.array([[0, 0], [10, 0], [0, 10]])
+    assert knn_accuracy(centres[y] + rng.normal(0, 1, (len(y), 2)), y) > 0.95
+    assert knn_accuracy(rng.normal(0, 1, (len(y), 2)), y) < 0.5
