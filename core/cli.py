@@ -5,8 +5,10 @@ A user's mistake prints one line on stderr and exits with status 2; a run that d
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -78,9 +80,15 @@ def cmd_train(a) -> int:
     if a.resume:
         Settings.from_preset("fast", **given)  # validate the overrides
         settings, overrides = None, {k: v for k, v in given.items() if k in ("epochs", "device")}
+    elif not a.data:
+        raise UserError("--data is required for a new run (or use --resume)")
+    elif a.settings:
+        try:
+            stored = json.loads(Path(a.settings).read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read the settings file {a.settings}: {e}") from None
+        settings, overrides = Settings.from_dict({**stored, **given}), None
     else:
-        if not a.data:
-            raise UserError("--data is required for a new run (or use --resume)")
         settings, overrides = Settings.from_preset(a.preset, **given), None
     bars: dict = {}
 
@@ -105,6 +113,8 @@ def cmd_train(a) -> int:
             bars["train"].close()
     st = run.status()
     print(f"{run.dir}: {st['state']} - {st.get('message', '')}")
+    if a.encode and st["state"] == "done":
+        return cmd_encode(a)
     return 0
 
 
@@ -152,6 +162,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--seed", type=int)
     t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    t.add_argument("--settings", help="a JSON file of settings (as in a run's config.json); flags override it")
+    t.add_argument("--encode", action="store_true", help="write the encodings when training finishes")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("encode", help="write RUN/encodings.parquet (AAE codes and the UMAP baseline)")

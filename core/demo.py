@@ -264,15 +264,19 @@ def generate(out: str | os.PathLike, size: int = 64, scale: float = 1.0, seed: i
     return truth
 
 
-def ensure(out: str | os.PathLike, size: int = 64, progress: Callable[[int, int], None] | None = None) -> Path:
-    """The demo dataset at `out`, generated on first use (into a temporary folder, then renamed)."""
+def ensure(out: str | os.PathLike, size: int = 64, progress: Callable[[int, int], None] | None = None,
+           scale: float | None = None) -> Path:
+    """The demo dataset at `out`, generated on first use (into a temporary folder, then renamed).
+
+    `scale` defaults to $FIGURINES_DEMO_SCALE, else the study's full size.
+    """
     out = Path(out)
     if (out / "truth.json").is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    generate(tmp, size=size, progress=progress)
+    generate(tmp, size=size, progress=progress, scale=scale or float(os.environ.get("FIGURINES_DEMO_SCALE") or 1))
     try:
         os.replace(tmp, out)
     except OSError:  # another process finished first

@@ -44,8 +44,7 @@ class AAE:
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
         """Images the decoder draws at codes Z, as uint8 (n, H, W, 3)."""
         dev = next(self.model_.parameters()).device
-        x = self.model_.decode(torch.as_tensor(np.asarray(Z, np.float32), device=dev)).float()
-        return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return self.model_.denormalise(self.model_.decode(torch.as_tensor(np.asarray(Z, np.float32), device=dev)))
 
     @classmethod
     def load(cls, run_dir, device: str = "auto") -> "AAE":

@@ -92,6 +92,11 @@ class AAEModel(nn.Module):
         """uint8 (n, H, W, 3) -> float (n, 3, H, W) in [-1, 1], computed on x's device."""
         return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
+    @staticmethod
+    def denormalise(x: torch.Tensor):
+        """float (n, 3, H, W) in [-1, 1] -> uint8 numpy (n, H, W, 3)."""
+        return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x) * self.code_scale
 

@@ -1,34 +1,57 @@
-"""Home: what the tool does, and the active dataset (the demo unless the user chose a folder)."""
-import altair as alt
+"""Home: what the tool does, the active dataset and run, and where to go next."""
+import os
+
 import streamlit as st
 
-from core import demo
-from core.dataset import load
-from core.paths import DEMO
+from core import jobs
+from core.errors import UserError
+from core.paths import RUNS
+from core.settings import Settings
+from pages.common import active_dataset, active_run, data_root, is_demo, runs
 
-
-@st.cache_resource(show_spinner=False)
-def demo_dataset(size: int = 64):
-    bar = st.progress(0.0, text="Drawing the demo figurines (first start only)…")
-    demo.ensure(DEMO, size, progress=lambda d, t: bar.progress(d / max(t, 1), text=f"Drawing figurine {d} of {t}"))
-    ds = load(DEMO, size, progress=lambda d, t: bar.progress(d / max(t, 1), text=f"Decoding image {d} of {t}"))
-    bar.empty()
-    return ds
-
+DEMO_RUN = "demo-fast"
 
 st.title("Figurine latent-space explorer")
 st.markdown(
-    "How far do Hellenistic Babylonian clay figurines follow Classical Greek and Hellenistic, "
-    "Neo-Babylonian or Achaemenid models? This tool encodes figurine photographs into a 2-D latent space "
-    "with an Adversarial Autoencoder, compares it with a UMAP baseline, and turns the picture into numbers."
+    "How far do Hellenistic Babylonian clay figurines follow **Classical Greek and Hellenistic**, "
+    "**Neo-Babylonian** or **Achaemenid** models, and does it differ by find-site? This tool encodes figurine "
+    "photographs into a 2-D latent space with an Adversarial Autoencoder matched to a Gaussian prior, sets it "
+    "beside a UMAP baseline on the same pixels, and lets you filter, select and look at the figurines themselves."
 )
-ds = demo_dataset()
-counts = ds.items.groupby("culture").size().rename("images").reset_index()
-st.subheader(f"Active dataset: the demo ({len(ds.items):,} images, {ds.image_size} px)")
-left, right = st.columns([2, 3])
-left.dataframe(counts, hide_index=True, width="stretch")
-right.altair_chart(alt.Chart(counts).mark_bar().encode(x="images:Q", y=alt.Y("culture:N", sort="-x")),
-                   width="stretch")
-sample = ds.items.groupby("culture").head(6).index
-st.image([ds.images[i] for i in sample], caption=[ds.items.at[i, "culture"] for i in sample], width=96)
-st.caption("Train a model from the command line: `python -m core train --data data/demo --run-dir checkpoints/demo`.")
+
+ds = active_dataset()
+if ds is not None:
+    root = data_root()
+    n = ds.items["culture"].value_counts()
+    st.subheader("Active dataset")
+    st.write(f"{'The demo (generated figurines with known influence shares)' if is_demo(root) else root}: "
+             f"**{len(ds.items):,}** readable images in **{len(n)}** cultures"
+             f"{f', {len(ds.unreadable):,} unreadable' if len(ds.unreadable) else ''}.")
+    # First start on the demo: train a demo run in the background so there is something to explore.
+    if is_demo(root) and not runs() and os.environ.get("FIGURINES_AUTO_DEMO_RUN", "1") == "1":
+        try:
+            jobs.launch(RUNS, RUNS / DEMO_RUN, Settings.from_preset("fast", device="auto"), str(root))
+        except UserError:
+            pass  # another session started it first
+
+run = active_run()
+st.subheader("Active run")
+if run is None:
+    training = [r for r in runs() if r.status().get("state") == "running"]
+    if training:
+        st.write(f"**{training[0].name}** is training in the background "
+                 f"(epoch {training[0].status().get('epoch', 0)}); follow it on the Train page.")
+    else:
+        st.write("No trained run yet.")
+else:
+    st_ = run.status()
+    st.write(f"**{run.name}**: {st_.get('state')} at epoch {st_.get('epoch', 0)} "
+             f"of {st_.get('epochs', '?')} ({run.config().get('device', '?')}).")
+
+st.subheader("Next")
+st.page_link("pages/data.py", label="Data: choose a folder, see counts, photographs and unreadable files",
+             icon=":material/photo_library:")
+st.page_link("pages/train.py", label="Train: launch a training in the background and follow its losses",
+             icon=":material/model_training:")
+st.page_link("pages/explore.py", label="Explore: the AAE latent space beside the UMAP baseline",
+             icon=":material/scatter_plot:")

@@ -1,0 +1,74 @@
+"""Altair charts of the app (specifications only; the pages draw them)."""
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from .explore import CONTEXT_GREY, prior_circles
+
+
+def _colour(colours: dict[str, str], title: str = "culture") -> alt.Color:
+    return alt.Color("culture:N", title=title, scale=alt.Scale(domain=list(colours), range=list(colours.values())),
+                     legend=alt.Legend(orient="bottom", columns=2, labelLimit=260))
+
+
+def counts(table: pd.DataFrame, colours: dict[str, str]) -> alt.Chart:
+    """Images per culture (stacked by site), with each culture's share of the whole."""
+    return alt.Chart(table).mark_bar().encode(
+        x=alt.X("sum(images):Q", title="images"),
+        y=alt.Y("culture:N", sort="-x", title=None),
+        color=_colour(colours),
+        detail="site:N",
+        tooltip=["culture", "site", "images", alt.Tooltip("share:Q", format=".1%")],
+    ).properties(height=34 * table["culture"].nunique() + 20)
+
+
+def scatter(points: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str, colours: dict[str, str],
+            highlighted: bool, prior_std: float | None = None, tooltips: bool = True) -> alt.LayerChart:
+    """One embedding: grey context, coloured points (dimmed outside a selection), the prior's circles.
+
+    `points` has id, path, culture, site, `<prefix>_x`, `<prefix>_y`, `selected` (and `image` for tooltips).
+    Box (`box_<prefix>`) and click (`pick_<prefix>`) selections are reported back to the page.
+    """
+    x, y = f"{prefix}_x", f"{prefix}_y"
+    box = alt.selection_interval(name=f"box_{prefix}", encodings=["x", "y"])
+    pick = alt.selection_point(name=f"pick_{prefix}", fields=["id"], on="click")
+    tips = [alt.Tooltip("culture:N"), alt.Tooltip("site:N"), alt.Tooltip("path:N", title="file")]
+    if tooltips and "image" in points:
+        tips.append(alt.Tooltip("image:N", title="image"))  # vega-tooltip shows a key named image as a picture
+    layers = []
+    if prior_std:
+        layers.append(alt.Chart(prior_circles(prior_std)).mark_line(strokeDash=[4, 4], color="#8a8178", opacity=0.7)
+                      .encode(x=alt.X("x:Q"), y=alt.Y("y:Q"), order="order:Q", detail="circle:N"))
+    if len(context):
+        layers.append(alt.Chart(context).mark_circle(size=14, color=CONTEXT_GREY, opacity=0.6)
+                      .encode(x=f"{x}:Q", y=f"{y}:Q"))
+    opacity = alt.condition("datum.selected", alt.value(0.95), alt.value(0.18)) if highlighted else alt.value(0.75)
+    size = alt.condition("datum.selected", alt.value(60), alt.value(22)) if highlighted else alt.value(22)
+    layers.append(alt.Chart(points).mark_circle().encode(
+        x=alt.X(f"{x}:Q", title=f"{title} 1"), y=alt.Y(f"{y}:Q", title=f"{title} 2"),
+        color=_colour(colours), opacity=opacity, size=size, tooltip=tips,
+    ).add_params(box, pick))
+    return alt.layer(*layers).properties(title=title, height=460).interactive(bind_y=False, bind_x=False)
+
+
+def losses(metrics: pd.DataFrame) -> alt.Chart:
+    """The four training curves, one small chart each, by epoch."""
+    cols = {"recon_loss": "reconstruction (MSE)", "disc_loss": "discriminator (BCE)", "gen_loss": "generator (BCE)",
+            "disc_acc": "discriminator accuracy"}
+    long = metrics.melt("epoch", list(cols), var_name="metric").replace({"metric": cols})
+    return alt.Chart(long).mark_line(point=len(metrics) < 40).encode(
+        x=alt.X("epoch:Q"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("metric:N", legend=None), tooltip=["epoch", "metric", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(width=330, height=150).facet(facet=alt.Facet("metric:N", title=None, sort=list(cols.values())),
+                                                columns=2).resolve_scale(y="independent")
+
+
+def snapshot(codes: pd.DataFrame, colours: dict[str, str], prior_std: float, epoch: int) -> alt.LayerChart:
+    """Latent codes of the fixed sample at one epoch, with the prior's circles."""
+    circles = alt.Chart(prior_circles(prior_std)).mark_line(strokeDash=[4, 4], color="#8a8178").encode(
+        x="x:Q", y="y:Q", order="order:Q", detail="circle:N")
+    pts = alt.Chart(codes).mark_circle(size=18, opacity=0.8).encode(
+        x=alt.X("x:Q", title="latent 1"), y=alt.Y("y:Q", title="latent 2"), color=_colour(colours),
+        tooltip=["culture", "site", "path"])
+    return alt.layer(circles, pts).properties(title=f"latent codes at epoch {epoch}", height=380)

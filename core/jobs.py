@@ -1,0 +1,128 @@
+"""Background trainings: one `python -m core train` process per device, outliving the app that started it.
+
+The app never trains in its own process: closing a tab, reloading or restarting the server leaves the
+training running, and any session finds it again through the run folder and the device's lock file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+from .paths import PROJECT
+from .runs import Run, _process_start
+from .settings import Settings
+
+
+def _lock_path(runs_root: Path, device: str) -> Path:
+    return Path(runs_root) / f".training-{device.split(':')[0]}.lock"
+
+
+def device_kind(settings: Settings) -> str:
+    """The device a training will use, as a lock name: cuda, mps or cpu."""
+    from .train import pick_device
+
+    return pick_device(settings.device).type
+
+
+def active(runs_root: Path, device: str) -> Run | None:
+    """The run training on this device now, if any (a lock whose process is gone, or has finished
+    training and only writes encodings, does not count)."""
+    lock = _lock_path(runs_root, device)
+    try:
+        info = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+    started = _process_start(int(info.get("pid", 0)))
+    if started is None or (started and info.get("pid_start") and started != info["pid_start"]):
+        return None
+    run = Run(info["run"])
+    if info.get("pid") and run.status().get("state") not in ("running", "missing", "interrupted"):
+        return None
+    return run
+
+
+def _take_lock(runs_root: Path, device: str, run: Run) -> bool:
+    """Create the device's lock file atomically; False if another live training holds it."""
+    lock = _lock_path(runs_root, device)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if active(runs_root, device) is not None:
+                return False
+            stale = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+            try:
+                os.replace(lock, stale)  # only one of two racing sessions moves the stale lock away
+                stale.unlink()
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"run": str(run.dir), "pid": 0}, f)
+        return True
+    return False
+
+
+def launch(runs_root: Path, run_dir: Path, settings: Settings | None = None, data_root: str | None = None,
+           resume: bool = False, encode: bool = True) -> Run:
+    """Start a training in a background process; raise UserError if this device is busy."""
+    run = Run(run_dir)
+    if resume:
+        run.require()
+        settings = Settings.from_dict(run.config()["settings"])
+        if run.is_active():
+            raise UserError(f"run {run.name} is already training")
+    elif run.exists():
+        raise UserError(f"a run named {run.name} already exists; choose another name")
+    device = device_kind(settings)
+    Path(runs_root).mkdir(parents=True, exist_ok=True)
+    lock = _lock_path(runs_root, device)
+    if not _take_lock(runs_root, device, run):
+        busy = active(runs_root, device)
+        raise UserError(f"run {busy.name if busy else '?'} is already training on the {device}; "
+                        f"wait for it or stop it first (one training at a time per device)")
+    try:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "core", "train", "--run-dir", str(run.dir)]
+        if resume:
+            cmd.append("--resume")
+        else:
+            (run.dir / "settings.json").write_text(json.dumps(settings.to_dict()))
+            cmd += ["--data", str(data_root), "--settings", str(run.dir / "settings.json")]
+        if encode:
+            cmd.append("--encode")
+        log = open(run.dir / "train.log", "ab")
+        proc = subprocess.Popen(cmd, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+        log.close()
+        lock.write_text(json.dumps({"run": str(run.dir), "pid": proc.pid, "pid_start": _process_start(proc.pid)}))
+    except BaseException:
+        lock.unlink(missing_ok=True)
+        raise
+    return run
+
+
+def wait_started(run: Run, timeout: float = 30.0) -> dict:
+    """Wait until the launched process has written its status (or failed); return the status."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        st = run.status()
+        if st.get("state") in ("running", "done", "failed", "stopped") and st.get("pid"):
+            return st
+        time.sleep(0.2)
+    return run.status()
+
+
+def log_tail(run: Run, lines: int = 20) -> str:
+    """The end of a background training's log (where a crash leaves its traceback)."""
+    f = run.dir / "train.log"
+    if not f.is_file():
+        return ""
+    text = f.read_bytes()[-20_000:].decode(errors="replace").replace("\r", "\n")
+    kept = [line for line in text.splitlines() if line.strip() and "%|" not in line]
+    return "\n".join(kept[-lines:])

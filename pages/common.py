@@ -1,0 +1,80 @@
+"""What every page shares: the active dataset and run, and cached loaders feeding each other."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import demo
+from core.dataset import Dataset, load
+from core.embed import encode_run
+from core.errors import UserError
+from core.paths import DEMO, RUNS
+from core.runs import Run, list_runs
+
+PREVIEW_SIZE = 64
+
+
+def data_root() -> Path:
+    """The dataset the user chose on the Data page, the demo until then."""
+    return Path(st.session_state.get("data_root") or DEMO)
+
+
+def is_demo(root: Path) -> bool:
+    return Path(root) == DEMO
+
+
+def _progress(text: str):
+    bar = st.progress(0.0, text=text)
+
+    def update(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{text} {done:,} of {total:,}")
+
+    return bar, update
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def dataset(root: str, size: int = PREVIEW_SIZE, background: str = "flatten") -> Dataset:
+    """A decoded dataset (the demo is drawn on first use); progress bars while the work happens."""
+    if Path(root) == DEMO and not (DEMO / "truth.json").is_file():
+        bar, update = _progress("Drawing the demo figurines (first start only):")
+        demo.ensure(DEMO, PREVIEW_SIZE, progress=update)
+        bar.empty()
+    bar, update = _progress("Decoding photographs:")
+    try:
+        return load(root, size, background, progress=update)
+    finally:
+        bar.empty()
+
+
+def active_dataset() -> Dataset | None:
+    """The active dataset, or None after showing why it cannot be used."""
+    try:
+        return dataset(str(data_root()))
+    except UserError as e:
+        st.error(str(e))
+        return None
+
+
+def runs() -> list[Run]:
+    return list_runs(RUNS)
+
+
+def active_run() -> Run | None:
+    name = st.session_state.get("run")
+    if name and Run(RUNS / name).exists():
+        return Run(RUNS / name)
+    done = [r for r in runs() if r.model_path.is_file()]
+    return done[0] if done else None
+
+
+@st.cache_data(max_entries=8, show_spinner="Encoding the figurines with this run (first time only)…")
+def encodings(run_dir: str, checkpoint_mtime: int) -> pd.DataFrame:
+    """A run's encodings table; recomputed by the engine only when the checkpoint or data changed."""
+    return encode_run(run_dir)
+
+
+def run_label(run: Run) -> str:
+    st_ = run.status()
+    return f"{run.name} ({st_.get('state', '?')}, epoch {st_.get('epoch', 0)})"

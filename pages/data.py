@@ -1,0 +1,94 @@
+"""Data: choose the dataset, see what it holds (counts, imbalance, thumbnails) and what could not be read."""
+import streamlit as st
+
+from core.errors import UserError
+from core.explore import culture_colours
+from core import charts
+from core.paths import DEMO, data_roots, within_roots
+from pages.common import data_root, dataset, is_demo
+
+st.title("Data")
+
+
+def dataset_chooser() -> None:
+    """Demo or a folder on the server; a chosen folder is validated before it becomes active."""
+    current = data_root()
+    choice = st.radio("Dataset", ["Demo (generated, with known answers)", "A folder on this server"],
+                      index=0 if is_demo(current) else 1, horizontal=True)
+    if choice.startswith("Demo"):
+        if not is_demo(current):
+            st.session_state["data_root"] = str(DEMO)
+            st.rerun()
+        return
+    roots = ", ".join(f"`{r}`" for r in data_roots())
+    with st.form("folder"):
+        path = st.text_input("Folder", value="" if is_demo(current) else str(current),
+                             placeholder="/path/to/figurines", help=f"Allowed under: {roots}")
+        st.caption("Layout: `<folder>/<culture>/<image>` or `<folder>/<culture>/<site>/<image>`; "
+                   "an optional `metadata.csv` (path, culture, site) overrides the folder labels.")
+        if st.form_submit_button("Use this folder"):
+            try:
+                root = within_roots(path)
+                dataset(str(root))  # validates: readable images, labels
+            except UserError as e:
+                st.error(str(e))
+                return
+            st.session_state["data_root"] = str(root)
+            st.rerun()
+
+
+dataset_chooser()
+root = data_root()
+try:
+    ds = dataset(str(root))
+except UserError as e:
+    st.error(str(e))
+    st.stop()
+
+items = ds.items
+colours = culture_colours(items["culture"])
+table = ds.counts().assign(share=lambda t: t["images"] / t["images"].sum())
+per_culture = table.groupby("culture", as_index=False)["images"].sum().sort_values("images", ascending=False)
+per_culture["share"] = per_culture["images"] / per_culture["images"].sum()
+
+st.subheader(f"{'The demo' if is_demo(root) else root.name}: {len(items):,} images in {len(per_culture)} cultures")
+big, small = per_culture.iloc[0], per_culture.iloc[-1]
+cols = st.columns(4)
+cols[0].metric("Readable images", f"{len(items):,}")
+cols[1].metric("Unreadable files", f"{len(ds.unreadable):,}")
+cols[2].metric(f"Largest: {big['culture']}", f"{big['share']:.0%}")
+cols[3].metric(f"Smallest: {small['culture']}", f"{small['share']:.0%}")
+if big["share"] > 0.5 or small["share"] < 0.05:
+    st.info(f"The cultures are imbalanced ({big['share']:.0%} vs {small['share']:.0%}). "
+            "Balanced sampling on the Train page draws each culture equally often.")
+
+left, right = st.columns([3, 2])
+left.altair_chart(charts.counts(table, colours), width="stretch")
+right.dataframe(table.assign(site=table["site"].replace("", "—")), hide_index=True, width="stretch",
+                column_config={"share": st.column_config.ProgressColumn("share", format="percent", min_value=0,
+                                                                        max_value=1)})
+
+st.subheader("Photographs")
+f1, f2, f3 = st.columns([2, 2, 1])
+pick_c = f1.multiselect("Culture", list(per_culture["culture"]), key="data_cultures")
+sites = sorted(s for s in items["site"].unique() if s)
+pick_s = f2.multiselect("Site", sites, key="data_sites")
+per_page = f3.selectbox("Per page", [24, 48, 96], index=1)
+shown = items[items["culture"].isin(pick_c or items["culture"]) & items["site"].isin(pick_s or items["site"])]
+pages = max(1, -(-len(shown) // per_page))
+page = st.number_input(f"Page (of {pages})", 1, pages, 1) if pages > 1 else 1
+rows = shown.index[(page - 1) * per_page: page * per_page]
+grid = st.columns(8)
+for i, r in enumerate(rows):
+    with grid[i % 8]:
+        st.image(ds.images[r], width="stretch")
+        st.caption(f"{items.at[r, 'culture']} · {items.at[r, 'site'] or '—'}  \n{items.at[r, 'path'].rsplit('/', 1)[-1]}",
+                   unsafe_allow_html=False)
+st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, background "
+           f"{'flattened to neutral grey' if ds.background == 'flatten' else 'as photographed'}.")
+
+st.subheader("Files that could not be read")
+if len(ds.unreadable):
+    st.dataframe(ds.unreadable, hide_index=True, width="stretch")
+else:
+    st.success("Every image file could be read.")

@@ -1,0 +1,139 @@
+"""Explore: the AAE latent space and the UMAP baseline side by side, filtered and linked."""
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import charts, explore
+from core.dataset import load
+from core.errors import UserError
+from core.estimator import AAE
+from core.paths import RUNS
+from core.runs import Run
+from pages.common import encodings, run_label, runs
+
+st.title("Explore")
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def model(run_dir: str, checkpoint_mtime: int):
+    return AAE.load(run_dir, device="cpu").model_
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def images_of(root: str, size: int, background: str):
+    return load(root, size, background).images
+
+
+@st.cache_data(max_entries=2, show_spinner="Making thumbnails…")
+def thumbnails(root: str, size: int, background: str) -> list[str]:
+    return [explore.thumbnail_uri(a, 64) for a in images_of(root, size, background)]
+
+
+def pick_run() -> Run | None:
+    done = [r for r in runs() if r.model_path.is_file()]
+    if not done:
+        st.info("No trained run yet. Launch one on the Train page (the demo's fast preset takes a few minutes "
+                "on a laptop CPU); it appears here when its first checkpoint is written.")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        return None
+    names = [r.name for r in done]
+    want = st.session_state.get("run")
+    pick = st.selectbox("Run", names, index=names.index(want) if want in names else 0,
+                        format_func=lambda n: run_label(Run(RUNS / n)))
+    st.session_state["run"] = pick
+    return Run(RUNS / pick)
+
+
+def filters(enc: pd.DataFrame) -> tuple[list[str], list[str], bool]:
+    """Culture and find-site filters, applied to both charts at once."""
+    cultures = list(enc["culture"].value_counts().index)
+    sites = sorted(s for s in enc["site"].unique() if s)
+    c = st.columns([3, 3, 1])
+    chosen = c[0].multiselect("Cultures", cultures, default=cultures, key="f_cultures")
+    chosen_sites = c[1].multiselect("Find-sites", sites, default=sites, key="f_sites",
+                                    help="Figurines with a find-site (the Babylonian ones) are kept only at these sites")
+    context = c[2].toggle("Others as grey context", value=True, key="f_context")
+    return chosen, chosen_sites, context
+
+
+def gallery(rows: pd.DataFrame, images, recon: np.ndarray | None) -> None:
+    st.subheader(f"Selected figurines ({len(rows):,})")
+    if len(rows) > 48:
+        st.caption("Showing the first 48.")
+    grid = st.columns(8)
+    for i, (idx, r) in enumerate(rows.head(48).iterrows()):
+        with grid[i % 8]:
+            st.image(images[idx], width="stretch")
+            st.caption(f"{r['culture']} · {r['site'] or '—'}  \n{r['path'].rsplit('/', 1)[-1]}")
+    if recon is not None:
+        st.caption("Their reconstructions by the autoencoder:")
+        grid = st.columns(8)
+        for i, a in enumerate(recon):
+            grid[i % 8].image(a, width="stretch")
+
+
+run = pick_run()
+if run is None:
+    st.stop()
+state = run.status()
+if state.get("state") == "failed":
+    st.warning(f"This run failed: {state.get('message', '')}. Its last good checkpoint is shown.")
+cfg = run.config()
+s = cfg["settings"]
+mtime = run.model_path.stat().st_mtime_ns
+try:
+    enc = encodings(str(run.dir), mtime)
+except UserError as e:
+    st.error(str(e))
+    st.stop()
+enc = enc.reset_index(drop=True).assign(id=lambda d: np.arange(len(d)))
+colours = explore.culture_colours(enc["culture"])
+chosen, chosen_sites, context = filters(enc)
+keep = explore.filtered(enc, chosen, chosen_sites)
+
+selection = st.session_state.get("selected_ids")
+points = enc[keep].assign(selected=lambda d: d["id"].isin(selection) if selection is not None else False)
+points = points.iloc[np.argsort(points["culture"].map(enc["culture"].value_counts()).to_numpy()[::-1], kind="stable")]
+ctx = enc[~keep] if context else enc.iloc[:0]
+with_images = len(enc) <= 20_000
+if with_images:
+    thumbs = thumbnails(cfg["data"], s["image_size"], s.get("background", "flatten"))
+    if len(thumbs) == len(enc):
+        points = points.assign(image=[thumbs[i] for i in points["id"]])
+st.caption(f"{int(keep.sum()):,} of {len(enc):,} figurines shown · drag a box or click points in either chart to "
+           "select them in both · double-click clears.")
+left, right = st.columns(2)
+with left:
+    ev_aae = st.altair_chart(charts.scatter(points, ctx, "aae", "AAE latent", colours, selection is not None,
+                                            prior_std=s["prior_std"]), on_select="rerun", key="chart_aae",
+                             width="stretch")
+with right:
+    ev_umap = st.altair_chart(charts.scatter(points, ctx, "umap", "UMAP baseline", colours, selection is not None),
+                              on_select="rerun", key="chart_umap", width="stretch")
+
+picked = [explore.selected_rows(ev.selection, enc, p) for ev, p in ((ev_aae, "aae"), (ev_umap, "umap"))]
+picked = [p for p in picked if p is not None]
+new = sorted(set(np.concatenate(picked).tolist()) & set(enc.index[keep])) if picked else None
+if new != selection:
+    st.session_state["selected_ids"] = new
+    st.rerun()
+
+if selection:
+    rows = enc.loc[selection]
+    imgs = images_of(cfg["data"], s["image_size"], s.get("background", "flatten"))
+    recon = explore.reconstructions(model(str(run.dir), mtime), imgs[rows.index[:8]])
+    gallery(rows, imgs, recon)
+
+shown = enc[keep].drop(columns=["id"])
+d1, d2 = st.columns(2)
+d1.download_button("Download the filtered table (CSV)", shown.to_csv(index=False), f"{run.name}-encodings.csv",
+                   "text/csv")
+d2.caption("Each chart's ⋯ menu saves it as PNG or SVG.")
+
+with st.expander("What the decoder draws across the prior (latent manifold)"):
+    if s["latent_dim"] < 2:
+        st.caption("A one-dimensional latent space has no 2-D manifold to draw.")
+    else:
+        st.image(explore.manifold(model(str(run.dir), mtime), n=9), width=min(720, 9 * s["image_size"] * 2),
+                 caption=f"Decoded images on a 9 x 9 grid over ±2.5 prior sd (sd = {s['prior_std']:g}); "
+                         "up is +latent 2, right is +latent 1.")

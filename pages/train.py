@@ -1,0 +1,196 @@
+"""Train: configure and launch a training in the background, follow it live, stop or resume it."""
+import time
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from core import charts, jobs
+from core.errors import UserError
+from core.explore import culture_colours
+from core.paths import RUNS
+from core.runs import Run
+from core.settings import PRESETS, Settings
+from pages.common import data_root, is_demo, runs
+
+st.title("Train")
+
+
+def device_options() -> dict[str, str]:
+    """Device choices with what they mean on this machine."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    mps = torch.backends.mps.is_available()
+    opts = {"auto": f"auto ({gpu or ('Apple MPS' if mps else 'CPU')})", "cpu": "CPU"}
+    if gpu:
+        opts["cuda"] = gpu
+    if mps:
+        opts["mps"] = "Apple MPS"
+    return opts
+
+
+def settings_form() -> tuple[str, Settings] | None:
+    """The launch form; returns (run name, settings) when submitted with valid settings."""
+    preset = st.segmented_control("Preset", list(PRESETS), default="fast", key="preset",
+                                  help="paper: the study's dense 1000-1000-2 AAE at 256 px (for a GPU); "
+                                       "fast: a small convolutional AAE at 64 px (minutes on a CPU)")
+    base = Settings.from_preset(preset or "fast")
+    with st.form("launch"):
+        name = st.text_input("Run name", value=f"{base.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        c = st.columns(4)
+        image_size = c[0].selectbox("Image size (px)", [16, 32, 64, 128, 256], index=[16, 32, 64, 128, 256].index(base.image_size))
+        epochs = c[1].number_input("Epochs", 1, 10_000, base.epochs)
+        batch = c[2].number_input("Batch size", 2, 4096, base.batch_size)
+        devices = device_options()
+        device = c[3].selectbox("Device", list(devices), format_func=devices.get)
+        c = st.columns(4)
+        lr = c[0].number_input("Reconstruction lr", 1e-6, 1.0, base.lr, format="%.5f")
+        disc_lr = c[1].number_input("Discriminator lr", 1e-6, 1.0, base.disc_lr, format="%.5f")
+        gen_lr = c[2].number_input("Generator lr", 1e-6, 1.0, base.gen_lr, format="%.5f",
+                                   help="sets the reconstruction/adversarial balance")
+        adv_beta1 = c[3].number_input("Adversarial Adam beta1", 0.0, 0.999, base.adv_beta1)
+        c = st.columns(4)
+        prior_std = c[0].number_input("Prior sd", 0.01, 1000.0, base.prior_std)
+        latent_dim = c[1].number_input("Latent size", 1, 512, base.latent_dim)
+        width = c[2].number_input("Width (units or channels)", 1, 100_000, base.width)
+        disc_noise = c[3].number_input("Discriminator input noise (sd)", 0.0, 10.0, base.disc_noise)
+        c = st.columns(4)
+        balanced = c[0].checkbox("Balanced sampling", help="each culture equally often (the study's proposed fix)")
+        paper_exact = c[1].checkbox("Paper-exact", help="the study's settings exactly: no stabilisers")
+        flatten = c[2].checkbox("Flatten backgrounds", value=True, help="studio backgrounds -> one neutral grey")
+        seed = c[3].number_input("Seed", 0, 2**31 - 1, base.seed)
+        if not st.form_submit_button("Launch training", type="primary"):
+            return None
+    try:
+        return name.strip(), Settings.from_preset(
+            preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
+            lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
+            latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced,
+            paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed))
+    except UserError as e:
+        st.error(str(e))
+        return None
+
+
+def launch(name: str, settings: Settings) -> None:
+    if not name or "/" in name or name.startswith("."):
+        st.error("Give the run a name without slashes.")
+        return
+    try:
+        run = jobs.launch(RUNS, RUNS / name, settings, str(data_root()))
+    except UserError as e:
+        st.error(str(e))
+        return
+    jobs.wait_started(run)
+    st.session_state["watch"] = run.name
+    st.rerun()
+
+
+def eta(metrics: pd.DataFrame, status: dict) -> str:
+    if not len(metrics):
+        return "—"
+    per_epoch = metrics["seconds"].tail(5).mean()
+    left = max(0, status.get("epochs", 0) - int(metrics["epoch"].max())) * per_epoch
+    return f"{left / 60:.1f} min" if left >= 90 else f"{left:.0f} s"
+
+
+def run_view(run: Run) -> None:
+    """Progress, losses and latent snapshots of one run; stop and resume."""
+    st_ = run.status()
+    state, epoch, total = st_.get("state"), int(st_.get("epoch", 0)), int(st_.get("epochs") or 0)
+    metrics = run.metrics()
+    cfg = run.config()
+    st.subheader(f"Run {run.name}")
+    if state == "failed":
+        st.error(f"This run failed: {st_.get('message', 'no reason recorded')}")
+        tail = jobs.log_tail(run)
+        if tail:
+            with st.expander("The end of its log"):
+                st.code(tail, language=None)
+    elif state in ("stopped", "interrupted"):
+        st.warning(f"{state.capitalize()} after epoch {epoch}: {st_.get('message', '')}")
+    elif state == "done":
+        st.success(f"Finished {epoch} epochs on {cfg.get('device', '?')}.")
+    c = st.columns(4)
+    c[0].metric("State", state)
+    c[1].metric("Epoch", f"{epoch} / {total}" if total else str(epoch))
+    c[2].metric("Seconds per epoch", f"{metrics['seconds'].tail(5).mean():.1f}" if len(metrics) else "—")
+    c[3].metric("Time left", eta(metrics, st_) if state == "running" else "—")
+    if state == "running" and total:
+        st.progress(epoch / total, text=f"epoch {epoch} of {total} on {cfg.get('device', '?')}")
+    b = st.columns([1, 1, 4])
+    if state == "running" and b[0].button("Stop", key=f"stop-{run.name}"):
+        run.request_stop()
+        st.toast("Stop requested: the run stops after the current batch, with a checkpoint.")
+    if state in ("stopped", "interrupted", "failed") and run.model_path.is_file() and \
+            b[0].button("Resume", key=f"resume-{run.name}"):
+        try:
+            jobs.wait_started(jobs.launch(RUNS, run.dir, resume=True))
+        except UserError as e:
+            st.error(str(e))
+        else:
+            st.rerun()
+    if run.model_path.is_file() and b[1].button("Open in Explore", key=f"open-{run.name}"):
+        st.session_state["run"] = run.name
+        st.switch_page("pages/explore.py")
+    if len(metrics):
+        st.altair_chart(charts.losses(metrics), width="stretch")
+        last = metrics.iloc[-1]
+        st.caption(f"Epoch {int(last['epoch'])}: {last['within_3sd']:.1%} of this epoch's codes lie within 3 prior "
+                   "sd (a matched prior: 98.9%); discriminator accuracy near 0.5 means the codes pass for prior samples.")
+    snaps = run.snapshots()
+    sample = run.snapshot_sample()
+    if snaps and len(sample):
+        epochs = sorted(snaps)
+        pick = st.select_slider("Latent snapshot at epoch", epochs, value=epochs[-1], key=f"snap-{run.name}") \
+            if len(epochs) > 1 else epochs[0]
+        codes = sample.assign(x=snaps[pick][:, 0], y=snaps[pick][:, 1] if snaps[pick].shape[1] > 1 else 0.0)
+        st.altair_chart(charts.snapshot(codes, culture_colours(sample["culture"]),
+                                        cfg["settings"]["prior_std"], pick), width="stretch")
+
+
+@st.fragment(run_every=2)
+def live(name: str) -> None:
+    """Refreshes every 2 s while the run trains, without reloading the page."""
+    run = Run(RUNS / name)
+    run_view(run)
+    if run.status().get("state") != "running":
+        st.rerun()  # the run ended: redraw the page once, without the timer
+
+
+def past_runs() -> None:
+    rows = []
+    for r in runs():
+        st_, cfg = r.status(), r.config()
+        s = cfg.get("settings", {})
+        rows.append({"run": r.name, "state": st_.get("state"), "epoch": st_.get("epoch", 0),
+                     "preset": s.get("preset"), "image size": s.get("image_size"), "epochs": s.get("epochs"),
+                     "balanced": s.get("balanced"), "data": cfg.get("data"), "device": cfg.get("device")})
+    if not rows:
+        st.info("No runs yet: launch one above.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    names = [r["run"] for r in rows]
+    pick = st.selectbox("Show run", names, index=names.index(st.session_state["watch"])
+                        if st.session_state.get("watch") in names else 0)
+    st.session_state["watch"] = pick
+
+
+root = data_root()
+st.caption(f"Dataset: {'the demo' if is_demo(root) else root}")
+busy = {d: jobs.active(RUNS, d) for d in ("cuda", "mps", "cpu")}
+for d, r in busy.items():
+    if r is not None:
+        st.info(f"Training now on the {d}: run **{r.name}**. One training runs at a time per device.")
+        st.session_state.setdefault("watch", r.name)
+with st.expander("New training", expanded=not any(busy.values())):
+    submitted = settings_form()
+    if submitted:
+        launch(*submitted)
+st.divider()
+past_runs()
+watch = st.session_state.get("watch")
+if watch and Run(RUNS / watch).exists():
+    if Run(RUNS / watch).status().get("state") == "running":
+        live(watch)
+    else:
+        run_view(Run(RUNS / watch))
