@@ -93,7 +93,7 @@ keep = explore.filtered(enc, chosen, chosen_sites)
 
 selection = st.session_state.get("selected_ids")
 points = enc[keep].assign(selected=lambda d: d["id"].isin(selection) if selection is not None else False)
-points = points.iloc[np.argsort(points["culture"].map(enc["culture"].value_counts()).to_numpy()[::-1], kind="stable")]
+points = points.iloc[np.argsort(-points["culture"].map(enc["culture"].value_counts()).to_numpy(), kind="stable")]
 ctx = enc[~keep] if context else enc.iloc[:0]
 with_images = len(enc) <= 20_000
 if with_images:

@@ -11,6 +11,10 @@ sys.path.insert(0, str(ROOT))
 _tmp = Path(tempfile.mkdtemp(prefix="figurines-tests-"))
 os.environ["FIGURINES_CACHE"] = str(_tmp / "cache")
 os.environ["FIGURINES_DATA"] = str(_tmp / "data")
+os.environ["FIGURINES_RUNS"] = str(_tmp / "runs")
+os.environ["FIGURINES_DEMO_SCALE"] = "0.1"  # the app's demo: 431 images
+os.environ["FIGURINES_AUTO_DEMO_RUN"] = "0"
+os.environ["FIGURINES_DATA_ROOTS"] = os.pathsep.join([str(_tmp / "data"), str(_tmp / "roots")])
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,111 @@
+"""Each page of the app in Streamlit's AppTest, on the demo."""
+import time
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.paths import DATA, RUNS
+from core.runs import Run
+from core.settings import Settings
+from core.train import fit_run
+
+APP = "../streamlit_app.py"
+
+
+def page(name: str, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    for k, v in state.items():
+        at.session_state[k] = v
+    if name != "home":
+        at.switch_page(f"pages/{name}.py")
+    return at.run()
+
+
+def charts(at: AppTest) -> list:
+    return [e for e in at.main if getattr(e, "type", "") == "vega_lite_chart"]
+
+
+def points_in(chart) -> int:
+    """Rows behind a chart's figurine layer (the dataset with an id column; grey context has none)."""
+    tables = [pa.ipc.open_stream(d.data.data).read_all() for d in chart.proto.datasets]
+    return next(t.num_rows for t in tables if "id" in t.column_names)
+
+
+@pytest.fixture(scope="module")
+def trained_run(small_demo):
+    s = Settings.from_preset("fast", image_size=32, width=8, disc_width=32, epochs=2, device="cpu")
+    return fit_run(RUNS / "explore-test", s, str(small_demo))
+
+
+def test_home_opens_on_the_demo():
+    at = page("home")
+    assert not at.exception
+    assert at.title[0].value == "Figurine latent-space explorer"
+    assert any("431" in m.value and "4" in m.value for m in at.markdown)
+
+
+def test_data_page_counts_thumbnails_and_filters():
+    at = page("data")
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert table["images"].sum() == 431 and set(table["culture"]) >= {"Hellenistic Babylonian", "Achaemenid"}
+    n_all = len(at.get("image"))
+    at.multiselect(key="data_cultures").set_value(["Achaemenid"]).run()
+    assert 0 < len(at.get("image")) < n_all
+    assert any("8 photographs match" in c.value for c in at.caption)
+
+
+def test_data_page_refuses_bad_folders(tmp_path):
+    at = page("data")
+    at.radio[0].set_value("A folder on this server").run()
+    for path, message in [(str(tmp_path), "outside the folders"), ("/etc/../etc", "outside the folders"),
+                          (str(DATA / "nope"), "not found")]:
+        at.text_input[0].set_value(path)
+        at.button[0].click().run()
+        assert not at.exception and any(message in e.value for e in at.error), path
+    (DATA / "empty" / "Greek").mkdir(parents=True)
+    at.text_input[0].set_value(str(DATA / "empty"))
+    at.button[0].click().run()
+    assert any("no image files" in e.value for e in at.error)
+
+
+def test_explore_site_filter_changes_both_charts(trained_run):
+    at = page("explore", run=trained_run.name)
+    assert not at.exception and not at.error
+    aae, umap = charts(at)
+    n = points_in(aae)
+    assert n == points_in(umap) == trained_run.config()["images"]
+    at.multiselect(key="f_sites").set_value(["Babylon", "Seleucia on the Tigris"]).run()
+    aae, umap = charts(at)
+    assert points_in(aae) == points_in(umap) < n
+    assert not at.exception
+
+
+def test_a_failed_run_shows_its_message(trained_run):
+    failed = Run(RUNS / "failed-run")
+    failed.write_config(trained_run.config())
+    failed.set_status("failed", epoch=1, message="recon_loss became nan in epoch 2: training diverged")
+    at = page("train", watch="failed-run")
+    assert not at.exception
+    assert any("training diverged" in e.value for e in at.error)
+
+
+def test_a_short_training_from_the_train_page_completes(small_demo):
+    at = page("train")
+    assert not at.exception
+    at.text_input[0].set_value("from-the-page")
+    at.selectbox[0].set_value(32)           # image size
+    at.number_input[0].set_value(2)         # epochs
+    at.selectbox[1].set_value("cpu")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run = Run(RUNS / "from-the-page")
+    t0 = time.time()
+    while run.status().get("state") == "running" and time.time() - t0 < 240:
+        time.sleep(1)
+    assert run.status()["state"] == "done"
+    at.run()
+    assert any("Finished 2 epochs" in s.value for s in at.success)
+    assert charts(at)  # the loss curves
+    assert list(run.metrics()["epoch"]) == [1, 2]
