@@ -69,8 +69,9 @@ def _take_lock(runs_root: Path, device: str, run: Run) -> bool:
 
 
 def launch(runs_root: Path, run_dir: Path, settings: Settings | None = None, data_root: str | None = None,
-           resume: bool = False, encode: bool = True) -> Run:
-    """Start a training in a background process; raise UserError if this device is busy."""
+           resume: bool = False, encode: bool = True, started_within: float = 60.0) -> Run:
+    """Start a training in a background process and wait until it has started (at most `started_within` s);
+    raise UserError if this device is busy."""
     run = Run(run_dir)
     if resume:
         run.require()
@@ -104,18 +105,12 @@ def launch(runs_root: Path, run_dir: Path, settings: Settings | None = None, dat
     except BaseException:
         lock.unlink(missing_ok=True)
         raise
-    return run
-
-
-def wait_started(run: Run, timeout: float = 30.0) -> dict:
-    """Wait until the launched process has written its status (or failed); return the status."""
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        st = run.status()
-        if st.get("state") in ("running", "done", "failed", "stopped") and st.get("pid"):
-            return st
+    t0 = time.time()  # wait until the trainer has written its status, or has ended (a bad folder, say)
+    while time.time() - t0 < started_within and proc.poll() is None:
+        if run.status_path.is_file() and run.status().get("pid") == proc.pid:
+            break
         time.sleep(0.2)
-    return run.status()
+    return run
 
 
 def log_tail(run: Run, lines: int = 20) -> str:

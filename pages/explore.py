@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import streamlit as st
+import vl_convert as vlc
 
 from core import charts, explore
 from core.dataset import load
@@ -52,7 +53,7 @@ def filters(enc: pd.DataFrame) -> tuple[list[str], list[str], bool]:
     chosen = c[0].multiselect("Cultures", cultures, default=cultures, key="f_cultures")
     chosen_sites = c[1].multiselect("Find-sites", sites, default=sites, key="f_sites",
                                     help="Figurines with a find-site (the Babylonian ones) are kept only at these sites")
-    context = c[2].toggle("Others as grey context", value=True, key="f_context")
+    context = c[2].toggle("Grey context", value=True, key="f_context", help="Show the filtered-out figurines in grey")
     return chosen, chosen_sites, context
 
 
@@ -125,10 +126,14 @@ if selection:
     gallery(rows, imgs, recon)
 
 shown = enc[keep].drop(columns=["id"])
-d1, d2 = st.columns(2)
-d1.download_button("Download the filtered table (CSV)", shown.to_csv(index=False), f"{run.name}-encodings.csv",
-                   "text/csv")
-d2.caption("Each chart's ⋯ menu saves it as PNG or SVG.")
+d = st.columns(3)
+d[0].download_button("Filtered table (CSV)", shown.to_csv(index=False), f"{run.name}-encodings.csv", "text/csv",
+                     icon=":material/download:")
+for col, (prefix, title, std) in zip(d[1:], [("aae", "AAE latent", s["prior_std"]), ("umap", "UMAP baseline", None)]):
+    figure = charts.scatter(points.drop(columns=["image"], errors="ignore"), ctx, prefix, title, colours,
+                            selection is not None, prior_std=std, tooltips=False)
+    col.download_button(f"{title} chart (SVG)", lambda f=figure: vlc.vegalite_to_svg(f.to_dict()),
+                        f"{run.name}-{prefix}.svg", "image/svg+xml", icon=":material/download:")
 
 with st.expander("What the decoder draws across the prior (latent manifold)"):
     if s["latent_dim"] < 2:

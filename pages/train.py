@@ -11,7 +11,7 @@ from core.explore import culture_colours
 from core.paths import RUNS
 from core.runs import Run
 from core.settings import PRESETS, Settings
-from pages.common import data_root, is_demo, runs
+from pages.common import active_dataset, data_root, is_demo, runs
 
 st.title("Train")
 
@@ -34,8 +34,11 @@ def settings_form() -> tuple[str, Settings] | None:
                                   help="paper: the study's dense 1000-1000-2 AAE at 256 px (for a GPU); "
                                        "fast: a small convolutional AAE at 64 px (minutes on a CPU)")
     base = Settings.from_preset(preset or "fast")
+    if "run_name" not in st.session_state or st.session_state.get("run_name_preset") != base.preset:
+        st.session_state["run_name"] = f"{base.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        st.session_state["run_name_preset"] = base.preset
     with st.form("launch"):
-        name = st.text_input("Run name", value=f"{base.preset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        name = st.text_input("Run name", key="run_name")
         c = st.columns(4)
         image_size = c[0].selectbox("Image size (px)", [16, 32, 64, 128, 256], index=[16, 32, 64, 128, 256].index(base.image_size))
         epochs = c[1].number_input("Epochs", 1, 10_000, base.epochs)
@@ -54,6 +57,11 @@ def settings_form() -> tuple[str, Settings] | None:
         width = c[2].number_input("Width (units or channels)", 1, 100_000, base.width)
         disc_noise = c[3].number_input("Discriminator input noise (sd)", 0.0, 10.0, base.disc_noise)
         c = st.columns(4)
+        prior = c[0].selectbox("Prior", ["gaussian", "mixture"], help="mixture: Gaussians on a circle of radius 2 sd")
+        disc_width = c[1].number_input("Discriminator width", 1, 100_000, base.disc_width)
+        snapshot_every = c[2].number_input("Snapshot every (epochs)", 1, 1000, base.snapshot_every)
+        checkpoint_every = c[3].number_input("Checkpoint every (epochs)", 1, 1000, base.checkpoint_every)
+        c = st.columns(4)
         balanced = c[0].checkbox("Balanced sampling", help="each culture equally often (the study's proposed fix)")
         paper_exact = c[1].checkbox("Paper-exact", help="the study's settings exactly: no stabilisers")
         flatten = c[2].checkbox("Flatten backgrounds", value=True, help="studio backgrounds -> one neutral grey")
@@ -65,7 +73,8 @@ def settings_form() -> tuple[str, Settings] | None:
             preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
             lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
             latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced,
-            paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed))
+            paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed), prior=prior,
+            disc_width=int(disc_width), snapshot_every=int(snapshot_every), checkpoint_every=int(checkpoint_every))
     except UserError as e:
         st.error(str(e))
         return None
@@ -80,8 +89,12 @@ def launch(name: str, settings: Settings) -> None:
     except UserError as e:
         st.error(str(e))
         return
-    jobs.wait_started(run)
+    status = run.status()
+    if status.get("state") not in ("running", "done"):
+        st.error(f"The training did not start: {status.get('message') or jobs.log_tail(run, 3) or 'no reason recorded'}")
+        return
     st.session_state["watch"] = run.name
+    del st.session_state["run_name"]  # the next launch gets a fresh name
     st.rerun()
 
 
@@ -124,7 +137,7 @@ def run_view(run: Run) -> None:
     if state in ("stopped", "interrupted", "failed") and run.model_path.is_file() and \
             b[0].button("Resume", key=f"resume-{run.name}"):
         try:
-            jobs.wait_started(jobs.launch(RUNS, run.dir, resume=True))
+            jobs.launch(RUNS, run.dir, resume=True)
         except UserError as e:
             st.error(str(e))
         else:
@@ -176,6 +189,8 @@ def past_runs() -> None:
 
 
 root = data_root()
+if active_dataset() is None:  # draws the demo on first use; says why a chosen folder cannot be used
+    st.stop()
 st.caption(f"Dataset: {'the demo' if is_demo(root) else root}")
 busy = {d: jobs.active(RUNS, d) for d in ("cuda", "mps", "cpu")}
 for d, r in busy.items():
