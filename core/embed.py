@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import torch
 
 from .dataset import Dataset, cache_root, load
+from .errors import UserError
 from .model import load_model
 from .runs import Run, atomic_write
 from .train import encode, normalised_batches, pick_device
@@ -94,12 +95,14 @@ def encode_run(run_dir, progress=None, device: str = "auto") -> pd.DataFrame:
     """Encode every readable image of a run's dataset; return (and cache) its encodings table."""
     run = Run(run_dir).require()
     config = run.config()
-    ckpt = run.load_checkpoint("cpu")
-    ds = load(config["data"], ckpt["settings"]["image_size"], ckpt["settings"]["background"], progress=progress)
+    if not run.model_path.is_file():
+        raise UserError(f"run {run.name} has no checkpoint yet (model.pt)")
+    s = config["effective"]
+    ds = load(config["data"], s["image_size"], s["background"], progress=progress)
     key = _key(run, ds)
     if run.encodings_path.is_file() and stored_key(run.encodings_path) == key:
         return pd.read_parquet(run.encodings_path)
-    model = load_model(ckpt, pick_device(device))
+    model = load_model(run.load_checkpoint("cpu"), pick_device(device))
     codes = encode(model, ds.images)
     _, emb = baseline(ds)
     items = ds.items

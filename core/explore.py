@@ -46,10 +46,10 @@ def selected_rows(selection: dict, enc: pd.DataFrame, prefix: str) -> np.ndarray
     return ids
 
 
-def thumbnail_uri(image: np.ndarray, size: int = 64) -> str:
-    """A small JPEG data URI of a uint8 image, for tooltips."""
+def thumbnail_uri(image: np.ndarray, size: int = 48) -> str:
+    """A small JPEG data URI of a uint8 image (about 1 kB), for tooltips."""
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(image)).resize((size, size), Image.Resampling.BILINEAR).save(buf, "JPEG", quality=80)
+    Image.fromarray(np.asarray(image)).resize((size, size), Image.Resampling.BILINEAR).save(buf, "JPEG", quality=70)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 

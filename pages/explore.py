@@ -27,7 +27,7 @@ def images_of(root: str, size: int, background: str):
 
 @st.cache_data(max_entries=2, show_spinner="Making thumbnails…")
 def thumbnails(root: str, size: int, background: str) -> list[str]:
-    return [explore.thumbnail_uri(a, 64) for a in images_of(root, size, background)]
+    return [explore.thumbnail_uri(a, 48) for a in images_of(root, size, background)]
 
 
 def pick_run() -> Run | None:
@@ -92,6 +92,8 @@ colours = explore.culture_colours(enc["culture"])
 chosen, chosen_sites, context = filters(enc)
 keep = explore.filtered(enc, chosen, chosen_sites)
 
+if st.session_state.get("selected_run") != run.name:  # a selection belongs to one run
+    st.session_state["selected_ids"], st.session_state["selected_run"] = None, run.name
 selection = st.session_state.get("selected_ids")
 points = enc[keep].assign(selected=lambda d: d["id"].isin(selection) if selection is not None else False)
 points = points.iloc[np.argsort(-points["culture"].map(enc["culture"].value_counts()).to_numpy(), kind="stable")]

@@ -70,7 +70,13 @@ def test_data_page_refuses_bad_folders(tmp_path):
     assert any("no image files" in e.value for e in at.error)
 
 
-def test_explore_site_filter_changes_both_charts(trained_run):
+def test_explore_site_filter_changes_both_charts(trained_run, monkeypatch):
+    from core import embed
+    from core.embed import UMAPBaseline, encode_run
+
+    encode_run(trained_run.dir)  # an encoded run: opening Explore and filtering recompute nothing
+    monkeypatch.setattr(embed, "encode", lambda *a: pytest.fail("encoded again"))
+    monkeypatch.setattr(UMAPBaseline, "fit_transform", lambda *a: pytest.fail("UMAP again"))
     at = page("explore", run=trained_run.name)
     assert not at.exception and not at.error
     aae, umap = charts(at)
