@@ -13,14 +13,15 @@ def _colour(colours: dict[str, str], title: str = "culture") -> alt.Color:
 
 
 def counts(table: pd.DataFrame, colours: dict[str, str]) -> alt.Chart:
-    """Images per culture (stacked by site), with each culture's share of the whole."""
+    """Images per culture, stacked by site, largest culture first."""
+    order = list(table.groupby("culture")["images"].sum().sort_values(ascending=False).index)
     return alt.Chart(table).mark_bar().encode(
-        x=alt.X("sum(images):Q", title="images"),
-        y=alt.Y("culture:N", sort="-x", title=None),
+        x=alt.X("images:Q", stack="zero", title="images"),
+        y=alt.Y("culture:N", sort=order, title=None, axis=alt.Axis(labelLimit=240)),
         color=_colour(colours),
         detail="site:N",
         tooltip=["culture", "site", "images", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(height=34 * table["culture"].nunique() + 20)
+    ).properties(height=alt.Step(36))
 
 
 def scatter(points: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str, colours: dict[str, str],
