@@ -49,7 +49,7 @@ def filters(enc: pd.DataFrame) -> tuple[list[str], list[str], bool]:
     """Culture and find-site filters, applied to both charts at once."""
     cultures = list(enc["culture"].value_counts().index)
     sites = sorted(s for s in enc["site"].unique() if s)
-    c = st.columns([3, 3, 1])
+    c = st.columns([5, 5, 2])
     chosen = c[0].multiselect("Cultures", cultures, default=cultures, key="f_cultures")
     chosen_sites = c[1].multiselect("Find-sites", sites, default=sites, key="f_sites",
                                     help="Figurines with a find-site (the Babylonian ones) are kept only at these sites")
