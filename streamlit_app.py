@@ -7,5 +7,6 @@ pages = [
     st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
+    st.Page("pages/influence.py", title="Influence", icon=":material/insights:"),
 ]
 st.navigation(pages).run()

@@ -73,3 +73,19 @@ def snapshot(codes: pd.DataFrame, colours: dict[str, str], prior_std: float, epo
         x=alt.X("x:Q", title="latent 1"), y=alt.Y("y:Q", title="latent 2"), color=_colour(colours),
         tooltip=["culture", "site", "path"])
     return alt.layer(circles, pts).properties(title=f"latent codes at epoch {epoch}", height=380)
+
+
+def heatmap(table: pd.DataFrame, title: str) -> alt.LayerChart:
+    """Group x source-culture shares, with the value and its 95% interval in each cell."""
+    t = table.assign(label=table["share"].map("{:.2f}".format),
+                     interval=table.apply(lambda r: f"[{r.ci_low:.2f}, {r.ci_high:.2f}]", axis=1),
+                     flag=table["too_small"].map({True: " (too few)", False: ""}))
+    groups = list(dict.fromkeys(t["group"]))
+    base = alt.Chart(t).encode(x=alt.X("source:N", title=None, axis=alt.Axis(labelAngle=0, labelLimit=200)),
+                               y=alt.Y("group:N", sort=groups, title=None))
+    cells = base.mark_rect().encode(
+        color=alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], scheme="oranges"), title="share"),
+        tooltip=["group", "source", "n", alt.Tooltip("share:Q", format=".3f"), "interval", "flag"])
+    text = base.mark_text(fontSize=11).encode(
+        text="label:N", color=alt.condition("datum.share > 0.55", alt.value("white"), alt.value("#2b2622")))
+    return alt.layer(cells, text).properties(title=title, height=alt.Step(30))

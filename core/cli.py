@@ -1,4 +1,4 @@
-"""`python -m core demo|scan|train|encode`: the headless face of the engine.
+"""`python -m core demo|scan|train|encode|influence`: the headless face of the engine.
 
 A user's mistake prints one line on stderr and exits with status 2; a run that diverges exits 1.
 """
@@ -127,6 +127,28 @@ def cmd_encode(a) -> int:
     return 0
 
 
+def cmd_influence(a) -> int:
+    from . import influence
+
+    if a.k < 1 or a.bootstrap < 10:
+        raise UserError("--k must be at least 1 and --bootstrap at least 10")
+    tables = influence.for_run(a.run_dir, k=a.k, n_boot=a.bootstrap)
+    if a.json:
+        print(json.dumps(influence.as_json({"aae": tables["aae"], "umap": tables["umap"]})))
+        return 0
+    names = {"aae": "AAE latent", "umap": "UMAP baseline", "pca": "50-D PCA space"}
+    for name, t in tables.items():
+        print(f"\n{names[name]}: share of the {a.k} nearest source figurines (size-corrected) [95% CI], energy share")
+        for r in t.itertuples():
+            flag = "  (too few figurines)" if r.too_small else ""
+            print(f"  {r.group:<24} {r.source:<34} {r.share:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
+                  f"{r.energy_share:.2f}{flag}")
+    print()
+    for line in influence.reading(tables["aae"], "AAE latent"):
+        print(line)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m core", description="Figurine latent-space explorer: the headless engine.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -169,6 +191,13 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="write RUN/encodings.parquet (AAE codes and the UMAP baseline)")
     e.add_argument("--run-dir", required=True)
     e.set_defaults(func=cmd_encode)
+
+    i = sub.add_parser("influence", help="influence shares per group and source, with 95% intervals")
+    i.add_argument("--run-dir", required=True)
+    i.add_argument("--json", action="store_true", help="one JSON object, as in DESIGN.md")
+    i.add_argument("--k", type=int, default=10, help="nearest source figurines per target figurine")
+    i.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    i.set_defaults(func=cmd_influence)
     return p
 
 

@@ -1,4 +1,4 @@
-"""Numbers that say whether a latent space can be trusted: prior match and culture separation."""
+"""Numbers that say whether a latent space can be trusted: prior match, culture separation, reconstruction."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,3 +33,63 @@ def knn_accuracy(emb: np.ndarray, labels, k: int = 10, folds: int = 5, seed: int
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     pred = cross_val_predict(KNeighborsClassifier(min(k, len(y) - len(y) // folds - 1)), emb, y, cv=cv)
     return float(balanced_accuracy_score(y, pred))
+
+
+def prior_match(codes: np.ndarray, prior_std: float, seed: int = 0) -> dict:
+    """How well codes match a N(0, sd^2 I) prior: radial shares, moments, and a classifier two-sample test."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(seed)
+    prior = rng.normal(0, prior_std, codes.shape)
+    x = np.concatenate([codes, prior])
+    y = np.r_[np.zeros(len(codes)), np.ones(len(prior))]
+    xa, xb, ya, yb = train_test_split(x, y, test_size=0.5, random_state=seed, stratify=y)
+    c2st = float(HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(xa, ya).score(xb, yb))
+    d = codes.shape[1]
+    return {"within_sd": within_sd(codes, prior_std), "expected_within_sd": {k: expected_within_sd(k, d) for k in (1, 2, 3)},
+            "mean": codes.mean(axis=0).tolist(), "cov": np.cov(codes.T).reshape(d, d).tolist(),
+            "prior_var": prior_std ** 2, "c2st_accuracy": c2st}
+
+
+def embedding_quality(emb: np.ndarray, high: np.ndarray, labels, n: int = 2000, seed: int = 0) -> dict:
+    """Balanced 10-NN culture accuracy, trustworthiness (against the 50-D PCA space) and silhouette."""
+    from sklearn.manifold import trustworthiness
+    from sklearn.metrics import silhouette_score
+
+    y = np.asarray(labels)
+    sub = np.random.default_rng(seed).permutation(len(y))[:n]
+    return {"knn_accuracy": knn_accuracy(emb, y),
+            "trustworthiness": float(trustworthiness(high[sub], emb[sub], n_neighbors=10)),
+            "silhouette": float(silhouette_score(emb, y, sample_size=min(n, len(y)), random_state=seed))}
+
+
+def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float) -> str:
+    """One plain sentence: can distances be read from this run?"""
+    inside3, c2st = prior["within_sd"][3], prior["c2st_accuracy"]
+    if inside3 < 0.5:
+        return "codes lie far outside the prior: do not read distances from this run"
+    parts = ["codes match the prior" if inside3 >= 0.95 and c2st <= 0.6 else "codes match the prior only roughly"]
+    parts.append("reconstructions are good" if recon_error < 0.02 else
+                 "reconstructions are blurry" if recon_error < 0.06 else "reconstructions are poor")
+    strength = "well" if aae_acc >= 0.8 else "moderately" if aae_acc >= 0.5 else "weakly"
+    parts.append(f"cultures separate {strength} (balanced 10-NN accuracy {aae_acc:.2f}; UMAP {umap_acc:.2f})")
+    return "; ".join(parts)
+
+
+def for_run(run_dir) -> dict:
+    """All diagnostics of a run, with the verdict."""
+    from .dataset import load
+    from .embed import baseline, encode_run
+    from .runs import Run
+
+    run = Run(run_dir)
+    enc = encode_run(run_dir)
+    s = run.config()["effective"]
+    pcs, _ = baseline(load(run.config()["data"], s["image_size"], s["background"]))
+    aae, umap_xy = enc[["aae_x", "aae_y"]].to_numpy(), enc[["umap_x", "umap_y"]].to_numpy()
+    prior = prior_match(aae, s["prior_std"])
+    quality = {"aae": embedding_quality(aae, pcs, enc["culture"]), "umap": embedding_quality(umap_xy, pcs, enc["culture"])}
+    recon = float(enc["recon_error"].mean())
+    return {"prior": prior, "quality": quality, "recon_error": recon,
+            "verdict": verdict(prior, recon, quality["aae"]["knn_accuracy"], quality["umap"]["knn_accuracy"])}

@@ -78,3 +78,19 @@ def encodings(run_dir: str, checkpoint_mtime: int) -> pd.DataFrame:
 def run_label(run: Run) -> str:
     st_ = run.status()
     return f"{run.name} ({st_.get('state', '?')}, epoch {st_.get('epoch', 0)})"
+
+
+def pick_run() -> Run | None:
+    """A run with a checkpoint, chosen by the user (the active one by default); None after saying why."""
+    done = [r for r in runs() if r.model_path.is_file()]
+    if not done:
+        st.info("No trained run yet. Launch one on the Train page (the demo's fast preset takes a few minutes "
+                "on a laptop CPU); it appears here when its first checkpoint is written.")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        return None
+    names = [r.name for r in done]
+    want = st.session_state.get("run")
+    pick = st.selectbox("Run", names, index=names.index(want) if want in names else 0,
+                        format_func=lambda n: run_label(Run(RUNS / n)))
+    st.session_state["run"] = pick
+    return Run(RUNS / pick)

@@ -8,9 +8,7 @@ from core import charts, explore
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
-from core.paths import RUNS
-from core.runs import Run
-from pages.common import encodings, run_label, runs
+from pages.common import encodings, pick_run
 
 st.title("Explore")
 
@@ -28,21 +26,6 @@ def images_of(root: str, size: int, background: str):
 @st.cache_data(max_entries=2, show_spinner="Making thumbnails…")
 def thumbnails(root: str, size: int, background: str) -> list[str]:
     return [explore.thumbnail_uri(a, 48) for a in images_of(root, size, background)]
-
-
-def pick_run() -> Run | None:
-    done = [r for r in runs() if r.model_path.is_file()]
-    if not done:
-        st.info("No trained run yet. Launch one on the Train page (the demo's fast preset takes a few minutes "
-                "on a laptop CPU); it appears here when its first checkpoint is written.")
-        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
-        return None
-    names = [r.name for r in done]
-    want = st.session_state.get("run")
-    pick = st.selectbox("Run", names, index=names.index(want) if want in names else 0,
-                        format_func=lambda n: run_label(Run(RUNS / n)))
-    st.session_state["run"] = pick
-    return Run(RUNS / pick)
 
 
 def filters(enc: pd.DataFrame) -> tuple[list[str], list[str], bool]:

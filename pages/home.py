@@ -55,3 +55,5 @@ st.page_link("pages/train.py", label="Train: launch a training in the background
              icon=":material/model_training:")
 st.page_link("pages/explore.py", label="Explore: the AAE latent space beside the UMAP baseline",
              icon=":material/scatter_plot:")
+st.page_link("pages/influence.py", label="Influence: shares per find-site with 95% intervals, and trust diagnostics",
+             icon=":material/insights:")

@@ -115,3 +115,13 @@ def test_a_short_training_from_the_train_page_completes(small_demo):
     assert any("Finished 2 epochs" in s.value for s in at.success)
     assert charts(at)  # the loss curves
     assert list(run.metrics()["epoch"]) == [1, 2]
+
+
+def test_influence_page(trained_run):
+    at = page("influence", run=trained_run.name)
+    assert not at.exception and not at.error
+    assert any(m.value.startswith("- Hellenistic Babylonian's figurines (n = ") for m in at.markdown)
+    assert len(charts(at)) == 2  # AAE and UMAP heatmaps
+    assert any(i.value.startswith("Verdict: ") for i in list(at.info) + list(at.error))
+    table = at.dataframe[0].value
+    assert set(table["embedding"]) == {"AAE latent", "UMAP baseline", "50-D PCA space"}
