@@ -82,7 +82,7 @@ def heatmap(table: pd.DataFrame, title: str) -> alt.LayerChart:
                      flag=table["too_small"].map({True: " (too few)", False: ""}))
     groups = list(dict.fromkeys(t["group"]))
     base = alt.Chart(t).encode(x=alt.X("source:N", title=None, axis=alt.Axis(labelAngle=0, labelLimit=200)),
-                               y=alt.Y("group:N", sort=groups, title=None))
+                               y=alt.Y("group:N", sort=groups, title=None, axis=alt.Axis(labelLimit=220)))
     cells = base.mark_rect().encode(
         color=alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], scheme="oranges"), title="share"),
         tooltip=["group", "source", "n", alt.Tooltip("share:Q", format=".3f"), "interval", "flag"])

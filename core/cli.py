@@ -87,6 +87,7 @@ def cmd_train(a) -> int:
             stored = json.loads(Path(a.settings).read_text())
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read the settings file {a.settings}: {e}") from None
+        stored = stored.get("settings", stored)  # a run's config.json, or a plain settings file
         settings, overrides = Settings.from_dict({**stored, **given}), None
     else:
         settings, overrides = Settings.from_preset(a.preset, **given), None
@@ -184,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     t.add_argument("--seed", type=int)
     t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    t.add_argument("--settings", help="a JSON file of settings (as in a run's config.json); flags override it")
+    t.add_argument("--settings", help="a JSON file of settings, or another run's config.json; flags override it")
     t.add_argument("--encode", action="store_true", help="write the encodings when training finishes")
     t.set_defaults(func=cmd_train)
 

@@ -58,6 +58,8 @@ if t["aae"].empty:
     st.warning("This dataset has only one culture: there are no source cultures to compare with.")
     st.stop()
 
+trust(d)
+
 st.subheader("Reading")
 for line in influence.reading(t["aae"], "AAE latent"):
     st.markdown(f"- {line}")
@@ -78,4 +80,3 @@ d1.download_button("Estimates (CSV)", full[cols].to_csv(index=False), f"{run.nam
                    icon=":material/download:")
 d2.download_button("Heatmaps (SVG)", lambda: vlc.vegalite_to_svg((maps[0] | maps[1]).to_dict()), f"{run.name}-influence.svg",
                    "image/svg+xml", icon=":material/download:")
-trust(d)

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,10 @@ def test_demo_scan_train_encode(tmp_path, capsys):
                  "--device", "cpu", "--balanced"]) == 0
     assert main(["train", "--run-dir", str(run), "--resume", "--epochs", "3"]) == 0
     assert main(["encode", "--run-dir", str(run)]) == 0
+    assert main(["train", "--data", str(data), "--run-dir", str(tmp_path / "r2"), "--settings",
+                 str(run / "config.json"), "--epochs", "1", "--encode"]) == 0
+    assert (tmp_path / "r2" / "encodings.parquet").is_file()
+    assert json.loads((tmp_path / "r2" / "config.json").read_text())["settings"]["balanced"] is True
     df = pd.read_parquet(run / "encodings.parquet")
     assert len(df) == sum(1 for p in data.rglob("*") if p.suffix in (".jpg", ".TIF"))
     assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 2, 3]

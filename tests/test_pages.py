@@ -123,5 +123,7 @@ def test_influence_page(trained_run):
     assert any(m.value.startswith("- Hellenistic Babylonian's figurines (n = ") for m in at.markdown)
     assert len(charts(at)) == 2  # AAE and UMAP heatmaps
     assert any(i.value.startswith("Verdict: ") for i in list(at.info) + list(at.error))
-    table = at.dataframe[0].value
+    table = next(d.value for d in at.dataframe if "embedding" in d.value)
     assert set(table["embedding"]) == {"AAE latent", "UMAP baseline", "50-D PCA space"}
+    quality = at.dataframe[0].value
+    assert list(quality.index) == ["AAE latent", "UMAP baseline"]
