@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .paths import PROJECT
-from .runs import Run, _process_start
+from .runs import Run, process_start
 from .settings import Settings
 
 
@@ -37,7 +37,7 @@ def active(runs_root: Path, device: str) -> Run | None:
         info = json.loads(lock.read_text())
     except (OSError, ValueError):
         return None
-    started = _process_start(int(info.get("pid", 0)))
+    started = process_start(int(info.get("pid", 0)))
     if started is None or (started and info.get("pid_start") and started != info["pid_start"]):
         return None
     run = Run(info["run"])
@@ -101,7 +101,7 @@ def launch(runs_root: Path, run_dir: Path, settings: Settings | None = None, dat
         proc = subprocess.Popen(cmd, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
         log.close()
-        lock.write_text(json.dumps({"run": str(run.dir), "pid": proc.pid, "pid_start": _process_start(proc.pid)}))
+        lock.write_text(json.dumps({"run": str(run.dir), "pid": proc.pid, "pid_start": process_start(proc.pid)}))
     except BaseException:
         lock.unlink(missing_ok=True)
         raise

@@ -44,7 +44,7 @@ def write_json(path: Path, obj: dict) -> None:
     atomic_write(path, json.dumps(obj, indent=2, default=str).encode())
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """The kernel's start time of a process (tells a live trainer from a reused pid); None if gone."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -102,7 +102,7 @@ class Run:
         except (OSError, ValueError):
             return {"state": "interrupted" if self.exists() else "missing", "epoch": 0, "message": ""}
         if st.get("state") == "running" and st.get("host") == socket.gethostname():
-            alive = _process_start(int(st.get("pid", 0)))
+            alive = process_start(int(st.get("pid", 0)))
             if alive is None or (alive and st.get("pid_start") and alive != st["pid_start"]):
                 st["state"] = "interrupted"
                 st["message"] = "the training process ended without finishing (killed or crashed); resume continues it"
@@ -117,7 +117,7 @@ class Run:
         now = time.time()
         st.update(fields, state=state, updated=now)
         if state == "running":
-            st.update(pid=os.getpid(), pid_start=_process_start(os.getpid()), host=socket.gethostname())
+            st.update(pid=os.getpid(), pid_start=process_start(os.getpid()), host=socket.gethostname())
             st.setdefault("started", now)
             st.pop("finished", None)
         else:

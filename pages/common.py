@@ -1,6 +1,7 @@
 """What every page shares: the active dataset and run, and cached loaders feeding each other."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,11 @@ from core.paths import DEMO, RUNS
 from core.runs import Run, list_runs
 
 PREVIEW_SIZE = 64
+
+
+def plain(text: str) -> str:
+    """A file name or label from a user's folder, escaped so Markdown shows it as typed."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
 
 
 def data_root() -> Path:

@@ -5,7 +5,7 @@ from core.errors import UserError
 from core.explore import culture_colours
 from core import charts
 from core.paths import DEMO, data_roots, within_roots
-from pages.common import data_root, dataset, is_demo
+from pages.common import data_root, dataset, is_demo, plain
 
 st.title("Data")
 
@@ -51,7 +51,7 @@ table = ds.counts().assign(share=lambda t: t["images"] / t["images"].sum())
 per_culture = table.groupby("culture", as_index=False)["images"].sum().sort_values("images", ascending=False)
 per_culture["share"] = per_culture["images"] / per_culture["images"].sum()
 
-st.subheader(f"{'The demo' if is_demo(root) else root.name}: {len(items):,} images in {len(per_culture)} cultures")
+st.subheader(f"{'The demo' if is_demo(root) else plain(root.name)}: {len(items):,} images in {len(per_culture)} cultures")
 big, small = per_culture.iloc[0], per_culture.iloc[-1]
 cols = st.columns(4)
 cols[0].metric("Readable images", f"{len(items):,}")
@@ -62,7 +62,7 @@ if big["share"] > 0.5 or small["share"] < 0.05:
     st.info(f"The cultures are imbalanced ({big['share']:.0%} vs {small['share']:.0%}). "
             "Balanced sampling on the Train page draws each culture equally often.")
 
-left, right = st.columns([3, 2])
+left, right = st.columns([1, 1])
 left.altair_chart(charts.counts(table, colours), width="stretch")
 right.dataframe(table.assign(site=table["site"].replace("", "—")), hide_index=True, width="stretch",
                 column_config={"share": st.column_config.ProgressColumn("share", format="percent", min_value=0,
@@ -82,8 +82,8 @@ grid = st.columns(8)
 for i, r in enumerate(rows):
     with grid[i % 8]:
         st.image(ds.images[r], width="stretch")
-        st.caption(f"{items.at[r, 'culture']} · {items.at[r, 'site'] or '—'}  \n{items.at[r, 'path'].rsplit('/', 1)[-1]}",
-                   unsafe_allow_html=False)
+        name = items.at[r, "path"].rsplit("/", 1)[-1]
+        st.caption(f"{plain(items.at[r, 'culture'])} · {plain(items.at[r, 'site']) or '—'}  \n{plain(name)}")
 st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, background "
            f"{'flattened to neutral grey' if ds.background == 'flatten' else 'as photographed'}.")
 

@@ -8,7 +8,7 @@ from core import charts, explore
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
-from pages.common import encodings, pick_run
+from pages.common import encodings, pick_run, plain
 
 st.title("Explore")
 
@@ -48,7 +48,7 @@ def gallery(rows: pd.DataFrame, images, recon: np.ndarray | None) -> None:
     for i, (idx, r) in enumerate(rows.head(48).iterrows()):
         with grid[i % 8]:
             st.image(images[idx], width="stretch")
-            st.caption(f"{r['culture']} · {r['site'] or '—'}  \n{r['path'].rsplit('/', 1)[-1]}")
+            st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{plain(r['path'].rsplit('/', 1)[-1])}")
     if recon is not None:
         st.caption("Their reconstructions by the autoencoder:")
         grid = st.columns(8)

@@ -127,3 +127,12 @@ def test_influence_page(trained_run):
     assert set(table["embedding"]) == {"AAE latent", "UMAP baseline", "50-D PCA space"}
     quality = at.dataframe[0].value
     assert list(quality.index) == ["AAE latent", "UMAP baseline"]
+
+
+def test_names_from_a_folder_are_shown_as_text():
+    from pages.common import plain
+
+    for name in ["**bold**", "<b>x</b>", "$x$.jpg", "[link](http://e.x)", "a_b_c.tif"]:
+        escaped = plain(name)
+        assert escaped.replace("\\", "") == name
+        assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch in "*<>$[]()_" and i > 0)
