@@ -38,6 +38,8 @@ def dataset_chooser() -> None:
 
 
 dataset_chooser()
+if st.button("Rescan the folder", icon=":material/refresh:", help="Pick up files added, removed or changed since"):
+    dataset.clear()  # the engine's own cache then decodes only what changed
 root = data_root()
 try:
     ds = dataset(str(root))
