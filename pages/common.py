@@ -17,6 +17,26 @@ from core.runs import Run, list_runs
 PREVIEW_SIZE = 64
 
 
+def navigation():
+    """The app's pages; streamlit_app.py runs the chosen one."""
+    st.session_state["navigation"] = True
+    return st.navigation([
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
+        st.Page("pages/influence.py", title="Influence", icon=":material/insights:"),
+    ])
+
+
+def app_page(path: str) -> None:
+    """Call first on every page. Until the app has run once, Streamlit runs a deep-linked file of pages/
+    on its own (its old multipage mode): set up the app's navigation and come back through it."""
+    if not st.session_state.get("navigation"):
+        navigation()
+        st.switch_page(path)
+
+
 def plain(text: str) -> str:
     """A file name or label from a user's folder, escaped so Markdown shows it as typed."""
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))

@@ -5,7 +5,9 @@ from core.errors import UserError
 from core.explore import culture_colours
 from core import charts
 from core.paths import DEMO, data_roots, within_roots
-from pages.common import data_root, dataset, is_demo, plain
+from pages.common import app_page, data_root, dataset, is_demo, plain
+
+app_page("pages/data.py")
 
 st.title("Data")
 

@@ -8,7 +8,9 @@ from core import charts, explore
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
-from pages.common import encodings, pick_run, plain
+from pages.common import app_page, encodings, pick_run, plain
+
+app_page("pages/explore.py")
 
 st.title("Explore")
 

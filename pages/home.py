@@ -7,7 +7,9 @@ from core import jobs
 from core.errors import UserError
 from core.paths import RUNS
 from core.settings import Settings
-from pages.common import active_dataset, active_run, data_root, is_demo, runs
+from pages.common import active_dataset, active_run, app_page, data_root, is_demo, runs
+
+app_page("pages/home.py")
 
 DEMO_RUN = "demo-fast"
 

@@ -5,7 +5,9 @@ import vl_convert as vlc
 
 from core import charts, diagnostics, influence
 from core.errors import UserError
-from pages.common import pick_run
+from pages.common import app_page, pick_run
+
+app_page("pages/influence.py")
 
 EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "pca": "50-D PCA space"}
 

@@ -11,7 +11,9 @@ from core.explore import culture_colours
 from core.paths import RUNS
 from core.runs import Run
 from core.settings import PRESETS, Settings
-from pages.common import active_dataset, data_root, is_demo, runs
+from pages.common import active_dataset, app_page, data_root, is_demo, runs
+
+app_page("pages/train.py")
 
 st.title("Train")
 

@@ -76,16 +76,17 @@ def test_data_train_explore(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.set_default_timeout(180_000)
 
+    page.goto(f"{server}/data")  # a deep link as the server's very first request
+    page.get_by_text("Files that could not be read").wait_for()
+    _settle(page)
+    assert page.get_by_text("431 images in 4 cultures").count() == 1
+    assert "Influence" in page.locator("[data-testid=stSidebarNav]").inner_text()  # the app's own navigation
+    _no_exception(page, "2-data")
+
     page.goto(server)
     page.get_by_text("Active dataset").wait_for()
     _settle(page)
     _no_exception(page, "1-home")
-
-    page.goto(f"{server}/data")
-    page.get_by_text("Files that could not be read").wait_for()
-    _settle(page)
-    assert page.get_by_text("431 images in 4 cultures").count() == 1
-    _no_exception(page, "2-data")
 
     page.goto(f"{server}/train")
     page.get_by_text("Run name").wait_for()
