@@ -37,6 +37,8 @@ def active(runs_root: Path, device: str) -> Run | None:
         info = json.loads(lock.read_text())
     except (OSError, ValueError):
         return None
+    if not info.get("pid") and time.time() - lock.stat().st_mtime > 120:
+        return None  # a launcher that died before it could start its trainer
     started = process_start(int(info.get("pid", 0)))
     if started is None or (started and info.get("pid_start") and started != info["pid_start"]):
         return None

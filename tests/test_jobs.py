@@ -1,0 +1,52 @@
+import json
+import os
+import time
+from dataclasses import replace
+
+import pytest
+
+from core import jobs
+from core.errors import UserError
+from core.runs import Run
+
+
+def _wait_done(run: Run, timeout=120):
+    t0 = time.time()
+    while run.status().get("state") in ("running", "missing") and time.time() - t0 < timeout:
+        time.sleep(0.3)
+    return run.status()["state"]
+
+
+def test_one_training_per_device_and_the_second_is_told_which(small_demo, tmp_path, tiny_settings):
+    s = replace(tiny_settings, epochs=400)
+    first = jobs.launch(tmp_path, tmp_path / "first", s, str(small_demo), encode=False)
+    assert first.status()["state"] == "running" and jobs.active(tmp_path, "cpu").name == "first"
+    with pytest.raises(UserError, match="run first is already training on the cpu"):
+        jobs.launch(tmp_path, tmp_path / "second", s, str(small_demo))
+    first.request_stop()
+    assert _wait_done(first) == "stopped" and jobs.active(tmp_path, "cpu") is None
+    second = jobs.launch(tmp_path, tmp_path / "second", replace(s, epochs=1), str(small_demo), encode=False)
+    assert _wait_done(second) == "done"
+    old_pid = first.status()["pid"]
+    jobs.launch(tmp_path, first.dir, resume=True, encode=False)  # resume continues the stopped run
+    assert first.status()["pid"] != old_pid
+    first.request_stop()
+    assert _wait_done(first) == "stopped" and first.load_checkpoint()["epoch"] == first.status()["epoch"]
+
+
+def test_stale_locks_do_not_block(small_demo, tmp_path, tiny_settings):
+    lock = tmp_path / ".training-cpu.lock"
+    lock.write_text(json.dumps({"run": str(tmp_path / "ghost"), "pid": 2**22 + 7, "pid_start": "1"}))
+    assert jobs.active(tmp_path, "cpu") is None  # its process is gone
+    lock.write_text(json.dumps({"run": str(tmp_path / "ghost"), "pid": 0}))
+    old = time.time() - 600
+    os.utime(lock, (old, old))
+    assert jobs.active(tmp_path, "cpu") is None  # a launcher that died before starting its trainer
+    run = jobs.launch(tmp_path, tmp_path / "next", replace(tiny_settings, epochs=1), str(small_demo), encode=False)
+    assert _wait_done(run) == "done"
+
+
+def test_a_training_that_cannot_start_says_why(tmp_path, tiny_settings):
+    run = jobs.launch(tmp_path, tmp_path / "bad", tiny_settings, str(tmp_path / "no-such-folder"), encode=False)
+    assert run.status()["state"] == "missing"
+    assert "dataset folder not found" in jobs.log_tail(run)
