@@ -79,16 +79,12 @@ def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float) ->
 
 def for_run(run_dir) -> dict:
     """All diagnostics of a run, with the verdict."""
-    from .dataset import load
-    from .embed import baseline, encode_run
+    from .embed import spaces
     from .runs import Run
 
-    run = Run(run_dir)
-    enc = encode_run(run_dir)
-    s = run.config()["effective"]
-    pcs, _ = baseline(load(run.config()["data"], s["image_size"], s["background"]))
-    aae, umap_xy = enc[["aae_x", "aae_y"]].to_numpy(), enc[["umap_x", "umap_y"]].to_numpy()
-    prior = prior_match(aae, s["prior_std"])
+    enc, e = spaces(run_dir)
+    aae, umap_xy, pcs = e["aae"], e["umap"], e["pca"]
+    prior = prior_match(aae, Run(run_dir).config()["effective"]["prior_std"])
     quality = {"aae": embedding_quality(aae, pcs, enc["culture"]), "umap": embedding_quality(umap_xy, pcs, enc["culture"])}
     recon = float(enc["recon_error"].mean())
     return {"prior": prior, "quality": quality, "recon_error": recon,

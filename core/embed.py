@@ -120,3 +120,12 @@ def encode_run(run_dir, progress=None, device: str = "auto") -> pd.DataFrame:
     pq.write_table(table, buf)
     atomic_write(run.encodings_path, buf.getvalue().to_pybytes())
     return df
+
+
+def spaces(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """A run's encodings table and its three spaces (AAE codes, UMAP, 50-D PCA), all from the caches."""
+    run = Run(run_dir)
+    enc = encode_run(run_dir)
+    s = run.config()["effective"]
+    pcs, _ = baseline(load(run.config()["data"], s["image_size"], s["background"]))
+    return enc, {"aae": enc[["aae_x", "aae_y"]].to_numpy(), "umap": enc[["umap_x", "umap_y"]].to_numpy(), "pca": pcs}

@@ -117,12 +117,7 @@ def reading(table: pd.DataFrame, embedding: str) -> list[str]:
 
 def for_run(run_dir, k: int = 10, n_boot: int = 1000) -> dict[str, pd.DataFrame]:
     """Influence tables of a run in the AAE latent, the UMAP baseline and the 50-D PCA space."""
-    from .dataset import load
-    from .embed import baseline, encode_run
-    from .runs import Run
+    from .embed import spaces
 
-    enc = encode_run(run_dir)
-    s = Run(run_dir).config()["effective"]
-    pcs, _ = baseline(load(Run(run_dir).config()["data"], s["image_size"], s["background"]))
-    spaces = {"aae": enc[["aae_x", "aae_y"]].to_numpy(), "umap": enc[["umap_x", "umap_y"]].to_numpy(), "pca": pcs}
-    return {name: estimate(e, enc["culture"], enc["site"], k, n_boot) for name, e in spaces.items()}
+    enc, embeddings = spaces(run_dir)
+    return {name: estimate(e, enc["culture"], enc["site"], k, n_boot) for name, e in embeddings.items()}
