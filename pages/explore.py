@@ -20,6 +20,12 @@ def model(run_dir: str, checkpoint_mtime: int):
     return AAE.load(run_dir, device="cpu").model_
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def manifold(run_dir: str, checkpoint_mtime: int):
+    """The decoder's 9 x 9 grid over the prior: drawn once per checkpoint, not on every filter change."""
+    return explore.manifold(model(run_dir, checkpoint_mtime), n=9)
+
+
 @st.cache_resource(max_entries=2, show_spinner=False)
 def images_of(root: str, size: int, background: str):
     return load(root, size, background).images
@@ -126,6 +132,6 @@ with st.expander("What the decoder draws across the prior (latent manifold)"):
     if s["latent_dim"] < 2:
         st.caption("A one-dimensional latent space has no 2-D manifold to draw.")
     else:
-        st.image(explore.manifold(model(str(run.dir), mtime), n=9), width=min(720, 9 * s["image_size"] * 2),
+        st.image(manifold(str(run.dir), mtime), width=min(720, 9 * s["image_size"] * 2),
                  caption=f"Decoded images on a 9 x 9 grid over ±2.5 prior sd (sd = {s['prior_std']:g}); "
                          "up is +latent 2, right is +latent 1.")
