@@ -24,33 +24,67 @@ def counts(table: pd.DataFrame, colours: dict[str, str]) -> alt.Chart:
     ).properties(height=alt.Step(36))
 
 
+def _embedding(layers: list, title: str, prior_std: float | None) -> alt.LayerChart:
+    """The prior's circles under the given layers, zoomable, titled."""
+    if prior_std:
+        layers.insert(0, alt.Chart(prior_circles(prior_std)).mark_line(strokeDash=[4, 4], color="#8a8178",
+                                                                       opacity=0.7)
+                      .encode(x=alt.X("x:Q"), y=alt.Y("y:Q"), order="order:Q", detail="circle:N"))
+    return alt.layer(*layers).properties(title=title, height=460).interactive(bind_y=False, bind_x=False)
+
+
+def _box(prefix: str):
+    return alt.selection_interval(name=f"box_{prefix}", encodings=["x", "y"])
+
+
 def scatter(points: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str, colours: dict[str, str],
-            highlighted: bool, prior_std: float | None = None, tooltips: bool = True) -> alt.LayerChart:
+            highlighted: bool, prior_std: float | None = None, thumbnails: str | None = None) -> alt.LayerChart:
     """One embedding: grey context, coloured points (dimmed outside a selection), the prior's circles.
 
-    `points` has id, path, culture, site, `<prefix>_x`, `<prefix>_y`, `selected` (and `image` for tooltips).
-    Box (`box_<prefix>`) and click (`pick_<prefix>`) selections are reported back to the page.
+    `points` has id, path, culture, site, `<prefix>_x`, `<prefix>_y` and `selected`. With `thumbnails`
+    (a URL folder holding `<id>.jpg`), hovering a point shows its picture. Box (`box_<prefix>`) and
+    click (`pick_<prefix>`) selections are reported back to the page.
     """
     x, y = f"{prefix}_x", f"{prefix}_y"
-    box = alt.selection_interval(name=f"box_{prefix}", encodings=["x", "y"])
     pick = alt.selection_point(name=f"pick_{prefix}", fields=["id"], on="click")
     tips = [alt.Tooltip("culture:N"), alt.Tooltip("site:N"), alt.Tooltip("path:N", title="file")]
-    if tooltips and "image" in points:
-        tips.append(alt.Tooltip("image:N", title="image"))  # vega-tooltip shows a key named image as a picture
     layers = []
-    if prior_std:
-        layers.append(alt.Chart(prior_circles(prior_std)).mark_line(strokeDash=[4, 4], color="#8a8178", opacity=0.7)
-                      .encode(x=alt.X("x:Q"), y=alt.Y("y:Q"), order="order:Q", detail="circle:N"))
     if len(context):
-        layers.append(alt.Chart(context).mark_circle(size=14, color=CONTEXT_GREY, opacity=0.6)
+        layers.append(alt.Chart(context[[x, y]]).mark_circle(size=14, color=CONTEXT_GREY, opacity=0.6)
                       .encode(x=f"{x}:Q", y=f"{y}:Q"))
     opacity = alt.condition("datum.selected", alt.value(0.95), alt.value(0.18)) if highlighted else alt.value(0.75)
     size = alt.condition("datum.selected", alt.value(60), alt.value(22)) if highlighted else alt.value(22)
-    layers.append(alt.Chart(points).mark_circle().encode(
+    chart = alt.Chart(points[["id", "path", "culture", "site", x, y, "selected"]])
+    if thumbnails:  # vega-tooltip shows a field named image as a picture; the URL is made in the browser
+        chart = chart.transform_calculate(image=f"'{thumbnails}/' + datum.id + '.jpg'")
+        tips.append(alt.Tooltip("image:N", title="image"))
+    layers.append(chart.mark_circle().encode(
         x=alt.X(f"{x}:Q", title=f"{title} 1"), y=alt.Y(f"{y}:Q", title=f"{title} 2"),
         color=_colour(colours), opacity=opacity, size=size, tooltip=tips,
-    ).add_params(box, pick))
-    return alt.layer(*layers).properties(title=title, height=460).interactive(bind_y=False, bind_x=False)
+    ).add_params(_box(prefix), pick))
+    return _embedding(layers, title, prior_std)
+
+
+def density(cells: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str, colours: dict[str, str],
+            highlighted: bool, prior_std: float | None = None) -> alt.LayerChart:
+    """One embedding of a large collection as density cells (see `explore.cells`): each cell in its most
+    frequent culture's colour, more opaque where it holds more figurines. A box selection (`box_<prefix>`)
+    selects the figurines inside it."""
+    x, y = f"{prefix}_x", f"{prefix}_y"
+    rect = dict(x=alt.X(f"{x}:Q", title=f"{title} 1"), x2=f"{x}2:Q", y=alt.Y(f"{y}:Q", title=f"{title} 2"),
+                y2=f"{y}2:Q")
+    layers = []
+    if len(context):
+        layers.append(alt.Chart(context[[x, y, f"{x}2", f"{y}2"]]).mark_rect(color=CONTEXT_GREY, opacity=0.6)
+                      .encode(**rect))
+    strength = alt.Opacity("n:Q", scale=alt.Scale(type="log", range=[0.25, 1]), legend=None)
+    opacity = alt.condition("datum.selected", alt.value(1.0), alt.value(0.15)) if highlighted else strength
+    layers.append(alt.Chart(cells).mark_rect().encode(
+        **rect, color=_colour(colours, "most frequent culture"), opacity=opacity,
+        tooltip=[alt.Tooltip("n:Q", title="figurines"), alt.Tooltip("culture:N", title="most frequent"),
+                 alt.Tooltip("share:Q", format=".0%")],
+    ).add_params(_box(prefix)))
+    return _embedding(layers, title, prior_std)
 
 
 def losses(metrics: pd.DataFrame) -> alt.Chart:

@@ -1,9 +1,11 @@
-"""What the Explore page shows, computed without any UI: filtered points, selections, thumbnails,
-the prior's circles and the decoder's view of the latent space."""
+"""What the Explore page shows, computed without any UI: filtered points, density cells for large
+collections, selections, thumbnails, the prior's circles and the decoder's view of the latent space."""
 from __future__ import annotations
 
-import base64
-import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from .demo import ACHAEMENID, GREEK, HB, NEOBAB
 _FIXED = {GREEK: "#2f6fb0", NEOBAB: "#c23b2a", ACHAEMENID: "#3d8f4a", HB: "#c8962e"}
 _SPARE = ["#7b4fa0", "#d17fb5", "#6b6b6b", "#17a2b8", "#8c564b", "#bcbd22", "#e377c2", "#1f3b5c"]
 CONTEXT_GREY = "#d4d0ca"
+POINTS_UP_TO = 20_000  # above this many figurines the charts draw density cells instead of points
 
 
 def culture_colours(cultures) -> dict[str, str]:
@@ -46,11 +49,61 @@ def selected_rows(selection: dict, enc: pd.DataFrame, prefix: str) -> np.ndarray
     return ids
 
 
-def thumbnail_uri(image: np.ndarray, size: int = 48) -> str:
-    """A small JPEG data URI of a uint8 image (about 1 kB), for tooltips."""
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image)).resize((size, size), Image.Resampling.BILINEAR).save(buf, "JPEG", quality=70)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+def write_thumbnails(images, folder: Path, size: int = 48, keep: int = 4) -> Path:
+    """`<row>.jpg` thumbnails of uint8 images in `folder`, written once (the whole folder appears atomically).
+
+    The app serves them as static files, so a chart carries a short URL per figurine, not the image;
+    only the `keep` most recent thumbnail folders next to it are kept.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        os.utime(folder)
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".writing-", dir=folder.parent))
+    try:
+        for i, a in enumerate(images):
+            Image.fromarray(np.asarray(a)).resize((size, size), Image.Resampling.BILINEAR).save(
+                tmp / f"{i}.jpg", "JPEG", quality=75)
+        os.replace(tmp, folder)
+    except OSError:
+        if not folder.is_dir():  # another session finishing first is fine; anything else is not
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    others = sorted((d for d in folder.parent.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                    key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in others[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def cells(enc: pd.DataFrame, rows: np.ndarray, prefix: str, selected=None, bins: int = 120) -> pd.DataFrame:
+    """Density cells of the figurines in `rows` (a boolean mask) on a fixed `bins` x `bins` grid over all of
+    `enc`: each cell's count, its most frequent culture and that culture's share, and whether it holds a
+    selected figurine. Columns `<prefix>_x/_y` (lower corner) and `_x2/_y2` (upper corner)."""
+    x, y = enc[f"{prefix}_x"].to_numpy(), enc[f"{prefix}_y"].to_numpy()
+    edges = [np.linspace(v.min(), v.max() + 1e-9 * (1 + abs(v.max())), bins + 1) for v in (x, y)]
+    ix = np.clip(np.searchsorted(edges[0], x, side="right") - 1, 0, bins - 1)
+    iy = np.clip(np.searchsorted(edges[1], y, side="right") - 1, 0, bins - 1)
+    cell = (ix * bins + iy)[rows]
+    sel = np.zeros(len(enc), bool)
+    if selected is not None:
+        sel[np.asarray(selected, int)] = True
+    df = pd.DataFrame({"cell": cell, "culture": enc["culture"].to_numpy()[rows], "selected": sel[rows]})
+    if not len(df):
+        return pd.DataFrame(columns=[f"{prefix}_x", f"{prefix}_y", f"{prefix}_x2", f"{prefix}_y2", "culture",
+                                     "n", "share", "selected"])
+    per = df.groupby(["cell", "culture"], observed=True).size().rename("k").reset_index()
+    per = per.sort_values(["cell", "k"], ascending=[True, False])
+    top = per.drop_duplicates("cell").set_index("cell")
+    n = df.groupby("cell").size()
+    out = pd.DataFrame({"culture": top["culture"], "n": n, "share": top["k"] / n,
+                        "selected": df.groupby("cell")["selected"].any()})
+    cx, cy = np.divmod(out.index.to_numpy(), bins)
+    for axis, idx, e in (("x", cx, edges[0]), ("y", cy, edges[1])):
+        out[f"{prefix}_{axis}"], out[f"{prefix}_{axis}2"] = e[idx], e[idx + 1]
+    return out.reset_index(drop=True)
 
 
 def prior_circles(std: float, ks=(1, 2, 3), n: int = 120) -> pd.DataFrame:

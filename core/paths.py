@@ -13,6 +13,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FIGURINES_DATA") or PROJECT / "data")
 RUNS = Path(os.environ.get("FIGURINES_RUNS") or PROJECT / "checkpoints")
 DEMO = DATA / "demo"
+STATIC = PROJECT / "static"            # served by Streamlit at app/static/ (server.enableStaticServing)
+THUMBNAILS = STATIC / "thumbnails"     # hover thumbnails, one folder per decoded dataset
 
 
 def data_roots() -> list[Path]:

@@ -8,6 +8,7 @@ from core import charts, explore
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
+from core.paths import STATIC, THUMBNAILS
 from pages.common import app_page, encodings, pick_run, plain
 
 app_page("pages/explore.py")
@@ -31,9 +32,12 @@ def images_of(root: str, size: int, background: str):
     return load(root, size, background).images
 
 
-@st.cache_data(max_entries=2, show_spinner="Making thumbnails…")
-def thumbnails(root: str, size: int, background: str) -> list[str]:
-    return [explore.thumbnail_uri(a, 48) for a in images_of(root, size, background)]
+@st.cache_data(max_entries=4, show_spinner="Making thumbnails (first time only)…")
+def thumbnails(root: str, size: int, background: str) -> str:
+    """The URL folder of the dataset's hover thumbnails (static files, written once per dataset)."""
+    ds = load(root, size, background)
+    folder = explore.write_thumbnails(ds.images, THUMBNAILS / ds.key)
+    return f"app/static/{folder.relative_to(STATIC).as_posix()}"
 
 
 def filters(enc: pd.DataFrame) -> tuple[list[str], list[str], bool]:
@@ -86,24 +90,33 @@ keep = explore.filtered(enc, chosen, chosen_sites)
 if st.session_state.get("selected_run") != run.name:  # a selection belongs to one run
     st.session_state["selected_ids"], st.session_state["selected_run"] = None, run.name
 selection = st.session_state.get("selected_ids")
-points = enc[keep].assign(selected=lambda d: d["id"].isin(selection) if selection is not None else False)
-points = points.iloc[np.argsort(-points["culture"].map(enc["culture"].value_counts()).to_numpy(), kind="stable")]
-ctx = enc[~keep] if context else enc.iloc[:0]
-with_images = len(enc) <= 20_000
-if with_images:
-    thumbs = thumbnails(cfg["data"], s["image_size"], s.get("background", "flatten"))
-    if len(thumbs) == len(enc):
-        points = points.assign(image=[thumbs[i] for i in points["id"]])
-st.caption(f"{int(keep.sum()):,} of {len(enc):,} figurines shown · drag a box or click points in either chart to "
-           "select them in both · double-click clears.")
+as_points = len(enc) <= explore.POINTS_UP_TO
+
+
+def chart(prefix: str, title: str, prior_std: float | None, thumbs: str | None = None):
+    """One embedding of the filtered figurines: points, or density cells for a large collection."""
+    if not as_points:
+        ctx = explore.cells(enc, ~keep & context, prefix)
+        return charts.density(explore.cells(enc, keep, prefix, selection), ctx, prefix, title, colours,
+                              selection is not None, prior_std)
+    points = enc[keep].assign(selected=lambda d: d["id"].isin(selection) if selection is not None else False)
+    order = np.argsort(-points["culture"].map(enc["culture"].value_counts()).to_numpy(), kind="stable")
+    return charts.scatter(points.iloc[order], enc[~keep] if context else enc.iloc[:0], prefix, title, colours,
+                          selection is not None, prior_std, thumbs)
+
+
+thumbs = thumbnails(cfg["data"], s["image_size"], s.get("background", "flatten")) if as_points else None
+how = ("drag a box or click points in either chart to select them in both" if as_points else
+       f"over {explore.POINTS_UP_TO:,} figurines, so each chart shows density cells (colour: the most frequent "
+       "culture; strength: how many); drag a box in either chart to select them in both")
+st.caption(f"{int(keep.sum()):,} of {len(enc):,} figurines shown · {how} · double-click clears.")
+figures = {"aae": chart("aae", "AAE latent", s["prior_std"], thumbs),
+           "umap": chart("umap", "UMAP baseline", None, thumbs)}
 left, right = st.columns(2)
 with left:
-    ev_aae = st.altair_chart(charts.scatter(points, ctx, "aae", "AAE latent", colours, selection is not None,
-                                            prior_std=s["prior_std"]), on_select="rerun", key="chart_aae",
-                             width="stretch")
+    ev_aae = st.altair_chart(figures["aae"], on_select="rerun", key="chart_aae", width="stretch")
 with right:
-    ev_umap = st.altair_chart(charts.scatter(points, ctx, "umap", "UMAP baseline", colours, selection is not None),
-                              on_select="rerun", key="chart_umap", width="stretch")
+    ev_umap = st.altair_chart(figures["umap"], on_select="rerun", key="chart_umap", width="stretch")
 
 picked = [explore.selected_rows(ev.selection, enc, p) for ev, p in ((ev_aae, "aae"), (ev_umap, "umap"))]
 picked = [p for p in picked if p is not None]
@@ -118,14 +131,11 @@ if selection:
     recon = explore.reconstructions(model(str(run.dir), mtime), imgs[rows.index[:8]])
     gallery(rows, imgs, recon)
 
-shown = enc[keep].drop(columns=["id"])
 d = st.columns(3)
-d[0].download_button("Filtered table (CSV)", shown.to_csv(index=False), f"{run.name}-encodings.csv", "text/csv",
-                     icon=":material/download:")
-for col, (prefix, title, std) in zip(d[1:], [("aae", "AAE latent", s["prior_std"]), ("umap", "UMAP baseline", None)]):
-    figure = charts.scatter(points.drop(columns=["image"], errors="ignore"), ctx, prefix, title, colours,
-                            selection is not None, prior_std=std, tooltips=False)
-    col.download_button(f"{title} chart (SVG)", lambda f=figure: vlc.vegalite_to_svg(f.to_dict()),
+d[0].download_button("Filtered table (CSV)", lambda: enc[keep].drop(columns=["id"]).to_csv(index=False),
+                     f"{run.name}-encodings.csv", "text/csv", icon=":material/download:")
+for col, (prefix, title) in zip(d[1:], [("aae", "AAE latent"), ("umap", "UMAP baseline")]):
+    col.download_button(f"{title} chart (SVG)", lambda f=figures[prefix]: vlc.vegalite_to_svg(f.to_dict()),
                         f"{run.name}-{prefix}.svg", "image/svg+xml", icon=":material/download:")
 
 with st.expander("What the decoder draws across the prior (latent manifold)"):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from core.paths import THUMBNAILS
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -109,6 +111,9 @@ def test_data_train_explore(server, browser):
     _settle(page)
     assert page.get_by_text("figurines shown").inner_text() != shown  # the filter applied (to both charts)
     _no_exception(page, "4-explore-filtered")
+    folder = max((d for d in THUMBNAILS.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime)
+    thumb = page.request.get(f"{server}/app/static/thumbnails/{folder.name}/0.jpg")  # what hovering shows
+    assert thumb.ok and thumb.headers["content-type"] == "image/jpeg"
 
     chart = page.locator("[data-testid=stVegaLiteChart]").first
     box = chart.bounding_box()

@@ -1,4 +1,5 @@
 """Each page of the app in Streamlit's AppTest, on the demo."""
+import re
 import time
 
 import pyarrow as pa
@@ -86,6 +87,37 @@ def test_explore_site_filter_changes_both_charts(trained_run, monkeypatch):
     aae, umap = charts(at)
     assert points_in(aae) == points_in(umap) < n
     assert not at.exception
+
+
+def test_explore_hover_thumbnails_are_static_files(trained_run):
+    from core.paths import THUMBNAILS
+
+    at = page("explore", run=trained_run.name)
+    spec = charts(at)[0].proto.spec
+    url = re.search(r"'(app/static/thumbnails/[^']+)/'", spec).group(1)
+    folder = THUMBNAILS / url.rsplit("/", 1)[1]
+    assert len(list(folder.glob("*.jpg"))) == trained_run.config()["images"]
+    assert max(len(d.data.data) for d in charts(at)[0].proto.datasets) < 200 * trained_run.config()["images"]
+
+
+def test_explore_draws_density_cells_above_the_point_limit(trained_run, monkeypatch):
+    from core import explore
+
+    monkeypatch.setattr(explore, "POINTS_UP_TO", 50)
+    at = page("explore", run=trained_run.name)
+    assert not at.exception and not at.error
+    assert any("density cells" in c.value for c in at.caption)
+
+    def figurines(chart) -> int:
+        tables = [pa.ipc.open_stream(d.data.data).read_all() for d in chart.proto.datasets]
+        return sum(t.column("n").to_pylist()[i] for t in tables if "selected" in t.column_names
+                   for i in range(t.num_rows))
+
+    aae, umap = charts(at)
+    assert '"rect"' in aae.proto.spec and figurines(aae) == figurines(umap) == trained_run.config()["images"]
+    at.multiselect(key="f_sites").set_value(["Babylon"]).run()
+    aae, umap = charts(at)
+    assert figurines(aae) == figurines(umap) < trained_run.config()["images"]
 
 
 def test_a_failed_run_shows_its_message(trained_run):
