@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
 from .errors import UserError
 from .images import BACKGROUNDS, decode, is_image_name, UnreadableImage
@@ -224,6 +225,7 @@ def _build(root: Path, size: int, background: str, m: pd.DataFrame, target: Path
         for old in _caches_of(root, f"{size}-{background}"):  # one cache per folder: the disk stays bounded
             if old != target:
                 shutil.rmtree(old, ignore_errors=True)
+                Path(f"{old}.lock").unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -240,7 +242,10 @@ def load(root: str | os.PathLike, image_size: int, background: str = "flatten", 
     fp = fingerprint(m, root)
     target = cache_root() / f"{fp}-{image_size}-{background}"
     if not (target / "manifest.parquet").is_file():
-        _build(root, int(image_size), background, m, target, progress, workers or os.cpu_count() or 1)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{target}.lock"):  # two sessions opening a new folder at once: one decodes it
+            if not (target / "manifest.parquet").is_file():
+                _build(root, int(image_size), background, m, target, progress, workers or os.cpu_count() or 1)
     manifest = pd.read_parquet(target / "manifest.parquet")
     images = np.load(target / "images.npy", mmap_mode="r")
     ds = Dataset(str(root), int(image_size), background, fp, manifest.drop(columns="row"), images)

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from filelock import FileLock
 
 from .dataset import Dataset, cache_root, load
 from .errors import UserError
@@ -28,6 +29,7 @@ from .runs import Run, atomic_write
 from .train import encode, normalised_batches, pick_device
 
 _META_KEY = b"figurines"
+BASELINES_KEPT = 16  # cached baselines (least recently used dropped first); a few MB each at the demo's size
 
 
 def _umap():
@@ -90,18 +92,24 @@ def baseline(ds: Dataset, params: UMAPBaseline | None = None) -> tuple[np.ndarra
     params = params or UMAPBaseline()
     key = hashlib.sha1(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:10]
     f = cache_root() / "umap" / f"{ds.key}-{key}.npz"
-    if f.is_file():
-        with np.load(f) as z:
-            return z["pca"], z["umap"]
-    pcs, emb = params.fit_transform(ds.images)
     f.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, pca=pcs, umap=emb)
-    atomic_write(f, buf.getvalue())
+    with FileLock(f.with_suffix(".lock")):
+        if f.is_file():
+            os.utime(f)
+            with np.load(f) as z:
+                return z["pca"], z["umap"]
+        pcs, emb = params.fit_transform(ds.images)
+        buf = io.BytesIO()
+        np.savez(buf, pca=pcs, umap=emb)
+        atomic_write(f, buf.getvalue())
+    for old in sorted(f.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)[BASELINES_KEPT:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".lock").unlink(missing_ok=True)
     return pcs, emb
 
 
-def _key(run: Run, ds: Dataset) -> dict:
+def encodings_key(run: Run, ds: Dataset) -> dict:
+    """What a run's encodings depend on: its checkpoint, the decoded pixels and the baseline's settings."""
     st = os.stat(run.model_path)
     return {"checkpoint": [st.st_size, st.st_mtime_ns], "dataset": ds.key, "baseline": asdict(UMAPBaseline())}
 
@@ -130,9 +138,14 @@ def encode_run(run_dir, progress=None, device: str = "auto") -> pd.DataFrame:
         raise UserError(f"run {run.name} has no checkpoint yet (model.pt)")
     s = config["effective"]
     ds = load(config["data"], s["image_size"], s["background"], progress=progress)
-    key = _key(run, ds)
-    if run.encodings_path.is_file() and stored_key(run.encodings_path) == key:
-        return pd.read_parquet(run.encodings_path)
+    key = encodings_key(run, ds)
+    with FileLock(run.dir / ".encodings.lock"):  # many sessions at once: one encodes, the others read its file
+        if run.encodings_path.is_file() and stored_key(run.encodings_path) == key:
+            return pd.read_parquet(run.encodings_path)
+        return _encode(run, ds, key, device)
+
+
+def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
     model = load_model(run.load_checkpoint("cpu"), pick_device(device))
     codes = encode(model, ds.images)
     _, emb = baseline(ds)
@@ -145,12 +158,17 @@ def encode_run(run_dir, progress=None, device: str = "auto") -> pd.DataFrame:
         df["aae_y"] = 0.0
     df["umap_x"], df["umap_y"] = emb[:, 0], emb[:, 1]
     df["recon_error"] = reconstruction_errors(model, ds.images)
+    write_encodings(run, df, key)
+    return df
+
+
+def write_encodings(run: Run, df: pd.DataFrame, key: dict) -> None:
+    """Store a run's encodings table with the key it was computed for, atomically."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(key).encode()})
     buf = pa.BufferOutputStream()
     pq.write_table(table, buf)
     atomic_write(run.encodings_path, buf.getvalue().to_pybytes())
-    return df
 
 
 def spaces(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:

@@ -140,6 +140,11 @@ class Run:
         pd.DataFrame(rows, columns=_columns(rows)).to_csv(buf, index=False)
         atomic_write(self.metrics_path, buf.getvalue().encode())
 
+    def remove_partial_files(self) -> None:
+        """Temporary files of a process killed while writing (never read: every write is a rename)."""
+        for f in [*self.dir.glob(".*.tmp"), *self.snapshots_dir.glob(".*.tmp")]:
+            f.unlink(missing_ok=True)
+
     # stop requests -----------------------------------------------------------------------------
     def request_stop(self) -> None:
         self.stop_path.touch()

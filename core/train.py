@@ -284,6 +284,7 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
         items.iloc[snapshot_rows(len(items), s.snapshot_size, s.seed)][["path", "culture", "site"]].to_csv(
             run.snapshots_dir / "sample.csv", index=False)
         run.clear_stop()
+        run.remove_partial_files()
         run.set_status("running", epoch=0, epochs=s.epochs, message="starting", device=device_name(dev))
     except OSError as e:
         raise UserError(f"cannot write to the run folder {run.dir}: {e.strerror or e}") from None

@@ -131,3 +131,31 @@ def test_data_train_explore(server, browser):
     _settle(page)
     assert page.get_by_text("Verdict:").count() == 1
     _no_exception(page, "6-influence")
+
+
+def test_two_sessions_pressing_train_at_once(server, browser):
+    """Two browser sessions launch at the same moment: one training starts, the other is told which."""
+    pages = []
+    for name in ("race-a", "race-b"):
+        page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+        page.set_default_timeout(180_000)
+        page.goto(f"{server}/train")
+        page.get_by_label("Run name").fill(name)
+        page.get_by_label("Epochs", exact=True).fill("5000")
+        pages.append(page)
+    buttons = [p.get_by_role("button", name="Launch training") for p in pages]
+    buttons[0].click(no_wait_after=True)
+    buttons[1].click(no_wait_after=True)
+    outcome = []
+    for page in pages:
+        page.wait_for_function("() => /already training|Run race-/.test(document.body.innerText)")
+        _settle(page)
+        outcome.append(page.get_by_text("is already training on the").count() == 1)
+    assert sorted(outcome) == [False, True]
+    winner, loser = (pages[0], pages[1]) if outcome[1] else (pages[1], pages[0])
+    name = "race-a" if winner is pages[0] else "race-b"
+    assert loser.get_by_text(f"run {name} is already training on the cpu").count() == 1
+    _no_exception(loser, "7-race-refused")
+    winner.get_by_role("button", name="Stop").click()
+    winner.get_by_text("Stopped after epoch").wait_for(timeout=60_000)
+    _no_exception(winner, "7-race-winner-stopped")

@@ -1,4 +1,6 @@
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -54,3 +56,39 @@ def test_baseline_on_tiny_sets():
     for n in (3, 12):
         pcs, u = UMAPBaseline().fit_transform(rng.integers(0, 255, (n, 8, 8, 3), dtype=np.uint8))
         assert u.shape == (n, 2) and np.isfinite(u).all()
+
+
+def test_ten_sessions_reading_one_runs_encodings_at_once(trained, monkeypatch):
+    """One of them encodes, the nine others wait and read its file; nobody reads a half-written one."""
+    calls, real = [], embed._encode
+    monkeypatch.setattr(embed, "_encode", lambda *a: calls.append(1) or real(*a))
+    reads, stop = [], threading.Event()
+
+    def reader():  # reads the file over and over while it is being replaced
+        while not stop.is_set():
+            if trained.encodings_path.exists():
+                reads.append(len(pd.read_parquet(trained.encodings_path)))
+
+    for round_ in range(2):
+        os.utime(trained.model_path)  # a new checkpoint: the stored encodings are stale
+        watcher = threading.Thread(target=reader)
+        watcher.start()
+        with ThreadPoolExecutor(10) as pool:
+            tables = list(pool.map(lambda _: encode_run(trained.dir), range(10)))
+        stop.set()
+        watcher.join()
+        stop.clear()
+        assert len(calls) == round_ + 1
+        assert all(t.equals(tables[0]) for t in tables)
+    assert reads and set(reads) == {len(tables[0])}
+
+
+def test_concurrent_first_loads_decode_once(small_demo, tmp_path, monkeypatch):
+    from core import dataset
+
+    monkeypatch.setenv("FIGURINES_CACHE", str(tmp_path / "cache"))
+    builds, real = [], dataset._build
+    monkeypatch.setattr(dataset, "_build", lambda *a: builds.append(1) or real(*a))
+    with ThreadPoolExecutor(4) as pool:
+        sets = list(pool.map(lambda _: load(small_demo, 16, workers=1), range(4)))
+    assert len(builds) == 1 and all(np.array_equal(s.images, sets[0].images) for s in sets)

@@ -1,6 +1,8 @@
 import json
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -50,3 +52,28 @@ def test_a_training_that_cannot_start_says_why(tmp_path, tiny_settings):
     run = jobs.launch(tmp_path, tmp_path / "bad", tiny_settings, str(tmp_path / "no-such-folder"), encode=False)
     assert run.status()["state"] == "missing"
     assert "dataset folder not found" in jobs.log_tail(run)
+
+
+def _launch_at(go: float, runs_root, run_dir, settings, data):
+    """In another process: wait for the shared start time, then launch; the error text if refused."""
+    time.sleep(max(0.0, go - time.time()))
+    try:
+        jobs.launch(runs_root, run_dir, settings, data, encode=False)
+        return None
+    except UserError as e:
+        return str(e)
+
+
+def test_two_processes_launching_at_the_same_moment_start_one_training(small_demo, tmp_path, tiny_settings):
+    s = replace(tiny_settings, epochs=2000)
+    go = time.time() + 3  # both processes are started by then
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcomes = list(pool.map(_launch_at, [go] * 2, [tmp_path] * 2, [tmp_path / "a", tmp_path / "b"], [s] * 2,
+                                 [str(small_demo)] * 2))
+    assert sorted(o is None for o in outcomes) == [False, True]
+    winner = jobs.active(tmp_path, "cpu")
+    assert winner is not None and winner.name in ("a", "b")
+    assert f"run {winner.name} is already training on the cpu" in next(o for o in outcomes if o)
+    assert not (tmp_path / ("b" if winner.name == "a" else "a")).exists()
+    winner.request_stop()
+    assert _wait_done(winner) == "stopped"

@@ -1,11 +1,15 @@
 """Each page of the app in Streamlit's AppTest, on the demo."""
+import ast
 import re
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import jobs
 from core.paths import DATA, RUNS
 from core.runs import Run
 from core.settings import Settings
@@ -149,6 +153,27 @@ def test_a_short_training_from_the_train_page_completes(small_demo):
     assert list(run.metrics()["epoch"]) == [1, 2]
 
 
+def _stop(run: Run) -> None:
+    run.request_stop()
+    t0 = time.time()
+    while run.status().get("state") == "running" and time.time() - t0 < 60:
+        time.sleep(0.3)
+
+
+def test_a_restarted_server_finds_the_running_training(small_demo, tiny_settings):
+    run = jobs.launch(RUNS, RUNS / "survivor", replace(tiny_settings, epochs=2000), str(small_demo), encode=False)
+    try:
+        at = page("train")  # a new session of a new server process: it knows nothing but the folders
+        assert not at.exception
+        assert any("run **survivor**" in i.value for i in at.info)
+        assert any(h.value == "Run survivor" for h in at.subheader)
+        assert at.button(key="stop-survivor").click().run() and not at.exception
+        assert run.stop_requested()
+    finally:
+        _stop(run)
+    assert run.status()["state"] == "stopped"
+
+
 def test_influence_page(trained_run):
     at = page("influence", run=trained_run.name)
     assert not at.exception and not at.error
@@ -168,3 +193,17 @@ def test_names_from_a_folder_are_shown_as_text():
         escaped = plain(name)
         assert escaped.replace("\\", "") == name
         assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch in "*<>$[]()_" and i > 0)
+
+
+def test_every_cache_of_the_app_is_bounded():
+    """A long-running server's memory stays flat: every st.cache_* has max_entries."""
+    found = 0
+    for f in (Path(__file__).parents[1] / "pages").glob("*.py"):
+        for fn in ast.walk(ast.parse(f.read_text())):
+            for d in getattr(fn, "decorator_list", []):
+                target = d.func if isinstance(d, ast.Call) else d
+                if isinstance(target, ast.Attribute) and target.attr in ("cache_data", "cache_resource"):
+                    found += 1
+                    assert isinstance(d, ast.Call) and "max_entries" in {k.arg for k in d.keywords}, \
+                        f"{f.name}:{d.lineno} has an unbounded cache"
+    assert found >= 5

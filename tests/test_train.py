@@ -1,3 +1,4 @@
+import errno
 import os
 import pickle
 import signal
@@ -112,8 +113,8 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(small_demo, t
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
 
-def _spawn_training(run_dir, data, epochs=200):
-    code = (
+def _spawn_training(run_dir, data, epochs=200, prelude=""):
+    code = prelude + (
         "import sys; sys.path.insert(0, %r)\n"
         "from core.settings import Settings\nfrom core.train import fit_run\n"
         "s = Settings.from_preset('fast', image_size=32, width=8, disc_width=32, epochs=%d, batch_size=20,"
@@ -144,6 +145,63 @@ def test_sigkill_mid_training_then_resume(small_demo, tmp_path):
     fit_run(run.dir, resume=True, overrides={"epochs": ckpt_epoch + 2})
     epochs = list(run.metrics()["epoch"])
     assert epochs == list(range(1, ckpt_epoch + 3))
+
+
+# In the trainer: from the second checkpoint on, write half of model.pt's bytes, say so, then hang (killed there).
+_HANG_IN_CHECKPOINT = """
+import os, sys, tempfile, time
+sys.path.insert(0, {root!r})
+from core import runs
+real = runs.atomic_write
+def hanging(path, data):
+    if path.name == "model.pt" and path.exists():
+        fd, tmp = tempfile.mkstemp(prefix=".model.pt.", suffix=".tmp", dir=path.parent)
+        os.write(fd, bytes(data)[:len(data) // 2])
+        open({mark!r}, "w").close()
+        time.sleep(600)
+    real(path, data)
+runs.atomic_write = hanging
+"""
+
+
+def test_sigkill_while_writing_a_checkpoint_then_resume(small_demo, tmp_path):
+    run, mark = Run(tmp_path / "run"), tmp_path / "in-checkpoint"
+    proc = _spawn_training(run.dir, small_demo, prelude=_HANG_IN_CHECKPOINT.format(root=str(ROOT), mark=str(mark)))
+    t0 = time.time()
+    while not mark.exists():
+        assert proc.poll() is None and time.time() - t0 < 120, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert list(run.dir.glob(".model.pt.*.tmp"))  # the half-written checkpoint
+    assert run.status()["state"] == "interrupted"
+    assert run.load_checkpoint()["epoch"] == 2  # the last complete one, untouched
+    assert list(run.metrics()["epoch"]) == [1, 2, 3, 4]  # epoch 4 ended, its checkpoint did not
+    fit_run(run.dir, resume=True, overrides={"epochs": 6})
+    assert list(run.metrics()["epoch"]) == [1, 2, 3, 4, 5, 6]  # 3 and 4 trained again, nothing lost or repeated
+    assert run.load_checkpoint()["epoch"] == 6 and not list(run.dir.glob(".*.tmp"))
+
+
+def test_a_full_disk_is_one_clear_error(small_demo, tmp_path, tiny_settings, monkeypatch, capsys):
+    from core import cli, runs
+
+    real, writes = runs.atomic_write, []
+
+    def disk_fills_up(path, data):
+        writes.append(path.name)
+        if path.name == "metrics.csv" and writes.count("metrics.csv") > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write", disk_fills_up)
+    code = cli.main(["train", "--data", str(small_demo), "--run-dir", str(tmp_path / "run"), "--preset", "fast",
+                     "--image-size", "32", "--epochs", "5", "--device", "cpu"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and "Traceback" not in err and len(errors) == 1
+    assert "cannot write to the run folder" in errors[0] and "No space left on device" in errors[0]
+    monkeypatch.setattr(runs, "atomic_write", real)
+    assert Run(tmp_path / "run").status()["state"] == "failed"
 
 
 def test_sigterm_stops_cleanly(small_demo, tmp_path):
