@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import altair as alt
 import pandas as pd
+import vl_convert as vlc
 
 from .explore import CONTEXT_GREY, prior_circles
 
@@ -10,6 +11,12 @@ from .explore import CONTEXT_GREY, prior_circles
 def _colour(colours: dict[str, str], title: str = "culture") -> alt.Color:
     return alt.Color("culture:N", title=title, scale=alt.Scale(domain=list(colours), range=list(colours.values())),
                      legend=alt.Legend(orient="bottom", columns=2, labelLimit=260))
+
+
+def svg(chart) -> str:
+    """A chart as an SVG file, whatever its number of rows (Altair's default transformer stops at 5,000)."""
+    with alt.data_transformers.disable_max_rows():
+        return vlc.vegalite_to_svg(chart.to_dict())
 
 
 def counts(table: pd.DataFrame, colours: dict[str, str]) -> alt.Chart:

@@ -134,6 +134,8 @@ def cmd_influence(a) -> int:
     if a.k < 1 or a.bootstrap < 10:
         raise UserError("--k must be at least 1 and --bootstrap at least 10")
     tables = influence.for_run(a.run_dir, k=a.k, n_boot=a.bootstrap)
+    if tables["aae"].empty:
+        raise UserError("this run's dataset has no target and source cultures to compare (one culture only?)")
     if a.json:
         print(json.dumps(influence.as_json({"aae": tables["aae"], "umap": tables["umap"]})))
         return 0

@@ -22,8 +22,9 @@ POINTS_UP_TO = 20_000  # above this many figurines the charts draw density cells
 
 def culture_colours(cultures) -> dict[str, str]:
     """The same colour for the same culture on every page: the demo's four fixed, others in name order."""
-    others = sorted(c for c in set(cultures) if c not in _FIXED)
-    return {**{c: _FIXED[c] for c in _FIXED if c in set(cultures)},
+    present = set(pd.unique(np.asarray(cultures)))
+    others = sorted(c for c in present if c not in _FIXED)
+    return {**{c: _FIXED[c] for c in _FIXED if c in present},
             **{c: _SPARE[i % len(_SPARE)] for i, c in enumerate(others)}}
 
 

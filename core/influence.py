@@ -94,10 +94,12 @@ def as_json(tables: dict[str, pd.DataFrame]) -> dict:
     return out
 
 
-def reading(table: pd.DataFrame, embedding: str) -> list[str]:
-    """Plain-language sentences, one per group, stating the nearest source and its uncertainty."""
+def reading(table: pd.DataFrame, embedding: str, quote=str) -> list[str]:
+    """Plain-language sentences, one per group, stating the nearest source and its uncertainty;
+    `quote` formats the group and culture names (say, escaped for Markdown)."""
     lines = []
     for g, part in table.groupby("group", sort=False):
+        g = quote(g)
         best = part.sort_values("share", ascending=False).iloc[0]
         n = int(best["n"])
         if best["too_small"]:
@@ -106,10 +108,10 @@ def reading(table: pd.DataFrame, embedding: str) -> list[str]:
         second = part.sort_values("share", ascending=False).iloc[1] if len(part) > 1 else None
         overlap = second is not None and second["ci_high"] >= best["ci_low"]
         agree = part.sort_values("energy_share", ascending=False).iloc[0]["source"] == best["source"]
-        text = (f"{g}'s figurines (n = {n}) sit closest to {best['source']} ones in the {embedding}: "
+        text = (f"{g}'s figurines (n = {n}) sit closest to {quote(best['source'])} ones in the {embedding}: "
                 f"{best['share']:.2f} [{best['ci_low']:.2f}, {best['ci_high']:.2f}]")
         if overlap:
-            text += f", not clearly ahead of {second['source']} ({second['share']:.2f})"
+            text += f", not clearly ahead of {quote(second['source'])} ({second['share']:.2f})"
         text += "; the energy distance agrees." if agree else "; the energy distance points elsewhere, so read this with care."
         lines.append(text)
     return lines

@@ -26,6 +26,7 @@ from .settings import Settings
 
 OnBatch = Callable[[int, int, int], None]   # (epoch, batch, n_batches)
 OnEpoch = Callable[[dict], None]            # the epoch's metric row
+AMP_DEVICES = ("cuda",)  # bf16 autocast where it pays; on CPUs without bf16 units it is slower
 
 
 class TrainingFailed(Exception):
@@ -156,7 +157,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
         data = data.pin_memory()
     label_arr = np.asarray(labels) if s.balanced else None
     sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(data.device)
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" and s.amp)
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type in AMP_DEVICES and s.amp)
     noise = s.disc_noise * s.prior_std
     n_batches = math.ceil(n / s.batch_size)
     state = "done"

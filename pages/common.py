@@ -79,7 +79,7 @@ def active_dataset() -> Dataset | None:
     try:
         return dataset(str(data_root()))
     except UserError as e:
-        st.error(str(e))
+        st.error(plain(str(e)))
         return None
 
 
@@ -95,9 +95,10 @@ def active_run() -> Run | None:
     return done[0] if done else None
 
 
-@st.cache_data(max_entries=8, show_spinner="Encoding the figurines with this run (first time only)…")
+@st.cache_resource(max_entries=8, show_spinner="Encoding the figurines with this run (first time only)…")
 def encodings(run_dir: str, checkpoint_mtime: int) -> pd.DataFrame:
-    """A run's encodings table; recomputed by the engine only when the checkpoint or data changed."""
+    """A run's encodings table, shared by all sessions without a copy (read-only: pages derive new frames);
+    recomputed by the engine only when the checkpoint or data changed."""
     return encode_run(run_dir)
 
 

@@ -33,7 +33,7 @@ def dataset_chooser() -> None:
                 root = within_roots(path)
                 dataset(str(root))  # validates: readable images, labels
             except UserError as e:
-                st.error(str(e))
+                st.error(plain(str(e)))
                 return
             st.session_state["data_root"] = str(root)
             st.rerun()
@@ -46,7 +46,7 @@ root = data_root()
 try:
     ds = dataset(str(root))
 except UserError as e:
-    st.error(str(e))
+    st.error(plain(str(e)))
     st.stop()
 
 items = ds.items
@@ -60,8 +60,8 @@ big, small = per_culture.iloc[0], per_culture.iloc[-1]
 cols = st.columns(4)
 cols[0].metric("Readable images", f"{len(items):,}")
 cols[1].metric("Unreadable files", f"{len(ds.unreadable):,}")
-cols[2].metric(f"Largest: {big['culture']}", f"{big['share']:.0%}")
-cols[3].metric(f"Smallest: {small['culture']}", f"{small['share']:.0%}")
+cols[2].metric(f"Largest: {plain(big['culture'])}", f"{big['share']:.0%}")
+cols[3].metric(f"Smallest: {plain(small['culture'])}", f"{small['share']:.0%}")
 if big["share"] > 0.5 or small["share"] < 0.05:
     st.info(f"The cultures are imbalanced ({big['share']:.0%} vs {small['share']:.0%}). "
             "Balanced sampling on the Train page draws each culture equally often.")

@@ -2,7 +2,6 @@
 import numpy as np
 import pandas as pd
 import streamlit as st
-import vl_convert as vlc
 
 from core import charts, explore
 from core.dataset import load
@@ -73,14 +72,14 @@ if run is None:
     st.stop()
 state = run.status()
 if state.get("state") == "failed":
-    st.warning(f"This run failed: {state.get('message', '')}. Its last good checkpoint is shown.")
+    st.warning(f"This run failed: {plain(state.get('message', ''))}. Its last good checkpoint is shown.")
 cfg = run.config()
 s = cfg["settings"]
 mtime = run.model_path.stat().st_mtime_ns
 try:
     enc = encodings(str(run.dir), mtime)
 except UserError as e:
-    st.error(str(e))
+    st.error(plain(str(e)))
     st.stop()
 enc = enc.reset_index(drop=True).assign(id=lambda d: np.arange(len(d)))
 colours = explore.culture_colours(enc["culture"])
@@ -135,7 +134,7 @@ d = st.columns(3)
 d[0].download_button("Filtered table (CSV)", lambda: enc[keep].drop(columns=["id"]).to_csv(index=False),
                      f"{run.name}-encodings.csv", "text/csv", icon=":material/download:")
 for col, (prefix, title) in zip(d[1:], [("aae", "AAE latent"), ("umap", "UMAP baseline")]):
-    col.download_button(f"{title} chart (SVG)", lambda f=figures[prefix]: vlc.vegalite_to_svg(f.to_dict()),
+    col.download_button(f"{title} chart (SVG)", lambda f=figures[prefix]: charts.svg(f),
                         f"{run.name}-{prefix}.svg", "image/svg+xml", icon=":material/download:")
 
 with st.expander("What the decoder draws across the prior (latent manifold)"):

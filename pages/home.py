@@ -7,7 +7,7 @@ from core import jobs
 from core.errors import UserError
 from core.paths import RUNS
 from core.settings import Settings
-from pages.common import active_dataset, active_run, app_page, data_root, is_demo, runs
+from pages.common import active_dataset, active_run, app_page, data_root, is_demo, plain, runs
 
 app_page("pages/home.py")
 
@@ -26,7 +26,7 @@ if ds is not None:
     root = data_root()
     n = ds.items["culture"].value_counts()
     st.subheader("Active dataset")
-    st.write(f"{'The demo (generated figurines with known influence shares)' if is_demo(root) else root}: "
+    st.write(f"{'The demo (generated figurines with known influence shares)' if is_demo(root) else plain(root)}: "
              f"**{len(ds.items):,}** readable images in **{len(n)}** cultures"
              f"{f', {len(ds.unreadable):,} unreadable' if len(ds.unreadable) else ''}.")
     # First start on the demo: train a demo run in the background so there is something to explore.
@@ -41,13 +41,13 @@ st.subheader("Active run")
 if run is None:
     training = [r for r in runs() if r.status().get("state") == "running"]
     if training:
-        st.write(f"**{training[0].name}** is training in the background "
+        st.write(f"**{plain(training[0].name)}** is training in the background "
                  f"(epoch {training[0].status().get('epoch', 0)}); follow it on the Train page.")
     else:
         st.write("No trained run yet.")
 else:
     st_ = run.status()
-    st.write(f"**{run.name}**: {st_.get('state')} at epoch {st_.get('epoch', 0)} "
+    st.write(f"**{plain(run.name)}**: {st_.get('state')} at epoch {st_.get('epoch', 0)} "
              f"of {st_.get('epochs', '?')} ({run.config().get('device', '?')}).")
 
 st.subheader("Next")

@@ -1,11 +1,10 @@
 """Influence: the research question in numbers, with uncertainty, and whether the run can be trusted."""
 import pandas as pd
 import streamlit as st
-import vl_convert as vlc
 
 from core import charts, diagnostics, influence
 from core.errors import UserError
-from pages.common import app_page, pick_run
+from pages.common import app_page, pick_run, plain
 
 app_page("pages/influence.py")
 
@@ -54,7 +53,7 @@ try:
     t = tables(str(run.dir), mtime)
     d = checks(str(run.dir), mtime)
 except UserError as e:
-    st.error(str(e))
+    st.error(plain(str(e)))
     st.stop()
 if t["aae"].empty:
     st.warning("This dataset has only one culture: there are no source cultures to compare with.")
@@ -63,7 +62,7 @@ if t["aae"].empty:
 trust(d)
 
 st.subheader("Reading")
-for line in influence.reading(t["aae"], "AAE latent"):
+for line in influence.reading(t["aae"], "AAE latent", quote=plain):
     st.markdown(f"- {line}")
 
 maps = [charts.heatmap(t[name], EMBEDDINGS[name]) for name in ("aae", "umap")]
@@ -80,5 +79,5 @@ st.dataframe(full[cols], hide_index=True, width="stretch",
 d1, d2 = st.columns(2)
 d1.download_button("Estimates (CSV)", full[cols].to_csv(index=False), f"{run.name}-influence.csv", "text/csv",
                    icon=":material/download:")
-d2.download_button("Heatmaps (SVG)", lambda: vlc.vegalite_to_svg((maps[0] | maps[1]).to_dict()), f"{run.name}-influence.svg",
+d2.download_button("Heatmaps (SVG)", lambda: charts.svg(maps[0] | maps[1]), f"{run.name}-influence.svg",
                    "image/svg+xml", icon=":material/download:")

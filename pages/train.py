@@ -11,7 +11,7 @@ from core.explore import culture_colours
 from core.paths import RUNS
 from core.runs import Run
 from core.settings import PRESETS, Settings
-from pages.common import active_dataset, app_page, data_root, is_demo, runs
+from pages.common import active_dataset, app_page, data_root, is_demo, plain, runs
 
 app_page("pages/train.py")
 
@@ -78,7 +78,7 @@ def settings_form() -> tuple[str, Settings] | None:
             paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed), prior=prior,
             disc_width=int(disc_width), snapshot_every=int(snapshot_every), checkpoint_every=int(checkpoint_every))
     except UserError as e:
-        st.error(str(e))
+        st.error(plain(str(e)))
         return None
 
 
@@ -89,11 +89,11 @@ def launch(name: str, settings: Settings) -> None:
     try:
         run = jobs.launch(RUNS, RUNS / name, settings, str(data_root()))
     except UserError as e:
-        st.error(str(e))
+        st.error(plain(str(e)))
         return
     status = run.status()
     if status.get("state") not in ("running", "done"):
-        st.error(f"The training did not start: {status.get('message') or jobs.log_tail(run, 3) or 'no reason recorded'}")
+        st.error(f"The training did not start: {plain(status.get('message') or jobs.log_tail(run, 3) or 'no reason recorded')}")
         return
     st.session_state["watch"] = run.name
     del st.session_state["run_name"]  # the next launch gets a fresh name
@@ -114,15 +114,15 @@ def run_view(run: Run) -> None:
     state, epoch, total = st_.get("state"), int(st_.get("epoch", 0)), int(st_.get("epochs") or 0)
     metrics = run.metrics()
     cfg = run.config()
-    st.subheader(f"Run {run.name}")
+    st.subheader(f"Run {plain(run.name)}")
     if state == "failed":
-        st.error(f"This run failed: {st_.get('message', 'no reason recorded')}")
+        st.error(f"This run failed: {plain(st_.get('message', 'no reason recorded'))}")
         tail = jobs.log_tail(run)
         if tail:
             with st.expander("The end of its log"):
                 st.code(tail, language=None)
     elif state in ("stopped", "interrupted"):
-        st.warning(f"{state.capitalize()} after epoch {epoch}: {st_.get('message', '')}")
+        st.warning(f"{state.capitalize()} after epoch {epoch}: {plain(st_.get('message', ''))}")
     elif state == "done":
         st.success(f"Finished {epoch} epochs on {cfg.get('device', '?')}.")
     c = st.columns(4)
@@ -141,7 +141,7 @@ def run_view(run: Run) -> None:
         try:
             jobs.launch(RUNS, run.dir, resume=True)
         except UserError as e:
-            st.error(str(e))
+            st.error(plain(str(e)))
         else:
             st.rerun()
     if run.model_path.is_file() and b[1].button("Open in Explore", key=f"open-{run.name}"):
@@ -193,16 +193,16 @@ def past_runs() -> None:
 root = data_root()
 if active_dataset() is None:  # draws the demo on first use; says why a chosen folder cannot be used
     st.stop()
-st.caption(f"Dataset: {'the demo' if is_demo(root) else root}")
+st.caption(f"Dataset: {'the demo' if is_demo(root) else plain(root)}")
 busy = {d: jobs.active(RUNS, d) for d in ("cuda", "mps", "cpu")}
 for d, r in busy.items():
     if r is not None:
-        st.info(f"Training now on the {d}: run **{r.name}**. One training runs at a time per device.")
+        st.info(f"Training now on the {d}: run **{plain(r.name)}**. One training runs at a time per device.")
         st.session_state.setdefault("watch", r.name)
 with st.expander("New training", expanded=not any(busy.values())):
     submitted = settings_form()
-    if submitted:
-        launch(*submitted)
+if submitted:  # outside the expander: a refusal must show even when another training collapsed it
+    launch(*submitted)
 st.divider()
 past_runs()
 watch = st.session_state.get("watch")

@@ -14,6 +14,7 @@ UNREADABLE = {
     "Greek/truncated.jpg": "truncated",
     "Greek/truncated.tif": "",
     "Greek/notes.tif": "not an image",
+    "Greek/bomb.png": "decompression bomb",
 }
 READABLE = [
     "Greek/plain.jpg", "Greek/UPPER.JPG", "Greek/gray16.tif", "Greek/float.TIFF", "Greek/cmyk.jpg",
@@ -68,6 +69,7 @@ def make(root: Path) -> Path:
     figure(200, 200, seed=10).save(tif, "TIFF")
     (g / "truncated.tif").write_bytes(tif.getvalue()[: len(tif.getvalue()) // 2])
     (g / "notes.tif").write_text("These are my notes about the figurines, saved with the wrong extension.\n")
+    Image.new("1", (16_000, 16_000)).save(g / "bomb.png")  # 256 M pixels in 31 kB
     (g / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (g / "._plain.jpg").write_bytes(b"\x00\x05\x16\x07AppleDouble")
     (g / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")

@@ -66,3 +66,18 @@ def test_no_readable_image_is_status_2(tmp_path):
     assert r.returncode == 2 and "no readable image" in r.stderr and "a.jpg" in r.stdout
     r = cli("train", "--data", tmp_path, "--run-dir", tmp_path / "run")
     assert r.returncode == 2 and "no readable image" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_folder_with_a_single_culture_trains_and_influence_says_why_not(tmp_path, capsys):
+    from tests.corpus import figure
+
+    (tmp_path / "d" / "Greek").mkdir(parents=True)
+    for i in range(12):
+        figure(40 + i, 60, seed=i).save(tmp_path / "d" / "Greek" / f"{i}.jpg")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d"), "--run-dir", str(run), "--image-size", "16",
+                 "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--encode"]) == 0
+    assert len(pd.read_parquet(run / "encodings.parquet")) == 12
+    capsys.readouterr()
+    assert main(["influence", "--run-dir", str(run)]) == 2
+    assert "no target and source cultures to compare" in capsys.readouterr().err

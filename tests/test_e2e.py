@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.paths import THUMBNAILS
+from core.runs import list_runs
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,8 @@ def server(tmp_path_factory):
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+    for run in list_runs(tmp / "runs"):  # a failed test must not leave a training running
+        run.request_stop()
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +143,8 @@ def test_two_sessions_pressing_train_at_once(server, browser):
         page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
         page.set_default_timeout(180_000)
         page.goto(f"{server}/train")
+        page.get_by_text("Run name").wait_for()
+        _settle(page)
         page.get_by_label("Run name").fill(name)
         page.get_by_label("Epochs", exact=True).fill("5000")
         pages.append(page)
@@ -147,8 +152,12 @@ def test_two_sessions_pressing_train_at_once(server, browser):
     buttons[0].click(no_wait_after=True)
     buttons[1].click(no_wait_after=True)
     outcome = []
-    for page in pages:
-        page.wait_for_function("() => /already training|Run race-/.test(document.body.innerText)")
+    for i, page in enumerate(pages):
+        try:
+            page.wait_for_function("() => /already training|Run race-/.test(document.body.innerText)",
+                                   timeout=120_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / f"7-race-{i}.png"), full_page=True)
         _settle(page)
         outcome.append(page.get_by_text("is already training on the").count() == 1)
     assert sorted(outcome) == [False, True]

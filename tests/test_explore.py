@@ -60,3 +60,12 @@ def test_thumbnails_are_written_once_and_bounded(tmp_path):
     mtime = (folder / "0.jpg").stat().st_mtime_ns
     explore.write_thumbnails(images, folder)
     assert (folder / "0.jpg").stat().st_mtime_ns == mtime  # not written again
+
+
+def test_chart_downloads_have_no_row_limit():
+    from core import charts
+
+    enc = _enc(6000).assign(id=lambda d: np.arange(len(d)), selected=False)
+    svg = charts.svg(charts.scatter(enc, enc.iloc[:0], "aae", "AAE latent", explore.culture_colours(enc["culture"]),
+                                    False, prior_std=1.0))
+    assert svg.startswith("<svg") and svg.count("<path") > 100

@@ -1,6 +1,7 @@
 """Each page of the app in Streamlit's AppTest, on the demo."""
 import ast
 import re
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -207,3 +208,20 @@ def test_every_cache_of_the_app_is_bounded():
                     assert isinstance(d, ast.Call) and "max_entries" in {k.arg for k in d.keywords}, \
                         f"{f.name}:{d.lineno} has an unbounded cache"
     assert found >= 5
+
+
+def test_data_page_lists_every_unreadable_file_of_a_messy_folder(messy):
+    from pages.common import plain
+    from tests.corpus import READABLE, UNREADABLE
+
+    name = "messy **bold** [x](y) _z_"
+    shutil.copytree(messy, DATA / name, symlinks=True)
+    at = page("data")
+    at.radio[0].set_value("A folder on this server").run()
+    at.text_input[0].set_value(str(DATA / name))
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert at.subheader[0].value == f"{plain(name)}: {len(READABLE)} images in 2 cultures"  # shown as typed
+    unreadable = at.dataframe[-1].value
+    assert dict(zip(unreadable["path"], unreadable["reason"])).keys() == UNREADABLE.keys()
+    assert all(reason in dict(zip(unreadable["path"], unreadable["reason"]))[p] for p, reason in UNREADABLE.items())

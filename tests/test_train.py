@@ -49,6 +49,32 @@ def test_reproducible_on_cpu(small_demo, tiny_settings):
         assert torch.equal(p, q)
 
 
+def test_the_gpu_code_path_runs_on_cpu(small_demo, tiny_settings, monkeypatch):
+    """What CUDA runs (bf16 autocast around all three steps, one host sync per epoch), here on the CPU."""
+    import core.train
+
+    monkeypatch.setattr(core.train, "AMP_DEVICES", ("cuda", "cpu"))
+    syncs = []
+
+    def counted(name):
+        real = getattr(torch.Tensor, name)
+
+        def f(t, *a, **k):
+            if sys._getframe(1).f_code.co_filename == core.train.__file__:  # the trainer's own reads only
+                syncs.append(name)
+            return real(t, *a, **k)
+        return f
+
+    for name in ("tolist", "item", "cpu", "numpy", "__bool__", "__float__"):  # how a value reaches the host
+        monkeypatch.setattr(torch.Tensor, name, counted(name))
+    images = load(small_demo, 32).images
+    out = train(replace(tiny_settings, epochs=2), images)
+    assert syncs == ["tolist", "tolist"]  # the metrics, once per epoch
+    assert np.isfinite(out.history.drop(columns="seconds").to_numpy()).all()
+    assert out.history["recon_loss"].iloc[-1] < out.history["recon_loss"].iloc[0]
+    assert all(p.dtype == torch.float32 for p in out.model.parameters())  # bf16 compute, fp32 weights
+
+
 def test_resume_after_interruption_loses_and_repeats_no_row(small_demo, tmp_path, tiny_settings):
     s = replace(tiny_settings, epochs=5, checkpoint_every=2)
     straight = fit_run(tmp_path / "straight", s, str(small_demo)).metrics()
