@@ -61,7 +61,7 @@ class UMAPBaseline:
     n_neighbors: int = 15
     min_dist: float = 0.1
     random_state: int = 0
-    neighbours: str = "exact"
+    neighbours: str = "exact"  # in the cache key: baselines made with approximate neighbours are redone
 
     def fit_transform(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(PCA coordinates, UMAP coordinates) of uint8 images (n, H, W, 3)."""
