@@ -6,15 +6,16 @@ training running, and any session finds it again through the run folder and the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from filelock import FileLock
+
 from .errors import UserError
 from .paths import PROJECT
-from .runs import Run, process_start
+from .runs import Run, atomic_write, process_start
 from .settings import Settings
 
 
@@ -49,25 +50,17 @@ def active(runs_root: Path, device: str) -> Run | None:
 
 
 def _take_lock(runs_root: Path, device: str, run: Run) -> bool:
-    """Create the device's lock file atomically; False if another live training holds it."""
+    """Write the device's lock file for `run`; False if another live training holds it.
+
+    A file lock (released by the system if its holder dies) makes check-and-take one step across
+    sessions and processes; the lock file itself is only ever replaced whole, never seen half-written.
+    """
     lock = _lock_path(runs_root, device)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if active(runs_root, device) is not None:
-                return False
-            stale = lock.with_name(f"{lock.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
-            try:
-                os.replace(lock, stale)  # only one of two racing sessions moves the stale lock away
-                stale.unlink()
-            except FileNotFoundError:
-                pass
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump({"run": str(run.dir), "pid": 0}, f)
+    with FileLock(f"{lock}.mutex"):
+        if lock.exists() and active(runs_root, device) is not None:
+            return False
+        atomic_write(lock, json.dumps({"run": str(run.dir), "pid": 0}).encode())
         return True
-    return False
 
 
 def launch(runs_root: Path, run_dir: Path, settings: Settings | None = None, data_root: str | None = None,
@@ -103,7 +96,8 @@ def launch(runs_root: Path, run_dir: Path, settings: Settings | None = None, dat
         proc = subprocess.Popen(cmd, cwd=PROJECT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True)
         log.close()
-        lock.write_text(json.dumps({"run": str(run.dir), "pid": proc.pid, "pid_start": process_start(proc.pid)}))
+        atomic_write(lock, json.dumps({"run": str(run.dir), "pid": proc.pid,
+                                       "pid_start": process_start(proc.pid)}).encode())
     except BaseException:
         lock.unlink(missing_ok=True)
         raise

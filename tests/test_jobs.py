@@ -54,9 +54,9 @@ def test_a_training_that_cannot_start_says_why(tmp_path, tiny_settings):
     assert "dataset folder not found" in jobs.log_tail(run)
 
 
-def _launch_at(go: float, runs_root, run_dir, settings, data):
-    """In another process: wait for the shared start time, then launch; the error text if refused."""
-    time.sleep(max(0.0, go - time.time()))
+def _launch_together(barrier, runs_root, run_dir, settings, data):
+    """In another process: wait until the other one is ready too, then launch; the error text if refused."""
+    barrier.wait()
     try:
         jobs.launch(runs_root, run_dir, settings, data, encode=False)
         return None
@@ -66,14 +66,17 @@ def _launch_at(go: float, runs_root, run_dir, settings, data):
 
 def test_two_processes_launching_at_the_same_moment_start_one_training(small_demo, tmp_path, tiny_settings):
     s = replace(tiny_settings, epochs=2000)
-    go = time.time() + 3  # both processes are started by then
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        outcomes = list(pool.map(_launch_at, [go] * 2, [tmp_path] * 2, [tmp_path / "a", tmp_path / "b"], [s] * 2,
-                                 [str(small_demo)] * 2))
-    assert sorted(o is None for o in outcomes) == [False, True]
-    winner = jobs.active(tmp_path, "cpu")
-    assert winner is not None and winner.name in ("a", "b")
-    assert f"run {winner.name} is already training on the cpu" in next(o for o in outcomes if o)
-    assert not (tmp_path / ("b" if winner.name == "a" else "a")).exists()
-    winner.request_stop()
-    assert _wait_done(winner) == "stopped"
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager, ProcessPoolExecutor(2, mp_context=spawn) as pool:
+        barrier = manager.Barrier(2)
+        outcomes = list(pool.map(_launch_together, [barrier] * 2, [tmp_path] * 2, [tmp_path / "a", tmp_path / "b"],
+                                 [s] * 2, [str(small_demo)] * 2))
+    started = [Run(tmp_path / n) for n in "ab" if (tmp_path / n).exists()]
+    try:
+        assert sorted(o is None for o in outcomes) == [False, True] and len(started) == 1
+        assert jobs.active(tmp_path, "cpu").name == started[0].name
+        assert f"run {started[0].name} is already training on the cpu" in next(o for o in outcomes if o)
+    finally:
+        for run in started:
+            run.request_stop()
+    assert _wait_done(started[0]) == "stopped"
