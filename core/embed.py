@@ -133,6 +133,11 @@ def reconstruction_errors(model, images) -> np.ndarray:
 
 def encode_run(run_dir, progress=None, device: str = "auto") -> pd.DataFrame:
     """Encode every readable image of a run's dataset; return (and cache) its encodings table."""
+    return _encoded(run_dir, progress, device)[0]
+
+
+def _encoded(run_dir, progress=None, device: str = "auto") -> tuple[pd.DataFrame, Dataset]:
+    """A run's encodings table (from its file when still current) and the decoded dataset behind it."""
     run = Run(run_dir).require()
     config = run.config()
     if not run.model_path.is_file():
@@ -142,8 +147,8 @@ def encode_run(run_dir, progress=None, device: str = "auto") -> pd.DataFrame:
     key = encodings_key(run, ds)
     with FileLock(run.dir / ".encodings.lock"):  # many sessions at once: one encodes, the others read its file
         if run.encodings_path.is_file() and stored_key(run.encodings_path) == key:
-            return pd.read_parquet(run.encodings_path)
-        return _encode(run, ds, key, device)
+            return pd.read_parquet(run.encodings_path), ds
+        return _encode(run, ds, key, device), ds
 
 
 def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
@@ -174,8 +179,6 @@ def write_encodings(run: Run, df: pd.DataFrame, key: dict) -> None:
 
 def spaces(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """A run's encodings table and its three spaces (AAE codes, UMAP, 50-D PCA), all from the caches."""
-    run = Run(run_dir)
-    enc = encode_run(run_dir)
-    s = run.config()["effective"]
-    pcs, _ = baseline(load(run.config()["data"], s["image_size"], s["background"]))
+    enc, ds = _encoded(run_dir)
+    pcs, _ = baseline(ds)
     return enc, {"aae": enc[["aae_x", "aae_y"]].to_numpy(), "umap": enc[["umap_x", "umap_y"]].to_numpy(), "pca": pcs}
