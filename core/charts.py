@@ -117,16 +117,23 @@ def snapshot(codes: pd.DataFrame, colours: dict[str, str], prior_std: float, epo
 
 
 def heatmap(table: pd.DataFrame, title: str) -> alt.LayerChart:
-    """Group x source-culture shares, with the value and its 95% interval in each cell."""
-    t = table.assign(label=table["share"].map("{:.2f}".format),
-                     interval=table.apply(lambda r: f"[{r.ci_low:.2f}, {r.ci_high:.2f}]", axis=1),
-                     flag=table["too_small"].map({True: " (too few)", False: ""}))
+    """Group x source-culture shares, with the value and its 95% interval in each cell; withheld cells grey."""
+    t = table.assign(label=[f"{v:.2f}" if shown else "?" for v, shown in zip(table["share"], table["shown"])],
+                     interval=[f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(table["ci_low"], table["ci_high"])],
+                     reading=[("too few figurines" if small else "shown") if shown else
+                              ("too few figurines" if small else "withheld: cannot tell")
+                              for shown, small in zip(table["shown"], table["too_small"])])
     groups = list(dict.fromkeys(t["group"]))
-    base = alt.Chart(t).encode(x=alt.X("source:N", title=None, axis=alt.Axis(labelAngle=0, labelLimit=200)),
-                               y=alt.Y("group:N", sort=groups, title=None, axis=alt.Axis(labelLimit=220)))
-    cells = base.mark_rect().encode(
-        color=alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], scheme="oranges"), title="share"),
-        tooltip=["group", "source", "n", alt.Tooltip("share:Q", format=".3f"), "interval", "flag"])
-    text = base.mark_text(fontSize=11).encode(
-        text="label:N", color=alt.condition("datum.share > 0.55", alt.value("white"), alt.value("#2b2622")))
-    return alt.layer(cells, text).properties(title=title, height=alt.Step(30))
+    tips = ["group", "source", "n", alt.Tooltip("share:Q", format=".3f"), "interval", "reading"]
+    if "known" in t:
+        tips.append(alt.Tooltip("known:Q", format=".2f", title="known answer"))
+    base = alt.Chart(t).encode(
+        x=alt.X("source:N", title=None, axis=alt.Axis(orient="top", labelAngle=0, labelLimit=0, labelOverlap=False)),
+        y=alt.Y("group:N", sort=groups, title=None, axis=alt.Axis(labelLimit=0)))
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.condition("datum.shown", alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], scheme="oranges"),
+                                                     title="share"), alt.value("#dcd8d3")),
+        tooltip=tips)
+    text = base.mark_text(fontSize=12).encode(
+        text="label:N", color=alt.condition("datum.shown && datum.share > 0.55", alt.value("white"), alt.value("#2b2622")))
+    return alt.layer(cells, text).properties(title=title, width=alt.Step(190), height=alt.Step(30))

@@ -129,27 +129,50 @@ def cmd_encode(a) -> int:
 
 
 def cmd_influence(a) -> int:
-    from . import influence
+    from dataclasses import replace
 
-    if a.k < 1 or a.bootstrap < 10:
-        raise UserError("--k must be at least 1 and --bootstrap at least 10")
-    tables = influence.for_run(a.run_dir, k=a.k, n_boot=a.bootstrap)
-    if tables["aae"].empty:
+    from . import influence
+    from .runs import Run
+
+    if a.bootstrap < 20:
+        raise UserError("--bootstrap must be at least 20")
+    settings = replace(influence.InfluenceSettings(), n_boot=a.bootstrap)
+    results = influence.for_run(a.run_dir, settings)
+    if results["aae"]["table"].empty:
         raise UserError("this run's dataset has no target and source cultures to compare (one culture only?)")
     if a.json:
-        print(json.dumps(influence.as_json({"aae": tables["aae"], "umap": tables["umap"]})))
+        print(json.dumps(influence.as_json(results, settings)))
         return 0
-    names = {"aae": "AAE latent", "umap": "UMAP baseline", "pca": "50-D PCA space"}
-    for name, t in tables.items():
-        print(f"\n{names[name]}: share of the {a.k} nearest source figurines (size-corrected) [95% CI], energy share")
-        for r in t.itertuples():
-            flag = "  (too few figurines)" if r.too_small else ""
-            print(f"  {r.group:<24} {r.source:<34} {r.share:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]  "
-                  f"{r.energy_share:.2f}{flag}")
+    print(f"method: {settings.method}; {settings.n_boot} resamples of sources and groups")
+    print("\nself-check (known mixtures of held-out source figurines) and checks:")
+    print(f"  {'space':<16} {'error':>6} {'coverage':>9} {'groups':>7} {'apart (AUC)':>12} {'conditioning':>13}  verdict")
+    for name, r in results.items():
+        c = r["self_check"]
+        print(f"  {influence.EMBEDDINGS[name]:<16} {c.get('mae', float('nan')):>6.3f} {c.get('coverage', float('nan')):>9.0%} "
+              f"{c.get('groups', 0):>7} {r['domain_shift']:>12.2f} {r['conditioning']:>13.2f}  {r['verdict']['level']}")
+    if a.self_check:
+        return 0
+    truth = influence.known_answer(Run(a.run_dir).config().get("data", ""))
+    for name, r in results.items():
+        t = influence.with_known(r["table"], truth)
+        print(f"\n{influence.EMBEDDINGS[name]}: share [95% interval]" + ("  known  error" if "known" in t else "")
+              + ("  (withheld: cannot tell)" if r["verdict"]["level"] == "withheld" else ""))
+        for row in t.itertuples():
+            flag = "  (too few figurines)" if row.too_small else ""
+            known = f"  {row.known:.2f}  {row.error:.2f}" if "known" in t and row.known == row.known else ""
+            print(f"  {printable(row.group):<24} {printable(row.source):<34} {row.share:.2f} "
+                  f"[{row.ci_low:.2f}, {row.ci_high:.2f}]{known}{flag}")
     print()
-    for line in influence.reading(tables["aae"], "AAE latent"):
+    for line in influence.reading(results["aae"], printable):
         print(line)
+    for reason in results["aae"]["verdict"]["reasons"][1:]:
+        print(f"Also: {reason}.")
     return 0
+
+
+def printable(text: str) -> str:
+    """A name from a user's folder, with control characters escaped (no terminal sequences)."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -198,8 +221,8 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("influence", help="influence shares per group and source, with 95% intervals")
     i.add_argument("--run-dir", required=True)
     i.add_argument("--json", action="store_true", help="one JSON object, as in DESIGN.md")
-    i.add_argument("--k", type=int, default=10, help="nearest source figurines per target figurine")
-    i.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    i.add_argument("--self-check", action="store_true", help="only the self-check and the checks, as a table")
+    i.add_argument("--bootstrap", type=int, default=200, help="resamples of sources and groups")
     i.set_defaults(func=cmd_influence)
     return p
 

@@ -1,21 +1,51 @@
-"""Influence estimates: how close each target group sits to each source culture, with uncertainty.
+"""Influence estimates: what share of each target group follows each source culture, and whether to read it.
 
-Primary measure (k-NN composition): for every target figurine, its k nearest source-culture figurines;
-each source's count is divided by that source's size (887 Greek vs 80 Achaemenid must not decide the
-answer), normalised to shares that sum to 1, and averaged over the group. 95% intervals come from a
-bootstrap over the group's figurines. A second, distance-based measure (energy distance between the group
-and each source cloud, turned into shares by inverse distance) checks that the reading does not hang on
-one method. Groups with fewer than MIN_GROUP figurines are flagged, not given a confident number.
+Groups: the target culture (Hellenistic Babylonian, else the one with find-sites) as a whole and each
+of its find-sites; sources: every other culture. In each representation (the AAE latent, the UMAP
+baseline, the 50-D PCA space) the shares come from `quantify.ShareEstimator` (EM on a classifier
+fitted to the source figurines, intervals that resample and refit everything), and three checks decide
+whether they are shown as a reading or withheld ("cannot tell"):
+
+- the self-check: known mixtures of held-out source figurines, estimated the same way;
+- the domain shift: whether the target figurines look like a mixture of the sources at all;
+- the conditioning: whether the method can tell the sources apart.
+
+A withheld estimate keeps its number for the record, with the interval [0, 1]: the tool cannot say.
+Results are cached in the run folder (`influence.json`), keyed by the encodings they were computed from.
 """
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import cdist
-from sklearn.neighbors import NearestNeighbors
+
+from .quantify import ShareEstimator, domain_shift, self_check
 
 TARGET = "Hellenistic Babylonian"
 MIN_GROUP = 10
+APART_AUC = 0.7        # Hosmer and Lemeshow's "acceptable discrimination": the group sits apart
+CAUTION_AUC = 0.6      # "poor" discrimination: partly apart
+MIN_CONDITIONING = 0.2  # smallest singular value of the confusion matrix below this: sources confused
+BAR = {"mae": 0.08, "coverage": 0.85}      # the product's quality bar for the self-check
+FAIL = {"mae": 0.15, "coverage": 0.70}     # beyond this the self-check has failed: nothing is shown
+EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "pca": "50-D PCA space"}
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InfluenceSettings:
+    """How shares are estimated and checked; stored with every result."""
+
+    method: str = ("EM re-estimation of class priors (Saerens et al. 2002) on a logistic-regression source "
+                   "classifier (cubic features in spaces of up to 3 dimensions)")
+    degree: int = 3
+    n_boot: int = 200
+    level: float = 0.95
+    holdout: float = 0.4
+    self_check_groups: int = 24
+    seed: int = 0
 
 
 def target_culture(cultures: pd.Series, sites: pd.Series) -> str:
@@ -26,100 +56,166 @@ def target_culture(cultures: pd.Series, sites: pd.Series) -> str:
     return with_sites.value_counts().index[0] if len(with_sites) else cultures.value_counts().index[0]
 
 
-def knn_shares(emb: np.ndarray, is_source: np.ndarray, source_labels: np.ndarray, sources: list[str],
-               targets: np.ndarray, k: int = 10) -> np.ndarray:
-    """Per target figurine: class-size-corrected shares of its k nearest source figurines (rows sum to 1)."""
-    src = emb[is_source]
-    k = min(k, len(src))
-    _, idx = NearestNeighbors(n_neighbors=k).fit(src).kneighbors(emb[targets])
-    near = source_labels[idx]
-    sizes = np.array([(source_labels == s).sum() for s in sources], float)
-    counts = np.stack([(near == s).sum(axis=1) for s in sources], axis=1) / sizes
-    return counts / counts.sum(axis=1, keepdims=True)
+def verdict(check: dict, shift: float, conditioning: float, confusion: np.ndarray, sources: list[str]) -> dict:
+    """`level` (good, caution or withheld) and the reasons, in plain words."""
+    withheld, caution = [], []
+    if shift > APART_AUC:
+        withheld.append(f"the target figurines sit apart from every source in this representation (a classifier "
+                        f"tells them from the sources with AUC {shift:.2f}): what they share, such as local "
+                        f"clay and making, would be read as influence")
+    elif shift > CAUTION_AUC:
+        caution.append(f"the target figurines sit partly apart from the sources (AUC {shift:.2f})")
+    if conditioning < MIN_CONDITIONING:
+        off = confusion - np.diag(np.diag(confusion))
+        i, j = np.unravel_index(off.argmax(), off.shape)
+        withheld.append(f"the method cannot tell {sources[j]} from {sources[i]} figurines apart "
+                        f"(conditioning {conditioning:.2f})")
+    if "mae" not in check:
+        caution.append(f"no self-check: {check.get('error', 'not run')}")
+    elif check["mae"] > FAIL["mae"] or check["coverage"] < FAIL["coverage"]:
+        withheld.append(f"on known mixtures of your own source photographs it is off by {check['mae']:.2f} on "
+                        f"average and its intervals hold the answer {check['coverage']:.0%} of the time")
+    elif check["mae"] > BAR["mae"] or check["coverage"] < BAR["coverage"]:
+        caution.append(f"on known mixtures of your own source photographs it is off by {check['mae']:.2f} and its "
+                       f"intervals hold the answer {check['coverage']:.0%} of the time (the bar: "
+                       f"{BAR['mae']:.2f} and {BAR['coverage']:.0%})")
+    level = "withheld" if withheld else "caution" if caution else "good"
+    return {"level": level, "reasons": withheld + caution}
 
 
-def bootstrap(per_figurine: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean shares and their 95% percentile intervals (2, n_sources), resampling figurines."""
-    rng = np.random.default_rng(seed)
-    n = len(per_figurine)
-    means = per_figurine[rng.integers(0, n, (n_boot, n))].mean(axis=1)
-    return per_figurine.mean(axis=0), np.percentile(means, [2.5, 97.5], axis=0)
-
-
-def energy_distance(a: np.ndarray, b: np.ndarray, cap: int = 1500, seed: int = 0) -> float:
-    """Energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'| (subsampled to `cap` points a side)."""
-    rng = np.random.default_rng(seed)
-    a = a[rng.permutation(len(a))[:cap]]
-    b = b[rng.permutation(len(b))[:cap]]
-
-    return 2 * cdist(a, b).mean() - cdist(a, a).mean() - cdist(b, b).mean()
-
-
-def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series, k: int = 10, n_boot: int = 1000,
-             seed: int = 0) -> pd.DataFrame:
-    """One row per (group, source): k-NN share with its 95% interval, energy distance and its share.
-
-    Groups: the target culture as a whole and each of its find-sites.
-    """
+def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
+             settings: InfluenceSettings = InfluenceSettings()) -> dict:
+    """Shares per (group, source) with intervals, the self-check, the domain shift and the verdict."""
     cultures, sites = cultures.reset_index(drop=True), sites.reset_index(drop=True)
     target = target_culture(cultures, sites)
     sources = sorted(c for c in cultures.unique() if c != target)
-    if not sources:
-        return pd.DataFrame()
+    if not sources or not (cultures == target).any():
+        return {"table": pd.DataFrame(), "sources": sources, "target": target}
+    emb = np.asarray(emb, np.float64)
     is_source = (cultures != target).to_numpy()
-    source_labels = cultures[is_source].to_numpy()
-    groups = {target: (cultures == target).to_numpy()}
-    for site in sorted(s for s in sites[cultures == target].unique() if s):
-        groups[site] = ((cultures == target) & (sites == site)).to_numpy()
+    y = cultures[is_source].to_numpy()
+    targets = np.flatnonzero(~is_source)
+    target_sites = sites.to_numpy()[targets]
+    groups = {target: np.arange(len(targets))}
+    for site in sorted(s for s in np.unique(target_sites) if s):
+        groups[site] = np.flatnonzero(target_sites == site)
+    est = ShareEstimator(settings.degree, settings.n_boot, settings.level, settings.seed).fit(emb[is_source], y)
+    res = est.estimate(emb[targets], groups)
+    sizes = [len(ix) for ix in groups.values() if len(ix) >= MIN_GROUP] or [MIN_GROUP]
+    check = self_check(emb[is_source], y, sizes, est, settings.self_check_groups, settings.holdout)
+    shift = domain_shift(emb[is_source], y, emb[targets], res[target]["shares"], est.classes_, settings.seed)
+    v = verdict(check, shift, est.conditioning_, est.confusion_, sources)
     rows = []
-    for g, mask in groups.items():
-        n = int(mask.sum())
-        per = knn_shares(emb, is_source, source_labels, sources, np.flatnonzero(mask), k)
-        mean, ci = bootstrap(per, n_boot, seed)
-        energy = np.array([energy_distance(emb[mask], emb[cultures.to_numpy() == s], seed=seed) for s in sources])
-        inv = 1 / np.maximum(energy, 1e-12)
+    for g, r in res.items():
+        small = r["n"] < MIN_GROUP
+        shown = v["level"] != "withheld" and not small
         for j, s in enumerate(sources):
-            rows.append({"group": g, "source": s, "n": n, "share": float(mean[j]), "ci_low": float(ci[0, j]),
-                         "ci_high": float(ci[1, j]), "energy": float(energy[j]), "energy_share": float(inv[j] / inv.sum()),
-                         "too_small": n < MIN_GROUP})
-    return pd.DataFrame(rows)
+            rows.append({"group": g, "source": s, "n": r["n"], "share": float(r["shares"][j]),
+                         "ci_low": float(r["low"][j]) if shown else 0.0,
+                         "ci_high": float(r["high"][j]) if shown else 1.0,
+                         "sampling_low": float(r["low"][j]), "sampling_high": float(r["high"][j]),
+                         "too_small": small, "shown": shown})
+    check.pop("group_rows", None)
+    return {"table": pd.DataFrame(rows), "target": target, "sources": sources, "self_check": check,
+            "domain_shift": shift, "conditioning": est.conditioning_, "confusion": est.confusion_.tolist(),
+            "verdict": v}
 
 
-def as_json(tables: dict[str, pd.DataFrame]) -> dict:
-    """{"aae": {GROUP: {SOURCE: {"share": F, "ci": [LO, HI]}}}, "umap": {...}} as in DESIGN.md."""
-    out = {}
-    for name, t in tables.items():
-        out[name] = {g: {r.source: {"share": r.share, "ci": [r.ci_low, r.ci_high]} for r in part.itertuples()}
-                     for g, part in t.groupby("group", sort=False)}
+def as_json(results: dict[str, dict], settings: InfluenceSettings = InfluenceSettings()) -> dict:
+    """DESIGN.md's shape, {EMBEDDING: {GROUP: {SOURCE: {"share", "ci"}}}}, plus what stands behind it.
+
+    A withheld estimate has "shown": false and the interval [0, 1]; "sampling_ci" keeps the bootstrap's.
+    """
+    out: dict = {}
+    for name, r in results.items():
+        if r["table"].empty:
+            continue
+        out[name] = {g: {row.source: {"share": row.share, "ci": [row.ci_low, row.ci_high], "shown": row.shown,
+                                      "sampling_ci": [row.sampling_low, row.sampling_high]}
+                         for row in part.itertuples()}
+                     for g, part in r["table"].groupby("group", sort=False)}
+    out["method"] = asdict(settings)
+    out["checks"] = {
+        "about": ("self_check: error (mae) and 95%-interval coverage on known mixtures of held-out source "
+                  "figurines; domain_shift_auc: how well the target figurines are told from the sources weighted "
+                  f"to their mixture (above {APART_AUC}: apart, nothing read); conditioning: 1 = sources told "
+                  f"apart, below {MIN_CONDITIONING}: confused; verdict: good, caution or withheld"),
+        **{n: {"verdict": r["verdict"], "self_check": r["self_check"], "domain_shift_auc": r["domain_shift"],
+               "conditioning": r["conditioning"]} for n, r in results.items() if not r["table"].empty}}
     return out
 
 
-def reading(table: pd.DataFrame, embedding: str, quote=str) -> list[str]:
-    """Plain-language sentences, one per group, stating the nearest source and its uncertainty;
-    `quote` formats the group and culture names (say, escaped for Markdown)."""
+def _share(row) -> str:
+    return f"{row.share:.2f} [{row.ci_low:.2f}, {row.ci_high:.2f}]"
+
+
+def reading(result: dict, quote=str) -> list[str]:
+    """Plain-language sentences, one per group; `quote` formats names (say, escaped for Markdown)."""
+    t = result["table"]
+    if t.empty:
+        return []
+    v = result["verdict"]
+    if v["level"] == "withheld":
+        return [f"Cannot tell: {v['reasons'][0]}."]
     lines = []
-    for g, part in table.groupby("group", sort=False):
-        g = quote(g)
-        best = part.sort_values("share", ascending=False).iloc[0]
-        n = int(best["n"])
-        if best["too_small"]:
-            lines.append(f"{g}: only {n} figurines, too few to say which tradition they follow.")
+    for g, part in t.groupby("group", sort=False):
+        n = int(part["n"].iloc[0])
+        who = (f"{quote(g)} figurines as a whole" if g == result["target"] else f"Figurines from {quote(g)}")
+        if part["too_small"].iloc[0]:
+            lines.append(f"{who}: only {n}, too few to say which traditions they follow.")
             continue
-        second = part.sort_values("share", ascending=False).iloc[1] if len(part) > 1 else None
-        overlap = second is not None and second["ci_high"] >= best["ci_low"]
-        agree = part.sort_values("energy_share", ascending=False).iloc[0]["source"] == best["source"]
-        text = (f"{g}'s figurines (n = {n}) sit closest to {quote(best['source'])} ones in the {embedding}: "
-                f"{best['share']:.2f} [{best['ci_low']:.2f}, {best['ci_high']:.2f}]")
-        if overlap:
-            text += f", not clearly ahead of {quote(second['source'])} ({second['share']:.2f})"
-        text += "; the energy distance agrees." if agree else "; the energy distance points elsewhere, so read this with care."
-        lines.append(text)
+        part = part.sort_values("share", ascending=False)
+        best, rest = part.iloc[0], part.iloc[1:]
+        text = f"{who} (n = {n}) follow {quote(best.source)} models most: {_share(best)}"
+        if len(rest) and rest["ci_high"].iloc[0] >= best.ci_low:
+            text += f", not clearly more than {quote(rest['source'].iloc[0])}"
+        others = "; ".join(f"{quote(r.source)} {_share(r)}" for r in rest.itertuples())
+        lines.append(text + (f"; {others}." if others else "."))
     return lines
 
 
-def for_run(run_dir, k: int = 10, n_boot: int = 1000) -> dict[str, pd.DataFrame]:
-    """Influence tables of a run in the AAE latent, the UMAP baseline and the 50-D PCA space."""
-    from .embed import spaces
+def known_answer(data_root) -> dict | None:
+    """The known mixing weights of a dataset (the demo's `truth.json`), if it has them."""
+    from pathlib import Path
 
+    try:
+        sites = json.loads((Path(data_root) / "truth.json").read_text())["sites"]
+        return {g: {s: float(v) for s, v in w.items()} for g, w in sites.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def with_known(table: pd.DataFrame, truth: dict | None) -> pd.DataFrame:
+    """The table with the known share and the error beside each estimate, where the answer is known."""
+    if not truth or table.empty:
+        return table
+    known = [truth.get(g, {}).get(s, np.nan) for g, s in zip(table["group"], table["source"])]
+    return table.assign(known=known, error=np.abs(table["share"] - np.array(known, float)))
+
+
+def _from_cache(data: dict) -> dict[str, dict]:
+    return {n: {**r, "table": pd.DataFrame(r["table"]), "confusion": r.get("confusion")} for n, r in data.items()}
+
+
+def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings()) -> dict[str, dict]:
+    """Influence results of a run in its three spaces, from `RUN/influence.json` when still current."""
+    from filelock import FileLock
+
+    from .embed import spaces, stored_key
+    from .runs import Run, atomic_write
+
+    run = Run(run_dir)
     enc, embeddings = spaces(run_dir)
-    return {name: estimate(e, enc["culture"], enc["site"], k, n_boot) for name, e in embeddings.items()}
+    key = {"encodings": stored_key(run.encodings_path), "settings": asdict(settings), "version": CACHE_VERSION}
+    path = run.dir / "influence.json"
+    with FileLock(run.dir / ".influence.lock"):
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("key") == key:
+                return _from_cache(cached["results"])
+        except (OSError, ValueError, AttributeError):
+            pass
+        results = {n: estimate(e, enc["culture"], enc["site"], settings) for n, e in embeddings.items()}
+        stored = {n: {**r, "table": r["table"].to_dict("records")} for n, r in results.items()}
+        atomic_write(path, json.dumps({"key": key, "results": stored}, default=float).encode())
+    return results
