@@ -130,7 +130,7 @@ def test_data_train_explore(server, browser):
     _no_exception(page, "5-explore-selected")
 
     page.goto(f"{server}/influence")
-    page.get_by_text("Can this run be trusted?").wait_for(timeout=240_000)
+    page.get_by_text("On your photographs, when the answer is known").wait_for(timeout=240_000)
     _settle(page)
     assert page.get_by_text("Verdict:").count() == 1
     _no_exception(page, "6-influence")
