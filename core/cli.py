@@ -165,8 +165,9 @@ def cmd_influence(a) -> int:
     print()
     for line in influence.reading(results["aae"], printable):
         print(line)
-    for reason in results["aae"]["verdict"]["reasons"][1:]:
-        print(f"Also: {reason}.")
+    v = results["aae"]["verdict"]
+    for reason in v["reasons"][1:] if v["level"] == "withheld" else v["reasons"]:
+        print(f"Read with care: {reason}.")
     return 0
 
 

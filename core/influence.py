@@ -194,7 +194,7 @@ def with_known(table: pd.DataFrame, truth: dict | None) -> pd.DataFrame:
 
 
 def _from_cache(data: dict) -> dict[str, dict]:
-    return {n: {**r, "table": pd.DataFrame(r["table"]), "confusion": r.get("confusion")} for n, r in data.items()}
+    return {n: {**r, "table": pd.DataFrame(r["table"])} for n, r in data.items()}
 
 
 def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings()) -> dict[str, dict]:

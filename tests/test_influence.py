@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import spearmanr
 
 from core import diagnostics, influence, quantify
 from core.cli import main
