@@ -101,9 +101,8 @@ for line in influence.reading(res["aae"], quote=plain):
 truth = influence.known_answer(run.config().get("data", ""))
 tables = {n: influence.with_known(r["table"], truth) for n, r in res.items()}
 maps = [charts.heatmap(tables[name], EMBEDDINGS[name]) for name in ("aae", "umap")]
-left, right = st.columns(2)
-left.altair_chart(maps[0], width="stretch")
-right.altair_chart(maps[1], width="stretch")
+for chart in maps:  # at their own width: stretched into half a page, the column labels overlap
+    st.altair_chart(chart, width="content")
 if truth:
     err = {EMBEDDINGS[n]: t["error"].mean() for n, t in tables.items()}
     st.caption("The demo's known answer (truth.json) stands beside every estimate below. Mean error: "
