@@ -18,7 +18,7 @@ from .settings import PRESETS, Settings
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block
-        raise UserError(f"{message} (see python -m core {self.prog.split()[-1]} --help)")
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 @contextmanager
@@ -56,19 +56,21 @@ def cmd_scan(a) -> int:
 
     with _bar("decoding") as progress:
         ds = load(a.data, a.image_size, progress=progress, require_images=False)
-    counts = ds.counts()
-    print(f"{ds.root}: {len(ds.items)} readable images, {len(ds.unreadable)} unreadable")
+    counts = ds.counts().astype({"culture": str, "site": str})
+    counts[["culture", "site"]] = counts[["culture", "site"]].map(printable)
+    print(f"{printable(ds.root)}: {len(ds.items)} readable images, {len(ds.unreadable)} unreadable")
     print(counts.to_string(index=False) if len(counts) else "(no readable images)")
     if len(ds.unreadable):
         print("\nunreadable files:")
         for r in ds.unreadable.itertuples():
-            print(f"  {r.path}: {r.reason}")
+            print(f"  {printable(r.path)}: {printable(r.reason)}")
     if not len(ds.items):
         raise UserError(f"no readable image in {ds.root}; expected <root>/<culture>/[<site>/]<image>")
     return 0
 
 
 def cmd_train(a) -> int:
+    from .runs import Run
     from .train import fit_run
 
     given = {k: getattr(a, k) for k in ("epochs", "image_size", "batch_size", "lr", "prior_std", "latent_dim",
@@ -77,14 +79,20 @@ def cmd_train(a) -> int:
     given = {k: v for k, v in given.items() if v is not None}
     if a.device:
         given["device"] = a.device
+    if not a.resume:
+        Run(a.run_dir).check_new()  # before decoding: a folder that is neither new, empty nor a run is refused
     if a.resume:
         Settings.from_preset("fast", **given)  # validate the overrides
-        settings, overrides = None, {k: v for k, v in given.items() if k in ("epochs", "device")}
+        fixed = [f"--{k.replace('_', '-')}" for k in given if k not in ("epochs", "device")]
+        if fixed or a.settings:
+            raise UserError(f"--resume continues a run with its own settings; only --epochs and --device can "
+                            f"change (not {', '.join(fixed or ['--settings'])})")
+        settings, overrides = None, given
     elif not a.data:
         raise UserError("--data is required for a new run (or use --resume)")
     elif a.settings:
         try:
-            stored = json.loads(Path(a.settings).read_text())
+            stored = _settings_file(a.settings)
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read the settings file {a.settings}: {e}") from None
         stored = stored.get("settings", stored)  # a run's config.json, or a plain settings file
@@ -113,7 +121,7 @@ def cmd_train(a) -> int:
         if "train" in bars:
             bars["train"].close()
     st = run.status()
-    print(f"{run.dir}: {st['state']} - {st.get('message', '')}")
+    print(printable(f"{run.dir}: {st['state']} - {st.get('message', '')}"))
     if a.encode and st["state"] == "done":
         return cmd_encode(a)
     return 0
@@ -124,7 +132,7 @@ def cmd_encode(a) -> int:
 
     with _bar("decoding") as progress:
         df = encode_run(a.run_dir, progress=progress)
-    print(f"wrote {len(df)} encodings to {a.run_dir}/encodings.parquet")
+    print(printable(f"wrote {len(df)} encodings to {a.run_dir}/encodings.parquet"))
     return 0
 
 
@@ -134,8 +142,8 @@ def cmd_influence(a) -> int:
     from . import influence
     from .runs import Run
 
-    if a.bootstrap < 20:
-        raise UserError("--bootstrap must be at least 20")
+    if not 20 <= a.bootstrap <= 2000:
+        raise UserError(f"--bootstrap must be between 20 and 2000, got {a.bootstrap}")
     settings = replace(influence.InfluenceSettings(), n_boot=a.bootstrap)
     results = influence.for_run(a.run_dir, settings)
     if results["aae"]["table"].empty:
@@ -167,8 +175,22 @@ def cmd_influence(a) -> int:
         print(line)
     v = results["aae"]["verdict"]
     for reason in v["reasons"][1:] if v["level"] == "withheld" else v["reasons"]:
-        print(f"Read with care: {reason}.")
+        print(f"Read with care: {printable(reason)}.")
     return 0
+
+
+def _settings_file(path: str) -> dict:
+    """A JSON settings file (or a run's config.json) as an object; a FIFO, a device or a huge file is refused
+    without being read."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"the settings file {printable(path)} is missing or not a regular file")
+    if p.stat().st_size > 1_000_000:
+        raise UserError(f"the settings file {printable(path)} is too large for a settings file (over 1 MB)")
+    stored = json.loads(p.read_text())
+    if not isinstance(stored, dict) or not isinstance(stored.get("settings", {}), dict):
+        raise UserError(f"the settings file {printable(path)} must hold a JSON object of settings")
+    return stored
 
 
 def printable(text: str) -> str:
@@ -235,10 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
         return args.func(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {printable(e)}", file=sys.stderr)
         return 2
     except TrainingFailed as e:
-        print(f"training failed: {e}", file=sys.stderr)
+        print(f"training failed: {printable(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -22,8 +22,9 @@ import pandas as pd
 from filelock import FileLock
 
 from .errors import UserError
-from .images import BACKGROUNDS, decode, is_image_name, UnreadableImage
+from .images import BACKGROUNDS, decode, is_image_name, unsupported_format, UnreadableImage
 from .parallel import map_chunks
+from .paths import data_roots
 
 Progress = Callable[[int, int], None]
 MANIFEST_COLUMNS = ["path", "culture", "site", "bytes", "mtime_ns", "readable", "reason"]
@@ -57,7 +58,7 @@ class Dataset:
 
     @property
     def items(self) -> pd.DataFrame:
-        return self.manifest[self.manifest["readable"]].reset_index(drop=True)
+        return self.manifest.loc[self.manifest["readable"]].reset_index(drop=True)
 
     @property
     def unreadable(self) -> pd.DataFrame:
@@ -68,18 +69,52 @@ class Dataset:
         return self.items.groupby(["culture", "site"], dropna=False).size().rename("images").reset_index()
 
 
-def _walk(root: Path) -> list[Path]:
-    """Image files under root, following symlinks but never entering a folder twice (no loops)."""
-    seen, found = set(), []
+def _refusal(top: str, name: str, allowed: list[Path]) -> str | None:
+    """Why a file or folder found while walking is not read: a name that is not valid UTF-8, or a link
+    that leads outside the dataset folder and the data roots."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not valid UTF-8 (an old Windows or Mac archive?): rename it"
+    path = os.path.join(top, name)
+    if os.path.islink(path):
+        real = Path(os.path.realpath(path))
+        if not any(real == r or real.is_relative_to(r) for r in allowed):
+            return "a link to a place outside this folder and the data roots: not followed"
+    return None
+
+
+def _walk(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files under root, and the files and folders refused with the reason. Links are followed
+    only into the folder itself and the data roots, and no folder is entered twice (no loops)."""
+    allowed = [root.resolve(), *data_roots()]
+    seen, found, refused = set(), [], []
     for top, dirs, files in os.walk(root, followlinks=True):
         st = os.stat(top)
         if (st.st_dev, st.st_ino) in seen:
             dirs[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
-        found += [Path(top) / f for f in sorted(files) if is_image_name(f)]
-    return found
+        keep = []
+        for d in sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS):
+            why = _refusal(top, d, allowed)
+            if why:
+                refused.append((Path(top) / d, why))
+            else:
+                keep.append(d)
+        dirs[:] = keep
+        for f in sorted(f for f in files if is_image_name(f) or unsupported_format(f)):
+            why = _refusal(top, f, allowed) or unsupported_format(f)
+            if why:
+                refused.append((Path(top) / f, why))
+            else:
+                found.append(Path(top) / f)
+    return found, refused
+
+
+def _shown(rel: str) -> str:
+    """A path as text that can be shown and stored: bytes that are not UTF-8 written as \\xNN."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
 def _metadata(root: Path) -> pd.DataFrame | None:
@@ -103,8 +138,9 @@ def scan(root: str | os.PathLike) -> pd.DataFrame:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"dataset folder not found: {root}")
-    rows = []
-    for f in _walk(root):
+    found, refused = _walk(root)
+    rows = [(_shown(f.relative_to(root).as_posix()), "", "", 0, 0, False, why) for f, why in refused]
+    for f in found:
         rel = f.relative_to(root).as_posix()
         parts = rel.split("/")
         try:
@@ -115,7 +151,7 @@ def scan(root: str | os.PathLike) -> pd.DataFrame:
         culture = parts[0] if len(parts) > 1 else ""
         site = parts[1] if len(parts) > 2 else ""
         rows.append((rel, culture, site, st.st_size, st.st_mtime_ns, True, ""))
-    m = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    m = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype({"bytes": "int64", "mtime_ns": "int64", "readable": bool})
     meta = _metadata(root)
     if meta is not None:
         labels = meta.drop_duplicates("path", keep="last").set_index("path")

@@ -249,6 +249,8 @@ def generate(out: str | os.PathLike, size: int = 64, scale: float = 1.0, seed: i
     """Write the demo dataset (culture/site folders and truth.json) to `out`; return the truth."""
     if not 16 <= size <= 1024:
         raise UserError(f"--size must be between 16 and 1024, got {size}")
+    if not 0 <= seed < 2**32:
+        raise UserError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
     out = Path(out).expanduser()
     plan = _plan(scale)
     for c, site in set(plan):

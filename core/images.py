@@ -19,6 +19,9 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+# Photographs in formats we do not read: listed among the unreadable files, with the reason, never skipped.
+OTHER_PHOTO_EXTENSIONS = (".heic", ".heif", ".avif", ".gif", ".bmp", ".jp2", ".jxl", ".psd", ".dng", ".cr2",
+                          ".cr3", ".nef", ".arw", ".orf", ".raf", ".rw2")
 MAX_PIXELS = 150_000_000  # a 12,000 x 12,500 scan; beyond that a file is refused as a decompression bomb
 _HIGH_DEPTH_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 BACKGROUNDS = ("flatten", "keep")
@@ -34,13 +37,19 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def unsupported_format(name: str) -> str | None:
+    """Why a photograph in another format (HEIC, AVIF, GIF, camera raw...) is not read; None for other files."""
+    ext = os.path.splitext(name)[1].lower()
+    if name.startswith(".") or ext not in OTHER_PHOTO_EXTENSIONS:
+        return None
+    return f"{ext[1:].upper()} files are not read: convert it to JPEG, PNG, TIFF or WebP"
+
+
 def _open(path: str, size: int) -> Image.Image:
     if os.path.getsize(path) == 0:
         raise UnreadableImage("empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+        im = Image.open(path)
     except UnidentifiedImageError:
         raise UnreadableImage("not an image, or a format Pillow cannot read") from None
     except Image.DecompressionBombError:
@@ -124,10 +133,12 @@ def letterbox(im: Image.Image, size: int, background: str = "keep") -> np.ndarra
 def decode(path: str, size: int, background: str = "keep") -> np.ndarray:
     """Read `path` as a (size, size, 3) uint8 array; raise UnreadableImage with the reason otherwise."""
     try:
-        im = _open(path, size)
-        with im:
-            im = ImageOps.exif_transpose(im)  # loads the pixels: truncation shows up here
-            return letterbox(_to_rgb(im), size, background)
+        with warnings.catch_warnings():  # Pillow's warnings (odd EXIF, say) are not the user's business
+            warnings.simplefilter("ignore")
+            im = _open(path, size)
+            with im:
+                im = ImageOps.exif_transpose(im)  # loads the pixels: truncation shows up here
+                return letterbox(_to_rgb(im), size, background)
     except UnreadableImage:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

@@ -14,7 +14,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .errors import UserError
-from .paths import PROJECT
+from .paths import PROJECT, inside_roots
 from .runs import Run, atomic_write, process_start
 from .settings import Settings
 
@@ -36,11 +36,15 @@ def active(runs_root: Path, device: str) -> Run | None:
     lock = _lock_path(runs_root, device)
     try:
         info = json.loads(lock.read_text())
+        age = time.time() - lock.stat().st_mtime
     except (OSError, ValueError):
         return None
-    if not info.get("pid") and time.time() - lock.stat().st_mtime > 120:
+    if not (isinstance(info, dict) and isinstance(info.get("run"), str) and info["run"]
+            and type(info.get("pid", 0)) is int and 0 <= info.get("pid", 0) < 2**31):
+        return None  # a damaged lock file holds nothing: the next launch replaces it
+    if not info.get("pid") and age > 120:
         return None  # a launcher that died before it could start its trainer
-    started = process_start(int(info.get("pid", 0)))
+    started = process_start(info.get("pid", 0))
     if started is None or (started and info.get("pid_start") and started != info["pid_start"]):
         return None
     run = Run(info["run"])
@@ -69,12 +73,14 @@ def launch(runs_root: Path, run_dir: Path, settings: Settings | None = None, dat
     raise UserError if this device is busy."""
     run = Run(run_dir)
     if resume:
-        run.require()
+        inside_roots(run.config()["data"])  # a run folder may name any folder: train only on the app's own
         settings = Settings.from_dict(run.config()["settings"])
         if run.is_active():
             raise UserError(f"run {run.name} is already training")
     elif run.exists():
         raise UserError(f"a run named {run.name} already exists; choose another name")
+    else:
+        run.check_new()
     device = device_kind(settings)
     Path(runs_root).mkdir(parents=True, exist_ok=True)
     lock = _lock_path(runs_root, device)

@@ -23,19 +23,33 @@ def data_roots() -> list[Path]:
     return [r.expanduser().resolve() for r in roots]
 
 
+def inside_roots(path: str | os.PathLike, roots: list[Path] | None = None) -> Path:
+    """`path` resolved (symlinks followed, whether or not it exists), if it lies inside an allowed root;
+    else a UserError."""
+    roots = roots if roots is not None else data_roots()
+    try:
+        real = Path(path).expanduser().resolve()
+    except (OSError, ValueError, RuntimeError) as e:  # a null byte, a name too long, a link loop
+        raise UserError(f"not a usable path: {str(path)[:200]!r} ({e})") from None
+    if not any(real == r or real.is_relative_to(r) for r in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise UserError(f"{str(path)[:200]} is outside the folders this app may open ({allowed})")
+    return real
+
+
 def within_roots(path: str, roots: list[Path] | None = None) -> Path:
-    """The folder `path` resolved (symlinks followed), if it lies inside an allowed root; else a UserError."""
+    """The folder `path` (relative paths from the first root) resolved, if it lies inside an allowed root;
+    else a UserError."""
     roots = roots if roots is not None else data_roots()
     text = str(path).strip()
     if not text:
         raise UserError("enter the path of a folder")
-    p = Path(text).expanduser()
-    if not p.is_absolute():
-        p = roots[0] / p
-    real = p.resolve()
-    if not any(real == r or real.is_relative_to(r) for r in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise UserError(f"{text} is outside the folders this app may open ({allowed})")
-    if not real.is_dir():
+    try:
+        p = Path(text).expanduser()
+        real = inside_roots(p if p.is_absolute() else roots[0] / p, roots)
+        found = real.is_dir()
+    except (OSError, ValueError, RuntimeError) as e:  # a null byte, a name too long, an unknown ~user
+        raise UserError(f"not a usable path: {text[:200]!r} ({e})") from None
+    if not found:
         raise UserError(f"folder not found: {real}")
     return real

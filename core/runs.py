@@ -3,6 +3,8 @@
 `config.json`, `status.json`, `metrics.csv`, `snapshots/`, `model.pt`, `encodings.parquet` (see
 DESIGN.md). Every file is written atomically (a temporary file, then a rename), so a reader never sees
 half a file and a crash never leaves one. A `running` status whose process is gone reads as `interrupted`.
+Every file is checked when read: a damaged one makes the run `damaged`, with the reason, never an exception
+elsewhere. A new run goes only into a new or empty folder, so that no file of a user's is replaced.
 """
 from __future__ import annotations
 
@@ -23,11 +25,16 @@ from .errors import UserError
 
 METRIC_COLUMNS = ["epoch", "recon_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd", "seconds"]
 STATES = ("running", "done", "failed", "stopped", "interrupted")
+LAUNCHER_FILES = {"settings.json", "train.log"}  # what jobs.launch writes into a new run's folder first
+ARCHITECTURE = ("arch", "image_size", "latent_dim", "width", "disc_width", "prior", "prior_components", "scale_codes",
+                "style")  # the settings a checkpoint's weights are shaped by
 
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write bytes to path so that readers see either the old file or the whole new one."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder where a file belongs; move it away")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -62,6 +69,8 @@ class Run:
     """One training run's folder."""
 
     def __init__(self, path: str | os.PathLike):
+        if not str(path).strip():
+            raise UserError("the run folder is empty: give the path of a new folder or of a run")
         self.dir = Path(path).expanduser()
 
     config_path = property(lambda self: self.dir / "config.json")
@@ -84,25 +93,51 @@ class Run:
             raise UserError(f"no run found at {self.dir} (it has no config.json)")
         return self
 
+    def check_new(self) -> None:
+        """Refuse to start a new run here unless the folder is new, or empty but for what the launcher wrote."""
+        if self.exists():
+            raise UserError(f"{self.dir} already holds a run; resume it (--resume) or choose another folder")
+        if self.dir.exists() and not self.dir.is_dir():
+            raise UserError(f"{self.dir} is a file, not a folder; choose a new folder for the run")
+        if self.dir.is_dir():
+            others = sorted(set(os.listdir(self.dir)) - LAUNCHER_FILES)
+            if others:
+                raise UserError(f"{self.dir} is not empty and not a run (it holds {', '.join(others[:3])}"
+                                f"{', ...' if len(others) > 3 else ''}); choose a new or empty folder, so that "
+                                "none of its files is replaced")
+
     # config and status ---------------------------------------------------------------------------
     def config(self) -> dict:
+        """config.json, checked: an object with valid settings and an absolute dataset path."""
         try:
-            return json.loads(self.require().config_path.read_text())
-        except ValueError as e:
-            raise UserError(f"{self.config_path} is damaged: {e}") from None
+            cfg = json.loads(self.require().config_path.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"run {self.name} is damaged: its config.json cannot be read ({e})") from None
+        why = _config_problem(cfg)
+        if why:
+            raise UserError(f"run {self.name} is damaged: its config.json {why}")
+        return cfg
 
     def write_config(self, config: dict) -> None:
+        if not self.exists():
+            self.check_new()
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, config)
 
     def status(self) -> dict:
-        """The run's status; `running` with a dead process (or another boot) becomes `interrupted`."""
+        """The run's status; `running` with a dead process (or another boot) becomes `interrupted`;
+        a damaged status.json reads as `damaged` (a new status replaces it)."""
         try:
             st = json.loads(self.status_path.read_text())
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return {"state": "interrupted" if self.exists() else "missing", "epoch": 0, "message": ""}
+        except (OSError, ValueError) as e:
+            return _damaged(f"its status.json cannot be read ({e})")
+        why = _status_problem(st)
+        if why:
+            return _damaged(f"its status.json {why}")
         if st.get("state") == "running" and st.get("host") == socket.gethostname():
-            alive = process_start(int(st.get("pid", 0)))
+            alive = process_start(st.get("pid", 0))
             if alive is None or (alive and st.get("pid_start") and alive != st["pid_start"]):
                 st["state"] = "interrupted"
                 st["message"] = "the training process ended without finishing (killed or crashed); resume continues it"
@@ -114,6 +149,7 @@ class Run:
             st = json.loads(self.status_path.read_text())
         except (OSError, ValueError):
             st = {}
+        st = st if isinstance(st, dict) and not _status_problem(st) else {}
         now = time.time()
         st.update(fields, state=state, updated=now)
         if state == "running":
@@ -130,9 +166,26 @@ class Run:
 
     # metrics -----------------------------------------------------------------------------------
     def metrics(self) -> pd.DataFrame:
+        """One row per epoch; empty if there are none yet or metrics.csv is damaged (see `problem`)."""
+        return self._metrics()[0]
+
+    def _metrics(self) -> tuple[pd.DataFrame, str | None]:
+        empty = pd.DataFrame(columns=METRIC_COLUMNS)
         if not self.metrics_path.is_file():
-            return pd.DataFrame(columns=METRIC_COLUMNS)
-        return pd.read_csv(self.metrics_path, on_bad_lines="skip")
+            return empty, None
+        try:
+            m = pd.read_csv(self.metrics_path)
+        except pd.errors.EmptyDataError:
+            return empty, None
+        except (OSError, ValueError, UnicodeError, pd.errors.ParserError) as e:
+            return empty, f"its metrics.csv cannot be read ({str(e).splitlines()[0]})"
+        missing = [c for c in METRIC_COLUMNS if c not in m]
+        if missing:
+            return empty, f"its metrics.csv lacks the column(s) {', '.join(missing)}"
+        numbers = m[METRIC_COLUMNS].apply(pd.to_numeric, errors="coerce")
+        if numbers["epoch"].isna().any() or numbers.isna().all(axis=None):
+            return empty, "its metrics.csv holds rows that are not numbers"
+        return m.assign(**numbers), None
 
     def write_metrics(self, rows: list[dict]) -> None:
         """Replace metrics.csv with these rows (one per epoch), atomically."""
@@ -166,12 +219,21 @@ class Run:
         if not self.model_path.is_file():
             raise UserError(f"run {self.name} has no checkpoint yet (model.pt)")
         try:
-            return torch.load(self.model_path, map_location=map_location, weights_only=True)
+            ckpt = torch.load(self.model_path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
             raise UserError(f"refused to load {self.model_path}: it holds more than weights "
                             f"(possibly code), so it is not loaded ({str(e).splitlines()[0]})") from None
-        except (RuntimeError, EOFError, OSError) as e:
+        except (RuntimeError, EOFError, OSError, ValueError) as e:
             raise UserError(f"{self.model_path} is damaged and cannot be loaded ({e})") from None
+        if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict)
+                and isinstance(ckpt.get("settings"), dict)):
+            raise UserError(f"{self.model_path} is not a checkpoint of this tool")
+        mine = self.config()["effective"]
+        differ = [k for k in ARCHITECTURE if k in mine and k in ckpt["settings"] and mine[k] != ckpt["settings"][k]]
+        if differ:
+            raise UserError(f"{self.model_path} does not match this run's settings ({differ[0].replace('_', ' ')}: "
+                            f"{ckpt['settings'][differ[0]]!r} in the checkpoint, {mine[differ[0]]!r} in config.json)")
+        return ckpt
 
     # snapshots ---------------------------------------------------------------------------------
     def save_snapshot(self, epoch: int, codes: np.ndarray) -> None:
@@ -180,16 +242,45 @@ class Run:
         np.save(buf, codes.astype(np.float32))
         atomic_write(self.snapshots_dir / f"epoch_{epoch:04d}.npy", buf.getvalue())
 
-    def snapshots(self) -> dict[int, np.ndarray]:
-        """Latent codes of the fixed sample by epoch; rows match `snapshot_sample()`."""
-        out = {}
+    def snapshots(self, mmap_mode: str | None = None) -> dict[int, np.ndarray]:
+        """Latent codes of the fixed sample by epoch; rows match `snapshot_sample()`. Damaged files are left
+        out (see `problem`)."""
+        return self._snapshots(mmap_mode)[0]
+
+    def _snapshots(self, mmap_mode: str | None = None) -> tuple[dict[int, np.ndarray], str | None]:
+        out, bad, rows = {}, [], len(self.snapshot_sample())
         for f in sorted(self.snapshots_dir.glob("epoch_*.npy")):
-            out[int(f.stem.split("_")[1])] = np.load(f)
-        return out
+            try:
+                a = np.load(f, mmap_mode=mmap_mode, allow_pickle=False)
+                if a.ndim == 2 and a.shape[0] == rows and a.shape[1] >= 1 and a.dtype.kind == "f":
+                    out[int(f.stem.split("_")[1])] = a
+                    continue
+            except (OSError, ValueError, EOFError):
+                pass
+            bad.append(f.name)
+        return out, f"its snapshot(s) {', '.join(bad[:3])} are damaged" if bad else None
 
     def snapshot_sample(self) -> pd.DataFrame:
+        """The figurines every snapshot shows (path, culture, site); empty if none or damaged."""
         f = self.snapshots_dir / "sample.csv"
-        return pd.read_csv(f, keep_default_na=False) if f.is_file() else pd.DataFrame()
+        try:
+            sample = pd.read_csv(f, keep_default_na=False, dtype=str)
+        except (OSError, ValueError, UnicodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            return pd.DataFrame()
+        return sample if {"path", "culture", "site"} <= set(sample) else pd.DataFrame()
+
+    # checks ------------------------------------------------------------------------------------
+    def problem(self) -> str | None:
+        """Why this run is damaged (the first damaged file found), or None."""
+        try:
+            self.config()
+        except UserError as e:
+            return str(e).split(": ", 1)[-1]
+        if self.status()["state"] == "damaged":
+            return self.status()["message"]
+        if (self.snapshots_dir / "sample.csv").is_file() and self.snapshot_sample().empty:
+            return "its snapshots/sample.csv is damaged"
+        return self._metrics()[1] or self._snapshots("r")[1]
 
 
 def _columns(rows: list[dict]) -> list[str]:
@@ -197,8 +288,55 @@ def _columns(rows: list[dict]) -> list[str]:
     return METRIC_COLUMNS + list(dict.fromkeys(extra))
 
 
-def list_runs(root: str | os.PathLike) -> list[Run]:
-    """Runs under a folder, newest first."""
+def _damaged(why: str) -> dict:
+    return {"state": "damaged", "epoch": 0, "message": why}
+
+
+def _status_problem(st) -> str | None:
+    if not isinstance(st, dict):
+        return "is not a JSON object"
+    if st.get("state") not in STATES:
+        return f"has an unknown state {str(st.get('state'))[:40]!r}"
+    for key in ("epoch", "epochs", "pid"):
+        v = st.get(key, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**31:
+            return f"has a {key} that is not a whole number: {str(v)[:40]!r}"
+    if not isinstance(st.get("message", ""), str):
+        return "has a message that is not text"
+    return None
+
+
+def _config_problem(cfg) -> str | None:
+    from .settings import Settings
+
+    if not isinstance(cfg, dict):
+        return "is not a JSON object"
+    for key in ("settings", "effective"):
+        if not isinstance(cfg.get(key), dict):
+            return f"has no {key!r} object"
+        try:
+            Settings.from_dict(cfg[key])
+        except UserError as e:
+            return f"has invalid {key}: {e}"
+    data = cfg.get("data")
+    if not isinstance(data, str) or not data:
+        return "has no dataset path ('data')"
+    if not Path(data).is_absolute() or ".." in Path(data).parts:
+        return f"has a dataset path that is not absolute or uses '..': {data}"
+    return None
+
+
+def _runs(root: str | os.PathLike) -> list[Run]:
     root = Path(root)
     runs = [Run(p) for p in root.iterdir() if (p / "config.json").is_file()] if root.is_dir() else []
     return sorted(runs, key=lambda r: r.config_path.stat().st_mtime, reverse=True)
+
+
+def list_runs(root: str | os.PathLike) -> list[Run]:
+    """The runs under a folder that are not damaged, newest first."""
+    return [r for r in _runs(root) if r.problem() is None]
+
+
+def damaged_runs(root: str | os.PathLike) -> list[tuple[Run, str]]:
+    """The damaged runs under a folder, each with the reason."""
+    return [(r, why) for r in _runs(root) if (why := r.problem()) is not None]

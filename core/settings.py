@@ -81,10 +81,22 @@ class Settings:
                        adv_beta1=s.beta1 if s.adv_beta1 is None else s.adv_beta1)
 
     def validated(self) -> "Settings":
+        import numbers
+        import re
+
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise UserError(msg)
 
+        for f in fields(self):  # types first (a settings file may hold anything), then ranges
+            v, kind = getattr(self, f.name), str(f.type).split(" |")[0]
+            ok = (v is None and "None" in str(f.type)) or {
+                "bool": isinstance(v, bool), "str": isinstance(v, str),
+                "int": isinstance(v, numbers.Integral) and not isinstance(v, bool),
+                "float": isinstance(v, numbers.Real) and not isinstance(v, bool)}[kind]
+            want = {"bool": "true or false", "str": "text"}.get(kind, "a number")
+            need(ok, f"{f.name.replace('_', ' ')} must be {want}, got {str(v)[:40]!r}")
+        need(self.preset in PRESETS, f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
         need(self.arch in ("dense", "conv"), f"arch must be dense or conv, got {self.arch!r}")
         need(8 <= self.image_size <= 1024, f"image size must be 8..1024 pixels, got {self.image_size}")
         if self.arch == "conv":
@@ -94,9 +106,10 @@ class Settings:
         need(1 <= self.latent_dim <= 512, f"latent size must be 1..512, got {self.latent_dim}")
         need(1 <= self.width <= 100_000 and 1 <= self.disc_width <= 100_000, "widths must be positive")
         need(self.prior in ("gaussian", "mixture"), f"prior must be gaussian or mixture, got {self.prior!r}")
-        need(self.prior_std > 0, f"prior sd must be positive, got {self.prior_std}")
-        need(self.prior_components >= 1, "the mixture prior needs at least one component")
-        need(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
+        need(0.01 <= self.prior_std <= 1000, f"prior sd must be between 0.01 and 1000, got {self.prior_std}")
+        need(1 <= self.prior_components <= 1000, "the mixture prior needs 1..1000 components")
+        need(1 <= self.epochs <= 100_000, f"epochs must be 1..100000, got {self.epochs}")
+        need(0 <= self.seed < 2**31, f"seed must be 0..{2**31 - 1}, got {self.seed}")
         need(self.batch_size >= 2, f"batch size must be at least 2, got {self.batch_size}")
         for name in ("lr", "disc_lr", "gen_lr"):
             v = getattr(self, name)
@@ -104,9 +117,9 @@ class Settings:
         for name in ("beta1", "adv_beta1"):
             v = getattr(self, name)
             need(v is None or 0 <= v < 1, f"{name} must be in [0, 1), got {v}")
-        need(self.disc_noise >= 0, f"discriminator noise must be >= 0, got {self.disc_noise}")
+        need(0 <= self.disc_noise <= 10, f"discriminator noise must be 0..10 prior sds, got {self.disc_noise}")
         need(self.snapshot_every >= 1 and self.checkpoint_every >= 1 and self.snapshot_size >= 1,
              "snapshot and checkpoint intervals must be at least 1")
-        need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+        need(re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,2})?", self.device) is not None,
              f"device must be auto, cpu, cuda or mps, got {self.device!r}")
         return self

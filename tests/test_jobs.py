@@ -19,7 +19,8 @@ def _wait_done(run: Run, timeout=120):
     return run.status()["state"]
 
 
-def test_one_training_per_device_and_the_second_is_told_which(small_demo, tmp_path, tiny_settings):
+def test_one_training_per_device_and_the_second_is_told_which(small_demo, tmp_path, tiny_settings, monkeypatch):
+    monkeypatch.setenv("FIGURINES_DATA_ROOTS", str(small_demo))  # the app resumes only runs on its own data
     s = replace(tiny_settings, epochs=400)
     first = jobs.launch(tmp_path, tmp_path / "first", s, str(small_demo), encode=False)
     assert first.status()["state"] == "running" and jobs.active(tmp_path, "cpu").name == "first"
