@@ -23,13 +23,16 @@ def expected_within_sd(k: float, dim: int = 2) -> float:
 def knn_accuracy(emb: np.ndarray, labels, k: int = 10, folds: int = 5, seed: int = 0) -> float:
     """Balanced accuracy of a k-nearest-neighbour culture classifier, by stratified cross-validation.
 
-    The same folds for every embedding given the same labels, so AAE and UMAP compare fairly.
+    The same folds for every embedding given the same labels, so AAE and UMAP compare fairly. A culture of
+    one image cannot be cross-validated and is left out; NaN when fewer than two cultures remain.
     """
     y = np.asarray(labels)
-    _, counts = np.unique(y, return_counts=True)
-    folds = int(min(folds, counts.min()))
-    if folds < 2:
-        raise ValueError("every culture needs at least two images for a cross-validated accuracy")
+    names, counts = np.unique(y, return_counts=True)
+    keep = np.isin(y, names[counts >= 2])
+    emb, y = np.asarray(emb)[keep], y[keep]
+    if (counts >= 2).sum() < 2:
+        return float("nan")
+    folds = int(min(folds, counts[counts >= 2].min()))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     pred = cross_val_predict(KNeighborsClassifier(min(k, len(y) - len(y) // folds - 1)), emb, y, cv=cv)
     return float(balanced_accuracy_score(y, pred))
@@ -61,7 +64,8 @@ def embedding_quality(emb: np.ndarray, high: np.ndarray, labels, n: int = 2000, 
     sub = np.random.default_rng(seed).permutation(len(y))[:n]
     return {"knn_accuracy": knn_accuracy(emb, y),
             "trustworthiness": float(trustworthiness(high[sub], emb[sub], n_neighbors=10)),
-            "silhouette": float(silhouette_score(emb, y, sample_size=min(n, len(y)), random_state=seed))}
+            "silhouette": float(silhouette_score(emb, y, sample_size=min(n, len(y)), random_state=seed))
+            if len(np.unique(y)) > 1 else float("nan")}
 
 
 def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float) -> str:
@@ -73,7 +77,9 @@ def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float) ->
     parts.append("reconstructions are good" if recon_error < 0.02 else
                  "reconstructions are blurry" if recon_error < 0.06 else "reconstructions are poor")
     strength = "well" if aae_acc >= 0.8 else "moderately" if aae_acc >= 0.5 else "weakly"
-    parts.append(f"cultures separate {strength} (balanced 10-NN accuracy {aae_acc:.2f}; UMAP {umap_acc:.2f})")
+    parts.append(f"cultures separate {strength} (balanced 10-NN accuracy {aae_acc:.2f}; UMAP {umap_acc:.2f})"
+                 if aae_acc == aae_acc else "culture separation cannot be measured (fewer than two cultures "
+                 "with two images or more)")
     return "; ".join(parts)
 
 

@@ -11,8 +11,8 @@ from core import demo
 from core.dataset import Dataset, load
 from core.embed import encode_run
 from core.errors import UserError
-from core.paths import DEMO, RUNS
-from core.runs import Run, list_runs
+from core.paths import DEMO, RUNS, inside_roots
+from core.runs import Run, damaged_runs, list_runs
 
 PREVIEW_SIZE = 64
 
@@ -84,15 +84,27 @@ def active_dataset() -> Dataset | None:
 
 
 def runs() -> list[Run]:
+    """The runs that are not damaged, newest first."""
     return list_runs(RUNS)
 
 
+def unusable_runs() -> list[tuple[str, str]]:
+    """(name, reason) of each damaged run, and of each run whose data lies outside the data roots."""
+    out = [(r.name, why) for r, why in damaged_runs(RUNS)]
+    for r in runs():
+        try:
+            inside_roots(r.config()["data"])
+        except UserError as e:
+            out.append((r.name, f"its dataset folder: {e}"))
+    return out
+
+
 def active_run() -> Run | None:
-    name = st.session_state.get("run")
-    if name and Run(RUNS / name).exists():
-        return Run(RUNS / name)
-    done = [r for r in runs() if r.model_path.is_file()]
-    return done[0] if done else None
+    """The run chosen in this session, else the newest with a checkpoint; never a damaged one."""
+    healthy = runs()
+    chosen = [r for r in healthy if r.name == st.session_state.get("run")]
+    done = [r for r in healthy if r.model_path.is_file()]
+    return (chosen or done or [None])[0]
 
 
 @st.cache_resource(max_entries=8, show_spinner="Encoding the figurines with this run (first time only)…")
@@ -108,8 +120,13 @@ def run_label(run: Run) -> str:
 
 
 def pick_run() -> Run | None:
-    """A run with a checkpoint, chosen by the user (the active one by default); None after saying why."""
-    done = [r for r in runs() if r.model_path.is_file()]
+    """A run with a checkpoint whose data the app may read, chosen by the user (the active one by default);
+    None after saying why. Runs it cannot open are listed with the reason."""
+    unusable = unusable_runs()
+    if unusable:
+        st.caption("Not listed: " + "; ".join(f"{plain(n)} ({plain(why)})" for n, why in unusable))
+    skip = {n for n, _ in unusable}
+    done = [r for r in runs() if r.model_path.is_file() and r.name not in skip]
     if not done:
         st.info("No trained run yet. Launch one on the Train page (the demo's fast preset takes a few minutes "
                 "on a laptop CPU); it appears here when its first checkpoint is written.")

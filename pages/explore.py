@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import charts, explore
+from core import charts, explore, export
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
@@ -78,6 +78,9 @@ s = cfg["settings"]
 mtime = run.model_path.stat().st_mtime_ns
 try:
     enc = encodings(str(run.dir), mtime)
+    model(str(run.dir), mtime)  # a damaged checkpoint is said here, once
+    thumbs = thumbnails(cfg["data"], s["image_size"], s.get("background", "flatten")) \
+        if len(enc) <= explore.POINTS_UP_TO else None
 except UserError as e:
     st.error(plain(str(e)))
     st.stop()
@@ -104,7 +107,6 @@ def chart(prefix: str, title: str, prior_std: float | None, thumbs: str | None =
                           selection is not None, prior_std, thumbs)
 
 
-thumbs = thumbnails(cfg["data"], s["image_size"], s.get("background", "flatten")) if as_points else None
 how = ("drag a box or click points in either chart to select them in both" if as_points else
        f"over {explore.POINTS_UP_TO:,} figurines, so each chart shows density cells (colour: the most frequent "
        "culture; strength: how many); drag a box in either chart to select them in both")
@@ -131,7 +133,7 @@ if selection:
     gallery(rows, imgs, recon)
 
 d = st.columns(3)
-d[0].download_button("Filtered table (CSV)", lambda: enc[keep].drop(columns=["id"]).to_csv(index=False),
+d[0].download_button("Filtered table (CSV)", lambda: export.csv(enc[keep].drop(columns=["id"])),
                      f"{run.name}-encodings.csv", "text/csv", icon=":material/download:")
 for col, (prefix, title) in zip(d[1:], [("aae", "AAE latent"), ("umap", "UMAP baseline")]):
     col.download_button(f"{title} chart (SVG)", lambda f=figures[prefix]: charts.svg(f),

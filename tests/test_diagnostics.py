@@ -19,3 +19,16 @@ def test_knn_accuracy_separated_and_mixed():
     centres = np.array([[0, 0], [10, 0], [0, 10]])
     assert knn_accuracy(centres[y] + rng.normal(0, 1, (len(y), 2)), y) > 0.95
     assert knn_accuracy(rng.normal(0, 1, (len(y), 2)), y) < 0.5
+
+
+def test_a_culture_of_one_image_leaves_the_checks_working():
+    from core.diagnostics import embedding_quality
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "lonely"], [40, 30, 1])
+    emb = rng.normal(0, 1, (len(y), 2)) + (y == "b")[:, None] * 8
+    assert knn_accuracy(emb, y) > 0.9  # measured on the cultures that can be cross-validated
+    q = embedding_quality(emb, rng.normal(0, 1, (len(y), 20)), y)
+    assert np.isfinite(list(q.values())).all()
+    assert np.isnan(knn_accuracy(emb[:41], y[:41]))  # one culture left: nothing to separate
+    assert np.isnan(embedding_quality(emb[:40], emb[:40], y[:40])["silhouette"])

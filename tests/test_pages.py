@@ -40,8 +40,10 @@ def points_in(chart) -> int:
 
 @pytest.fixture(scope="module")
 def trained_run(small_demo):
+    data = DATA / "small-demo"  # the app opens runs whose data lies inside its data roots
+    shutil.copytree(small_demo, data, dirs_exist_ok=True)
     s = Settings.from_preset("fast", image_size=32, width=8, disc_width=32, epochs=2, device="cpu")
-    return fit_run(RUNS / "explore-test", s, str(small_demo))
+    return fit_run(RUNS / "explore-test", s, str(data))
 
 
 def test_home_opens_on_the_demo():
@@ -228,3 +230,80 @@ def test_data_page_lists_every_unreadable_file_of_a_messy_folder(messy):
     unreadable = at.dataframe[-1].value
     assert dict(zip(unreadable["path"], unreadable["reason"])).keys() == UNREADABLE.keys()
     assert all(reason in dict(zip(unreadable["path"], unreadable["reason"]))[p] for p, reason in UNREADABLE.items())
+
+
+def test_damaged_runs_are_listed_with_the_reason_and_every_page_works(trained_run):
+    """Issue 12, item 7: one damaged run (or lock file) must not break Home, Train, Explore or Influence."""
+    import json
+
+    import numpy as np
+
+    from pages.common import plain
+
+    damage = {"status-list": lambda r: r.status_path.write_text("[]"),
+              "pid-text": lambda r: r.status_path.write_text('{"state": "running", "epoch": 1, "pid": "x"}'),
+              "config": lambda r: r.config_path.write_text("{"),
+              "metrics-bytes": lambda r: r.metrics_path.write_bytes(np.random.default_rng(1).bytes(300)),
+              "metrics-column": lambda r: r.metrics_path.write_text("epoch\n1\n"),
+              "snapshot": lambda r: next(r.snapshots_dir.glob("epoch_*.npy")).write_bytes(b"junk"),
+              "outside": lambda r: r.config_path.write_text(json.dumps({**r.config(), "data": "/usr/share"}))}
+    copies = []
+    try:
+        for name, spoil in damage.items():
+            shutil.copytree(trained_run.dir, RUNS / f"damaged-{name}")
+            copies.append(RUNS / f"damaged-{name}")
+            spoil(Run(copies[-1]))
+        (RUNS / ".training-cpu.lock").write_text('{"run": 3, "pid": "abc"}')
+        at = page("home", run=trained_run.name)
+        assert not at.exception
+        warned = " ".join(w.value for w in at.warning)
+        assert all(plain(f"damaged-{name}") in warned for name in damage), warned
+        assert all(plain(f) in warned for f in ("status.json", "metrics.csv", "config.json", "snapshot(s)"))
+        assert "outside the folders" in warned
+        assert not page("train").exception
+        for name in ("explore", "influence"):
+            at = page(name, run=trained_run.name)
+            assert not at.exception and any("Not listed:" in c.value for c in at.caption), name
+    finally:
+        for c in copies:
+            shutil.rmtree(c)
+        (RUNS / ".training-cpu.lock").unlink(missing_ok=True)
+
+
+def test_data_page_lists_links_out_of_the_roots_and_refuses_odd_paths(tmp_path):
+    from tests.corpus import figure
+
+    (tmp_path / "outside").mkdir()
+    figure().save(tmp_path / "outside" / "system.png")
+    folder = DATA / "linked" / "Greek"
+    folder.mkdir(parents=True)
+    figure().save(folder / "a.png")
+    figure(seed=1).save(folder / "b.png")
+    (DATA / "linked" / "Roman").symlink_to(tmp_path / "outside")
+    at = page("data")
+    at.radio[0].set_value("A folder on this server").run()
+    for bad in ["x\x00y", "a" * 5000]:
+        at.text_input[0].set_value(bad)
+        at.button[0].click().run()
+        assert not at.exception and any("not a usable path" in e.value for e in at.error), bad
+    at.text_input[0].set_value(str(DATA / "linked"))
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert len(at.get("image")) == 2
+    unreadable = at.dataframe[-1].value
+    assert list(unreadable["path"]) == ["Roman"] and "outside this folder" in unreadable["reason"][0]
+
+
+def test_influence_page_with_a_culture_of_one_image(small_demo):
+    """Issue 12, item 13: a source culture of a single photograph."""
+    from tests.corpus import figure
+
+    data = DATA / "one-lonely"
+    shutil.copytree(small_demo, data)
+    (data / "Lonely culture").mkdir()
+    figure().resize((32, 32)).save(data / "Lonely culture" / "only.png")
+    s = Settings.from_preset("fast", image_size=32, width=8, disc_width=32, epochs=1, device="cpu")
+    run = fit_run(RUNS / "one-lonely", s, str(data))
+    at = page("influence", run=run.name)
+    assert not at.exception, at.exception
+    assert any(i.value.startswith("Verdict: ") for i in list(at.info) + list(at.warning) + list(at.error))
