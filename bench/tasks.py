@@ -79,7 +79,7 @@ def data_epoch(root: str, size: int, device: str, batch_size: int = 100) -> dict
     data = data.to(dev) if dev.type == "cuda" else data
     order = torch.randperm(len(data), device=data.device)
     for i in range(0, len(data), batch_size):
-        x = AAEModel.normalise(data[order[i:i + batch_size]].to(dev, non_blocking=True))
+        x = AAEModel.to_unit(data[order[i:i + batch_size]].to(dev, non_blocking=True))
     _sync(dev)
     ours = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import UserError
-from .settings import PRESETS, Settings
+from .settings import PRESETS, STYLES, Settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,7 +74,7 @@ def cmd_train(a) -> int:
     from .train import fit_run
 
     given = {k: getattr(a, k) for k in ("epochs", "image_size", "batch_size", "lr", "prior_std", "latent_dim",
-                                        "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise")}
+                                        "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise", "style")}
     given.update(balanced=a.balanced or None, paper_exact=a.paper_exact or None)
     given = {k: v for k, v in given.items() if v is not None}
     if a.device:
@@ -95,8 +95,10 @@ def cmd_train(a) -> int:
             stored = _settings_file(a.settings)
         except (OSError, ValueError) as e:
             raise UserError(f"cannot read the settings file {a.settings}: {e}") from None
-        stored = stored.get("settings", stored)  # a run's config.json, or a plain settings file
-        settings, overrides = Settings.from_dict({**stored, **given}), None
+        # a run's config.json, or a plain settings file
+        make = Settings.from_run if "settings" in stored else Settings.from_dict
+        stored = stored.get("settings", stored)
+        settings, overrides = make({**stored, **given}), None
     else:
         settings, overrides = Settings.from_preset(a.preset, **given), None
     bars: dict = {}
@@ -228,6 +230,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--disc-noise", type=float, help="noise on the discriminator's inputs, in prior sds")
     t.add_argument("--prior-std", type=float)
     t.add_argument("--latent-dim", type=int)
+    t.add_argument("--style", choices=list(STYLES),
+                   help="what counts as style: " + "; ".join(f"{k}: {v}" for k, v in STYLES.items()))
     t.add_argument("--balanced", action="store_true", help="sample each culture equally often")
     t.add_argument("--paper-exact", action="store_true", help="the study's settings exactly, stabilisers off")
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

@@ -2,8 +2,8 @@
 
 `encodings.parquet` (path, culture, site, aae_x, aae_y, umap_x, umap_y, recon_error) is recomputed
 only when the checkpoint or the dataset changed: its key is stored in the file's own metadata. The
-baseline (PCA to 50 dimensions, then UMAP to 2) depends only on the decoded pixels and is cached per
-(dataset fingerprint, image size, parameters) under the decoded-image cache.
+baseline (PCA to 50 dimensions, then UMAP to 2) sees the pixels the run's model sees (its `style`) and is
+cached per (dataset fingerprint, image size, parameters) under the decoded-image cache.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from filelock import FileLock
 
 from .dataset import Dataset, cache_root, load
 from .errors import UserError
-from .model import load_model
+from .model import AAEModel, form, load_model
 from .runs import Run, atomic_write
 from .train import encode, normalised_batches, pick_device
 
@@ -62,14 +62,26 @@ class UMAPBaseline:
     min_dist: float = 0.1
     random_state: int = 0
     neighbours: str = "exact"  # in the cache key: baselines made with approximate neighbours are redone
+    style: str = "colour"      # what is seen of each image, as the AAE's setting of that name
+
+    def pixels(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+        """Float32 (n, features) of uint8 images (n, H, W, 3): as the AAE with this `style` sees them."""
+        if self.style == "colour":
+            x = np.array(images, dtype=np.float32).reshape(len(images), -1)
+            x /= 255.0  # in place: at 16x the demo's size this matrix alone is 3.4 GB
+            return x
+        x = np.empty((len(images), int(np.prod(images.shape[1:3]))), np.float32)
+        for i in range(0, len(images), batch_size):  # one grey channel: `form` repeats it three times
+            b = torch.from_numpy(np.array(images[i:i + batch_size]))
+            x[i:i + len(b)] = form(AAEModel.to_unit(b))[:, 0].reshape(len(b), -1).numpy()
+        return x
 
     def fit_transform(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(PCA coordinates, UMAP coordinates) of uint8 images (n, H, W, 3)."""
         from sklearn.decomposition import PCA
         from sklearn.neighbors import NearestNeighbors
 
-        x = np.array(images, dtype=np.float32).reshape(len(images), -1)
-        x /= 255.0  # in place: at 16x the demo's size this matrix alone is 3.4 GB
+        x = self.pixels(images)
         k = min(self.n_pca, len(x) - 1, x.shape[1])
         pcs = PCA(k, random_state=self.random_state).fit_transform(x).astype(np.float32)
         nn = min(self.n_neighbors, len(x) - 1)
@@ -109,10 +121,15 @@ def baseline(ds: Dataset, params: UMAPBaseline | None = None) -> tuple[np.ndarra
     return pcs, emb
 
 
+def baseline_of(run: Run) -> UMAPBaseline:
+    """The baseline a run is compared with: it sees what the run's model sees."""
+    return UMAPBaseline(style=run.config()["effective"].get("style", "colour"))
+
+
 def encodings_key(run: Run, ds: Dataset) -> dict:
     """What a run's encodings depend on: its checkpoint, the decoded pixels and the baseline's settings."""
     st = os.stat(run.model_path)
-    return {"checkpoint": [st.st_size, st.st_mtime_ns], "dataset": ds.key, "baseline": asdict(UMAPBaseline())}
+    return {"checkpoint": [st.st_size, st.st_mtime_ns], "dataset": ds.key, "baseline": asdict(baseline_of(run))}
 
 
 def stored_key(path) -> dict | None:
@@ -154,7 +171,7 @@ def _encoded(run_dir, progress=None, device: str = "auto") -> tuple[pd.DataFrame
 def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
     model = load_model(run.load_checkpoint("cpu"), pick_device(device))
     codes = encode(model, ds.images)
-    _, emb = baseline(ds)
+    _, emb = baseline(ds, baseline_of(run))
     items = ds.items
     df = pd.DataFrame({"path": items["path"], "culture": items["culture"], "site": items["site"]})
     names = ["aae_x", "aae_y"] + [f"aae_{i}" for i in range(2, codes.shape[1])]
@@ -180,5 +197,5 @@ def write_encodings(run: Run, df: pd.DataFrame, key: dict) -> None:
 def spaces(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """A run's encodings table and its three spaces (AAE codes, UMAP, 50-D PCA), all from the caches."""
     enc, ds = _encoded(run_dir)
-    pcs, _ = baseline(ds)
+    pcs, _ = baseline(ds, baseline_of(Run(run_dir)))
     return enc, {"aae": enc[["aae_x", "aae_y"]].to_numpy(), "umap": enc[["umap_x", "umap_y"]].to_numpy(), "pca": pcs}

@@ -51,7 +51,7 @@ class AAE:
         """The fitted estimator of a run folder's checkpoint."""
         ckpt = Run(run_dir).require().load_checkpoint("cpu")
         est = cls(ckpt["settings"]["preset"])
-        est.settings_ = Settings.from_dict(ckpt["settings"])
+        est.settings_ = Settings.from_run(ckpt["settings"])
         est.model_ = load_model(ckpt, pick_device(device))
         est.history_ = pd.DataFrame(ckpt["history"])
         return est

@@ -2,7 +2,8 @@
 
 `dense` is the reference study's model (flatten -> 1000 -> 1000 -> 2, mirrored decoder, discriminator
 1000 -> 1000 -> 1); `conv` is a small convolutional encoder/decoder with the same interface.
-Images enter as uint8 (n, H, W, 3) and are normalised on the model's device (mean 0.5, sd 0.5).
+Images enter as uint8 (n, H, W, 3) and are normalised on the model's device (mean 0.5, sd 0.5); with
+`style="form"` the model sees each figure's brightness standardised within it, without colour (`form`).
 """
 from __future__ import annotations
 
@@ -73,6 +74,26 @@ class Prior(nn.Module):
         return self.means[pick] + self.std / 2 * torch.randn(n, self.means.shape[1], device=dev, generator=generator)
 
 
+FIGURE_LEVEL = 10 / 127.5  # summed distance of a pixel's channels from neutral grey above which it is figure
+FORM_SD = 0.3              # one sd of a figure's brightness, in model units
+
+
+def form(x: torch.Tensor) -> torch.Tensor:
+    """Shape and relief without colour or tone: normalised images (n, 3, H, W) -> each figure's brightness,
+    standardised over its own pixels (those off the neutral background), on a background of 0.
+
+    Clay colour, firing, lighting and coatings that brighten or darken a whole figurine cancel out; folds,
+    contours and the silhouette stay. On a background that was not flattened the whole image is the figure.
+    """
+    lum = x.mean(1, keepdim=True)
+    fig = (x.abs().sum(1, keepdim=True) > FIGURE_LEVEL).to(x.dtype)
+    n = fig.sum((2, 3), keepdim=True).clamp_min(1)
+    mean = (lum * fig).sum((2, 3), keepdim=True) / n
+    sd = (((lum - mean) ** 2 * fig).sum((2, 3), keepdim=True) / n).sqrt()
+    out = (fig * (lum - mean) / (sd + 1 / 127.5) * FORM_SD).clamp(-1, 1)
+    return out.expand(-1, 3, -1, -1).contiguous()
+
+
 class AAEModel(nn.Module):
     """Encoder Q(z|x), decoder P(x|z), discriminator D(z) and the prior p(z) of one run."""
 
@@ -88,9 +109,14 @@ class AAEModel(nn.Module):
         self.code_scale = s.prior_std if s.scale_codes else 1.0
 
     @staticmethod
-    def normalise(x: torch.Tensor) -> torch.Tensor:
+    def to_unit(x: torch.Tensor) -> torch.Tensor:
         """uint8 (n, H, W, 3) -> float (n, 3, H, W) in [-1, 1], computed on x's device."""
         return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (n, H, W, 3) -> what the model sees of them: `to_unit`, then the run's style."""
+        x = self.to_unit(x)
+        return form(x) if self.settings.style == "form" else x
 
     @staticmethod
     def denormalise(x: torch.Tensor):
@@ -109,6 +135,6 @@ class AAEModel(nn.Module):
 
 def load_model(ckpt: dict, device: str | torch.device = "cpu") -> AAEModel:
     """The trained model from a checkpoint dict (see Run.load_checkpoint)."""
-    model = AAEModel(Settings.from_dict(ckpt["settings"]))
+    model = AAEModel(Settings.from_run(ckpt["settings"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()

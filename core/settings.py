@@ -16,7 +16,11 @@ PRESETS = {
 }
 # What the study did, where our defaults differ from it.
 PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, scale_codes=False, balanced=False,
-                   background="keep")
+                   background="keep", style="colour")
+# What counts as style: what the model is shown of each photograph (see model.AAEModel.normalise).
+STYLES = {"form": "shape and relief: each figure's brightness standardised within it, colour dropped, so that "
+                  "clay colour, firing and coatings do not decide",
+          "colour": "everything photographed: colour, tone and surface count as style"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class Settings:
     arch: str = "conv"             # "dense" (the paper's MLP) or "conv"
     image_size: int = 64
     background: str = "flatten"    # "flatten": studio background -> one neutral grey; "keep": as photographed
+    style: str = "form"            # what counts as style: a key of STYLES
     latent_dim: int = 2
     width: int = 16                # dense: hidden units; conv: channels of the first layer
     disc_width: int = 256
@@ -71,6 +76,11 @@ class Settings:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names}).validated()
 
+    @classmethod
+    def from_run(cls, d: dict) -> "Settings":
+        """A run's stored settings; runs from before `style` existed were shown colour photographs."""
+        return cls.from_dict({"style": "colour", **d})
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -103,6 +113,7 @@ class Settings:
             need(self.image_size >= 16 and self.image_size & (self.image_size - 1) == 0,
                  f"the conv model needs a power-of-two image size of at least 16, got {self.image_size}")
         need(self.background in ("flatten", "keep"), f"background must be flatten or keep, got {self.background!r}")
+        need(self.style in STYLES, f"style must be one of {', '.join(STYLES)}, got {self.style!r}")
         need(1 <= self.latent_dim <= 512, f"latent size must be 1..512, got {self.latent_dim}")
         need(1 <= self.width <= 100_000 and 1 <= self.disc_width <= 100_000, "widths must be positive")
         need(self.prior in ("gaussian", "mixture"), f"prior must be gaussian or mixture, got {self.prior!r}")

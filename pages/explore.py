@@ -51,7 +51,7 @@ def filters(enc: pd.DataFrame) -> tuple[list[str], list[str], bool]:
     return chosen, chosen_sites, context
 
 
-def gallery(rows: pd.DataFrame, images, recon: np.ndarray | None) -> None:
+def gallery(rows: pd.DataFrame, images, recon: np.ndarray | None, style: str) -> None:
     st.subheader(f"Selected figurines ({len(rows):,})")
     if len(rows) > 48:
         st.caption("Showing the first 48.")
@@ -61,7 +61,9 @@ def gallery(rows: pd.DataFrame, images, recon: np.ndarray | None) -> None:
             st.image(images[idx], width="stretch")
             st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{plain(r['path'].rsplit('/', 1)[-1])}")
     if recon is not None:
-        st.caption("Their reconstructions by the autoencoder:")
+        st.caption("Their reconstructions by the autoencoder" + (
+            " (it sees form: each figure's brightness standardised within it, without colour):" if style == "form"
+            else ":"))
         grid = st.columns(8)
         for i, a in enumerate(recon):
             grid[i % 8].image(a, width="stretch")
@@ -130,7 +132,7 @@ if selection:
     rows = enc.loc[selection]
     imgs = images_of(cfg["data"], s["image_size"], s.get("background", "flatten"))
     recon = explore.reconstructions(model(str(run.dir), mtime), imgs[rows.index[:8]])
-    gallery(rows, imgs, recon)
+    gallery(rows, imgs, recon, cfg["effective"].get("style", "colour"))
 
 d = st.columns(3)
 d[0].download_button("Filtered table (CSV)", lambda: export.csv(enc[keep].drop(columns=["id"])),

@@ -5,10 +5,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from core import embed
 from core.dataset import load
 from core.embed import UMAPBaseline, baseline, encode_run, stored_key
+from core.model import AAEModel, form
 from core.train import fit_run
 
 
@@ -92,3 +94,11 @@ def test_concurrent_first_loads_decode_once(small_demo, tmp_path, monkeypatch):
     with ThreadPoolExecutor(4) as pool:
         sets = list(pool.map(lambda _: load(small_demo, 16, workers=1), range(4)))
     assert len(builds) == 1 and all(np.array_equal(s.images, sets[0].images) for s in sets)
+
+
+def test_the_baseline_sees_what_a_form_model_sees():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
+    x = UMAPBaseline(style="form").pixels(images, batch_size=4)
+    assert x.shape == (6, 64) and UMAPBaseline(style="colour").pixels(images).shape == (6, 192)
+    assert np.allclose(x, form(AAEModel.to_unit(torch.from_numpy(images)))[:, 0].reshape(6, -1).numpy())
