@@ -8,7 +8,9 @@ whether they are shown as a reading or withheld ("cannot tell"):
 
 - the self-check: known mixtures of held-out source figurines, estimated the same way;
 - the domain shift: whether the target figurines look like a mixture of the sources at all;
-- the conditioning: whether the method can tell the sources apart.
+- the conditioning: whether the method can tell the sources apart;
+- the agreement: two representations that pass their own checks but read the groups differently
+  (`agree`) show that the reading depends on the representation, not on the figurines.
 
 A withheld estimate keeps its number for the record, with the interval [0, 1]: the tool cannot say.
 Results are cached in the run folder (`influence.json`), keyed by the encodings they were computed from.
@@ -31,7 +33,7 @@ MIN_CONDITIONING = 0.2  # smallest singular value of the confusion matrix below 
 BAR = {"mae": 0.08, "coverage": 0.85}      # the product's quality bar for the self-check
 FAIL = {"mae": 0.15, "coverage": 0.70}     # beyond this the self-check has failed: nothing is shown
 EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "pca": "50-D PCA space"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -105,20 +107,47 @@ def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
     check = self_check(emb[is_source], y, sizes, est, settings.self_check_groups, settings.holdout)
     shift = domain_shift(emb[is_source], y, emb[targets], res[target]["shares"], est.classes_, settings.seed)
     v = verdict(check, shift, est.conditioning_, est.confusion_, sources)
-    rows = []
-    for g, r in res.items():
-        small = r["n"] < MIN_GROUP
-        shown = v["level"] != "withheld" and not small
-        for j, s in enumerate(sources):
-            rows.append({"group": g, "source": s, "n": r["n"], "share": float(r["shares"][j]),
-                         "ci_low": float(r["low"][j]) if shown else 0.0,
-                         "ci_high": float(r["high"][j]) if shown else 1.0,
-                         "sampling_low": float(r["low"][j]), "sampling_high": float(r["high"][j]),
-                         "too_small": small, "shown": shown})
+    rows = [{"group": g, "source": s, "n": r["n"], "share": float(r["shares"][j]),
+             "sampling_low": float(r["low"][j]), "sampling_high": float(r["high"][j]),
+             "too_small": r["n"] < MIN_GROUP}
+            for g, r in res.items() for j, s in enumerate(sources)]
     check.pop("group_rows", None)
-    return {"table": pd.DataFrame(rows), "target": target, "sources": sources, "self_check": check,
-            "domain_shift": shift, "conditioning": est.conditioning_, "confusion": est.confusion_.tolist(),
-            "verdict": v}
+    return _shown({"table": pd.DataFrame(rows), "target": target, "sources": sources, "self_check": check,
+                   "domain_shift": shift, "conditioning": est.conditioning_,
+                   "confusion": est.confusion_.tolist(), "verdict": v})
+
+
+def _shown(result: dict) -> dict:
+    """Set which estimates are shown and their intervals: the sampling interval, or [0, 1] when withheld."""
+    t = result["table"]
+    shown = (result["verdict"]["level"] != "withheld") & ~t["too_small"]
+    result["table"] = t.assign(ci_low=t["sampling_low"].where(shown, 0.0), ci_high=t["sampling_high"].where(shown, 1.0),
+                               shown=shown)
+    return result
+
+
+def agree(results: dict[str, dict]) -> dict[str, dict]:
+    """Compare the representations that pass their own checks: where two read the groups differently (mean
+    absolute difference of the shares beyond the self-check's bars), neither reading is a finding."""
+    ok = [n for n, r in results.items() if not r["table"].empty and r["verdict"]["level"] != "withheld"]
+    for i, a in enumerate(ok):
+        for b in ok[i + 1:]:
+            ta, tb = (results[n]["table"] for n in (a, b))
+            keep = ~ta["too_small"].to_numpy()
+            gap = float(np.abs(ta["share"].to_numpy() - tb["share"].to_numpy())[keep].mean()) if keep.any() else 0.0
+            if gap <= BAR["mae"]:
+                continue
+            for n, other in ((a, b), (b, a)):
+                v = results[n]["verdict"]
+                reason = (f"the {EMBEDDINGS.get(other, other)} reads the same groups differently (the shares differ "
+                          f"by {gap:.2f} on average): the reading depends on the representation")
+                if gap > FAIL["mae"]:
+                    v["level"] = "withheld"
+                    v["reasons"].insert(0, reason)
+                else:
+                    v["level"] = "caution" if v["level"] == "good" else v["level"]
+                    v["reasons"].append(reason)
+    return {n: _shown(r) if not r["table"].empty else r for n, r in results.items()}
 
 
 def as_json(results: dict[str, dict], settings: InfluenceSettings = InfluenceSettings()) -> dict:
@@ -215,7 +244,7 @@ def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings()) -> dict[
                 return _from_cache(cached["results"])
         except (OSError, ValueError, AttributeError):
             pass
-        results = {n: estimate(e, enc["culture"], enc["site"], settings) for n, e in embeddings.items()}
+        results = agree({n: estimate(e, enc["culture"], enc["site"], settings) for n, e in embeddings.items()})
         stored = {n: {**r, "table": r["table"].to_dict("records")} for n, r in results.items()}
         atomic_write(path, json.dumps({"key": key, "results": stored}, default=float).encode())
     return results

@@ -183,3 +183,18 @@ def test_cli_influence_json(demo_run, capsys):
     assert main(["influence", "--run-dir", str(run.dir), "--self-check", "--bootstrap", "60"]) == 0
     table = capsys.readouterr().out
     assert "AAE latent" in table and "coverage" in table and "Borsippa" not in table
+
+
+def test_representations_that_read_the_groups_differently_are_not_a_finding():
+    rng = np.random.default_rng(6)
+    sources = [(A, "", cloud(rng, [0, 0], 200)), (B, "", cloud(rng, [9, 0], 200))]
+    # the same figurines: mostly A in one representation, mostly B in the other
+    one = frame(sources + [(T, "Uruk", cloud(rng, [0, 0], 120))])
+    other = frame(sources + [(T, "Uruk", cloud(rng, [9, 0], 120))])
+    res = influence.agree({"aae": influence.estimate(*one, FAST), "umap": influence.estimate(*other, FAST)})
+    for name, other_name in (("aae", "UMAP baseline"), ("umap", "AAE latent")):
+        v = res[name]["verdict"]
+        assert v["level"] == "withheld" and "reads the same groups differently" in v["reasons"][0]
+        assert other_name in v["reasons"][0] and not res[name]["table"]["shown"].any()
+    same = influence.agree({"aae": influence.estimate(*one, FAST), "umap": influence.estimate(*one, FAST)})
+    assert all(r["verdict"]["level"] == "good" and r["table"]["shown"].all() for r in same.values())

@@ -1,0 +1,73 @@
+"""Influence estimates against the demo's known answer, per style and seed, through the CLI.
+
+    python bench/influence.py --out /tmp/influence [--styles form colour] [--seeds 0 1] [--epochs 30] [--device cpu]
+
+For each (style, seed): demo -> train (fast preset) -> influence --json, then the error of every site's
+shares against `truth.json`, how many of the 24 true values lie inside the bootstrap's own 95% interval
+(`sampling_ci`) and inside the interval shown (a withheld reading shows [0, 1]), the self-check's error and
+coverage, the domain shift, the conditioning and the verdict, per space. Prints a Markdown table.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = ("aae", "umap", "pca")
+
+
+def cli(*args) -> str:
+    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=ROOT, check=True, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+
+
+def score(result: dict, truth: dict) -> dict:
+    """Error and coverage of one space's estimates over the (site, source) values truth.json gives."""
+    err, sampled, shown = [], 0, 0
+    for site, weights in truth.items():
+        for source, known in weights.items():
+            e = result[site][source]
+            err.append(abs(e["share"] - known))
+            sampled += e["sampling_ci"][0] <= known <= e["sampling_ci"][1]
+            shown += e["ci"][0] <= known <= e["ci"][1]
+    return {"mae": sum(err) / len(err), "sampled": sampled, "shown": shown, "n": len(err)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--styles", nargs="+", default=["form", "colour"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args()
+    out = Path(a.out)
+    os.environ.setdefault("FIGURINES_CACHE", str(out / "cache"))
+    data = out / "demo"
+    if not (data / "truth.json").is_file():
+        cli("demo", "--out", data, "--size", a.size)
+    truth = json.loads((data / "truth.json").read_text())["sites"]
+    print(f"Demo at {a.size} px, fast preset, {a.epochs} epochs on {a.device}\n")
+    print("| style | seed | space | error vs truth | truth in bootstrap CI | truth in shown CI | self-check error "
+          "/ coverage | apart (AUC) | conditioning | reading |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for style in a.styles:
+        for seed in a.seeds:
+            run = out / f"{style}-{seed}"
+            if not (run / "model.pt").is_file():
+                cli("train", "--data", data, "--run-dir", run, "--preset", "fast", "--epochs", a.epochs,
+                    "--image-size", a.size, "--device", a.device, "--seed", seed, "--style", style)
+            res = json.loads(cli("influence", "--run-dir", run, "--json"))
+            for space in SPACES:
+                s, c = score(res[space], truth), res["checks"][space]
+                sc = c["self_check"]
+                print(f"| {style} | {seed} | {space} | {s['mae']:.3f} | {s['sampled']} / {s['n']} | "
+                      f"{s['shown']} / {s['n']} | {sc.get('mae', float('nan')):.3f} / {sc.get('coverage', 0):.0%} | "
+                      f"{c['domain_shift_auc']:.2f} | {c['conditioning']:.2f} | {c['verdict']['level']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
