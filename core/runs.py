@@ -93,8 +93,15 @@ class Run:
             raise UserError(f"no run found at {self.dir} (it has no config.json)")
         return self
 
+    def failed_start(self) -> bool:
+        """A run that failed before its first checkpoint: a new run may take its place (and its name)."""
+        return self.exists() and not self.model_path.exists() and self.status().get("state") == "failed"
+
     def check_new(self) -> None:
-        """Refuse to start a new run here unless the folder is new, or empty but for what the launcher wrote."""
+        """Refuse to start a new run here unless the folder is new, empty but for what the launcher wrote,
+        or a run that failed before its first checkpoint."""
+        if self.failed_start():
+            return
         if self.exists():
             raise UserError(f"{self.dir} already holds a run; resume it (--resume) or choose another folder")
         if self.dir.exists() and not self.dir.is_dir():

@@ -224,8 +224,10 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
             row.update(epoch=epoch, seconds=time.perf_counter() - t0)
             bad = [k for k, v in row.items() if not math.isfinite(v)]
             if bad:
+                kept = ("the last good checkpoint is kept" if run is not None and run.model_path.is_file()
+                        else "no checkpoint had been written yet")
                 raise TrainingFailed(f"{bad[0]} became {row[bad[0]]} in epoch {epoch}: training diverged; "
-                                     f"the last good checkpoint is kept. Try lower learning rates.")
+                                     f"{kept}. Try lower learning rates.")
             history.append(row)
             if run is not None:
                 run.write_metrics(history)
@@ -266,11 +268,10 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
         config = run.config()
         if not run.model_path.is_file():
             raise UserError(f"run {run.name} has no checkpoint to resume from")
-        s = Settings.from_dict({**config["settings"], **(overrides or {})})
+        s = Settings.from_run({**config["settings"], **(overrides or {})})
         data_root = config["data"]
     else:
-        if run.exists() or run.model_path.exists():
-            raise UserError(f"{run.dir} already holds a run; use --resume to continue it or choose another folder")
+        run.check_new()
         s = settings
     ds = load(data_root, s.image_size, s.effective().background, progress=on_decode)
     items = ds.items

@@ -3,7 +3,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import charts, diagnostics, influence
+from core import charts, diagnostics, export, influence
 from core.errors import UserError
 from pages.common import app_page, pick_run, plain
 
@@ -122,7 +122,7 @@ st.dataframe(full[cols], hide_index=True, width="stretch",
 st.caption("ci_low, ci_high: the 95% interval to read ([0, 1] where the tool cannot tell); sampling_low, "
            "sampling_high: the bootstrap's interval, which ignores what the checks found.")
 d1, d2 = st.columns(2)
-d1.download_button("Estimates (CSV)", full[cols].to_csv(index=False), f"{run.name}-influence.csv", "text/csv",
+d1.download_button("Estimates (CSV)", export.csv(full[cols]), f"{run.name}-influence.csv", "text/csv",
                    icon=":material/download:")
 d2.download_button("Heatmaps (SVG)", lambda: charts.svg(alt.vconcat(*maps)), f"{run.name}-influence.svg",
                    "image/svg+xml", icon=":material/download:")

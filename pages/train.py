@@ -10,7 +10,7 @@ from core.errors import UserError
 from core.explore import culture_colours
 from core.paths import RUNS
 from core.runs import Run
-from core.settings import PRESETS, Settings
+from core.settings import PRESETS, STYLES, Settings
 from pages.common import active_dataset, app_page, data_root, is_demo, plain, runs
 
 app_page("pages/train.py")
@@ -41,6 +41,10 @@ def settings_form() -> tuple[str, Settings] | None:
         st.session_state["run_name_preset"] = base.preset
     with st.form("launch"):
         name = st.text_input("Run name", key="run_name")
+        style = st.radio("What counts as style", list(STYLES), index=list(STYLES).index(base.style), horizontal=True,
+                         format_func=lambda k: f"{k}: {STYLES[k]}",
+                         help="form suits terracottas: local clay, firing and coatings, shared by every figurine "
+                              "made in one place, are not read as influence")
         c = st.columns(4)
         image_size = c[0].selectbox("Image size (px)", [16, 32, 64, 128, 256], index=[16, 32, 64, 128, 256].index(base.image_size))
         epochs = c[1].number_input("Epochs", 1, 10_000, base.epochs)
@@ -75,7 +79,7 @@ def settings_form() -> tuple[str, Settings] | None:
             preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
             lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
             latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced,
-            paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed), prior=prior,
+            paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed), prior=prior, style=style,
             disc_width=int(disc_width), snapshot_every=int(snapshot_every), checkpoint_every=int(checkpoint_every))
     except UserError as e:
         st.error(plain(str(e)))
@@ -113,8 +117,12 @@ def run_view(run: Run) -> None:
     st_ = run.status()
     state, epoch, total = st_.get("state"), int(st_.get("epoch", 0)), int(st_.get("epochs") or 0)
     metrics = run.metrics()
-    cfg = run.config()
     st.subheader(f"Run {plain(run.name)}")
+    try:
+        cfg = run.config()
+    except UserError as e:  # damaged while it was being watched
+        st.error(plain(str(e)))
+        return
     if state == "failed":
         st.error(f"This run failed: {plain(st_.get('message', 'no reason recorded'))}")
         tail = jobs.log_tail(run)

@@ -145,7 +145,8 @@ DAMAGE = {
 
 @pytest.mark.parametrize("kind", DAMAGE)
 def test_a_damaged_run_is_listed_with_the_reason(run_dir, tmp_path, kind):
-    good, bad = copy_of(run_dir, tmp_path, "good"), copy_of(run_dir, tmp_path, "bad")
+    copy_of(run_dir, tmp_path, "good")
+    bad = copy_of(run_dir, tmp_path, "bad")
     DAMAGE[kind](bad)
     assert [r.name for r in list_runs(tmp_path)] == ["good"]
     (run, why), = damaged_runs(tmp_path)

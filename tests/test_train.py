@@ -139,6 +139,28 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(small_demo, t
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
 
+def test_a_run_that_fails_before_its_first_checkpoint_says_so_and_frees_its_name(small_demo, tmp_path, tiny_settings,
+                                                                                 monkeypatch):
+    run, holder = Run(tmp_path / "run"), {}
+
+    def poison(epoch, batch, n):
+        with torch.no_grad():
+            for p in holder["model"].decoder.parameters():
+                p.fill_(float("nan"))
+
+    def capture(s):
+        holder["model"] = AAEModel(s)
+        return holder["model"]
+
+    with monkeypatch.context() as m:
+        m.setattr("core.train.AAEModel", capture)
+        with pytest.raises(TrainingFailed, match="no checkpoint had been written yet"):
+            fit_run(run.dir, tiny_settings, str(small_demo), on_batch=poison)
+    assert run.status()["state"] == "failed" and run.failed_start()
+    fit_run(run.dir, replace(tiny_settings, epochs=1), str(small_demo))  # the same name, started again
+    assert run.status()["state"] == "done" and len(run.metrics()) == 1
+
+
 def _spawn_training(run_dir, data, epochs=200, prelude=""):
     code = prelude + (
         "import sys; sys.path.insert(0, %r)\n"
@@ -332,3 +354,24 @@ def test_estimator_face(small_demo, tmp_path, tiny_settings):
     fit_run(tmp_path / "run", tiny_settings, str(small_demo))
     loaded = AAE.load(tmp_path / "run", device="cpu")
     assert loaded.transform(ds.images[:5]).shape == (5, 2) and len(loaded.history_) == 3
+
+
+def test_form_style_discounts_clay_colour_and_tone_but_keeps_the_figure():
+    """The same figure in red-brown and in yellow-grey clay, lit differently, looks the same to a form model."""
+    img = np.full((2, 16, 16, 3), 128, np.uint8)
+    relief = np.linspace(0.8, 1.2, 8)[:, None, None]
+    img[0, 4:12, 6:10] = (np.array([168, 96, 62]) * relief).astype(np.uint8)
+    img[1, 4:12, 6:10] = (np.array([190, 170, 130]) * relief * 1.05).astype(np.uint8)
+    form = AAEModel(Settings(style="form")).normalise(torch.from_numpy(img))
+    assert torch.allclose(form[0], form[1], atol=0.02)
+    assert (form[:, :, :4] == 0).all() and form[0, :, 4:12, 6:10].std() > 0.2  # background 0, the relief kept
+    colour = AAEModel(Settings(style="colour")).normalise(torch.from_numpy(img))
+    assert (colour[0] - colour[1]).abs().max() > 0.2
+
+
+def test_runs_from_before_the_style_setting_were_shown_colour():
+    stored = Settings().to_dict()
+    del stored["style"]
+    assert Settings.from_run(stored).style == "colour" and Settings.from_dict(stored).style == "form"
+    with pytest.raises(UserError, match="style"):
+        Settings.from_preset("fast", style="texture")
