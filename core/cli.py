@@ -1,4 +1,4 @@
-"""`python -m core demo|scan|train|encode|influence`: the headless face of the engine.
+"""`python -m core demo|scan|train|encode|relink|influence`: the headless face of the engine.
 
 A user's mistake prints one line on stderr and exits with status 2; a run that diverges exits 1.
 """
@@ -132,9 +132,24 @@ def cmd_train(a) -> int:
 def cmd_encode(a) -> int:
     from .embed import encode_run
 
+    if a.command == "encode" and a.data:
+        cmd_relink(a)
     with _bar("decoding") as progress:
-        df = encode_run(a.run_dir, progress=progress)
+        df = encode_run(a.run_dir, progress=progress, replace=a.command == "encode" and a.replace)
+    if df.attrs.get("kept"):
+        raise UserError(df.attrs["kept"])
+    if df.attrs.get("changes"):
+        print(printable(f"the dataset changed since the last encodings: {df.attrs['changes']}"))
     print(printable(f"wrote {len(df)} encodings to {a.run_dir}/encodings.parquet"))
+    return 0
+
+
+def cmd_relink(a) -> int:
+    from .embed import relink
+
+    change = relink(a.run_dir, a.data)
+    print(printable(f"run {Path(a.run_dir).name} now reads its dataset from {Path(a.data).expanduser().resolve()}"
+                    + (f"; there, compared with its encodings: {change}" if change else "")))
     return 0
 
 
@@ -142,11 +157,15 @@ def cmd_influence(a) -> int:
     from dataclasses import replace
 
     from . import influence
+    from .embed import encode_run
     from .runs import Run
 
     if not 20 <= a.bootstrap <= 2000:
         raise UserError(f"--bootstrap must be between 20 and 2000, got {a.bootstrap}")
     settings = replace(influence.InfluenceSettings(), n_boot=a.bootstrap)
+    kept = encode_run(a.run_dir).attrs.get("kept")
+    if kept:
+        print(printable(f"note: {kept}"), file=sys.stderr)
     results = influence.for_run(a.run_dir, settings)
     if results["aae"]["table"].empty:
         raise UserError("this run's dataset has no target and source cultures to compare (one culture only?)")
@@ -243,7 +262,15 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("encode", help="write RUN/encodings.parquet (AAE codes and the UMAP baseline)")
     e.add_argument("--run-dir", required=True)
+    e.add_argument("--data", help="the run's dataset folder, moved: relink the run to it first")
+    e.add_argument("--replace", action="store_true",
+                   help="encode the folder as it is now, even if files were removed since the last encodings")
     e.set_defaults(func=cmd_encode)
+
+    r = sub.add_parser("relink", help="point a run at its moved dataset folder")
+    r.add_argument("--run-dir", required=True)
+    r.add_argument("--data", required=True, help="where the run's dataset folder is now")
+    r.set_defaults(func=cmd_relink)
 
     i = sub.add_parser("influence", help="influence shares per group and source, with 95% intervals")
     i.add_argument("--run-dir", required=True)

@@ -1,7 +1,10 @@
 """A run's encodings and the UMAP baseline on the same pixels, both cached.
 
-`encodings.parquet` (path, culture, site, aae_x, aae_y, umap_x, umap_y, recon_error) is recomputed
-only when the checkpoint or the dataset changed: its key is stored in the file's own metadata. The
+`encodings.parquet` (path, culture, site, aae_x, aae_y, umap_x, umap_y, recon_error, and the engine's own
+`_`-columns: file sizes and times, the PCA baseline) is recomputed only when the checkpoint or the dataset
+changed: its key is stored in the file's own metadata. Encodings are never dropped silently: when the
+dataset folder is gone or lost files, the stored ones are kept (and say why); `relink` points a run at its
+moved folder. The
 baseline (PCA to 50 dimensions, then UMAP to 2) sees the pixels the run's model sees (its `style`) and is
 cached per (dataset fingerprint, image size, parameters) under the decoded-image cache.
 """
@@ -14,6 +17,7 @@ import os
 import sys
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 from filelock import FileLock
 
-from .dataset import Dataset, cache_root, load
+from .dataset import Dataset, cache_root, load, scan
 from .errors import UserError
 from .model import AAEModel, form, load_model
 from .runs import Run, atomic_write
@@ -148,32 +152,111 @@ def reconstruction_errors(model, images) -> np.ndarray:
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
-def encode_run(run_dir, progress=None, device: str = "auto") -> pd.DataFrame:
-    """Encode every readable image of a run's dataset; return (and cache) its encodings table."""
-    return _encoded(run_dir, progress, device)[0]
+def encode_run(run_dir, progress=None, device: str = "auto", replace: bool = False) -> pd.DataFrame:
+    """Encode every readable image of a run's dataset; return (and cache) its encodings table.
+
+    When the dataset folder is gone, or files were removed from it since the encodings were made, the
+    stored encodings are returned unchanged, with the reason in `attrs["kept"]` (`replace` re-encodes
+    what the folder holds now). What changed since is in `attrs["changes"]`."""
+    return _public(_encoded(run_dir, progress, device, replace)[0])
 
 
-def _encoded(run_dir, progress=None, device: str = "auto") -> tuple[pd.DataFrame, Dataset]:
-    """A run's encodings table (from its file when still current) and the decoded dataset behind it."""
+def _public(df: pd.DataFrame) -> pd.DataFrame:
+    """The table without the engine's own columns (file sizes and times, the PCA baseline: `_...`)."""
+    out = df.loc[:, [c for c in df.columns if not c.startswith("_")]]
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def _stored(run: Run) -> tuple[pd.DataFrame, dict] | None:
+    key = stored_key(run.encodings_path)
+    return (pd.read_parquet(run.encodings_path), key) if key is not None else None
+
+
+def _files(ds: Dataset) -> pd.DataFrame:
+    items = ds.items
+    return pd.DataFrame({"path": items["path"], "culture": items["culture"], "site": items["site"],
+                         "_bytes": items["bytes"], "_mtime_ns": items["mtime_ns"]})
+
+
+def changes(before: pd.DataFrame, now: pd.DataFrame) -> dict[str, list[str]]:
+    """Paths added, removed, changed (size or time) and relabelled between two tables of files."""
+    old, new = before.set_index("path"), now.set_index("path")
+    both = old.index.intersection(new.index)
+    stats = [c for c in ("_bytes", "_mtime_ns") if c in old and c in new]
+    differs = lambda cols: list(both[(old.loc[both, cols].to_numpy() != new.loc[both, cols].to_numpy()).any(axis=1)])
+    return {"removed": list(old.index.difference(new.index)), "added": list(new.index.difference(old.index)),
+            "changed": differs(stats) if stats else [], "relabelled": differs(["culture", "site"])}
+
+
+def describe(change: dict[str, list[str]]) -> str:
+    """'2 files removed (a.jpg, b.jpg), 1 added (c.jpg)', or '' when nothing changed."""
+    parts = []
+    for what, paths in change.items():
+        if paths:
+            shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+            parts.append(f"{len(paths)} {'file' if len(paths) == 1 else 'files'} {what} ({shown})")
+    return "; ".join(parts)
+
+
+def _kept(run: Run, stored: tuple[pd.DataFrame, dict], why: str) -> pd.DataFrame:
+    df, key = stored
+    st = os.stat(run.model_path)
+    older = " (made with an earlier checkpoint)" if key.get("checkpoint") != [st.st_size, st.st_mtime_ns] else ""
+    df.attrs["kept"] = f"{why}; the run's {len(df)} existing encodings{older} are kept"
+    return df
+
+
+def _encoded(run_dir, progress=None, device: str = "auto", replace: bool = False) -> tuple[pd.DataFrame, Dataset | None]:
+    """A run's full encodings table and the decoded dataset behind it (None when the stored table is kept
+    because the folder is gone or lost files: see `encode_run`)."""
     run = Run(run_dir).require()
     config = run.config()
     if not run.model_path.is_file():
         raise UserError(f"run {run.name} has no checkpoint yet (model.pt)")
-    s = config["effective"]
-    ds = load(config["data"], s["image_size"], s["background"], progress=progress)
+    s, root = config["effective"], Path(config["data"])
+    relink = f"if it moved, point the run at it: python -m core relink --run-dir {run.dir} --data NEW-FOLDER"
+    if not root.is_dir():
+        stored = _stored(run)
+        if stored is None:
+            raise UserError(f"dataset folder not found: {root}; {relink}")
+        return _kept(run, stored, f"dataset folder not found: {root} ({relink})"), None
+    ds = load(root, s["image_size"], s["background"], progress=progress)
     key = encodings_key(run, ds)
     with FileLock(run.dir / ".encodings.lock"):  # many sessions at once: one encodes, the others read its file
-        if run.encodings_path.is_file() and stored_key(run.encodings_path) == key:
-            return pd.read_parquet(run.encodings_path), ds
-        return _encode(run, ds, key, device), ds
+        stored = _stored(run)
+        if stored is not None and stored[1] == key:
+            return stored[0], ds
+        change = changes(stored[0], _files(ds)) if stored is not None else {}
+        if change.get("removed") and not replace:
+            return _kept(run, stored, f"since the encodings were made, {describe(change)} in {root} (to encode "
+                                      f"the folder as it is now: python -m core encode --run-dir {run.dir} --replace)"), None
+        df = _encode(run, ds, key, device)
+        df.attrs["changes"] = describe(change)
+        return df, ds
+
+
+def relink(run_dir, data) -> str:
+    """Point a run at its dataset folder's new place; return what differs there from its encodings."""
+    run = Run(run_dir).require()
+    config = run.config()
+    new = Path(data).expanduser().resolve()
+    m = scan(new)
+    now = m[m["readable"]].rename(columns={"bytes": "_bytes", "mtime_ns": "_mtime_ns"})
+    stored = _stored(run)
+    known = stored[0] if stored is not None else run.snapshot_sample()
+    if len(known) and not now["path"].isin(known["path"]).any():
+        raise UserError(f"{new} holds none of the figurines of run {run.name}: is it the right folder?")
+    run.write_config({**config, "data": str(new)})
+    return describe(changes(known, now)) if stored is not None else ""
 
 
 def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
     model = load_model(run.load_checkpoint("cpu"), pick_device(device))
     codes = encode(model, ds.images)
-    _, emb = baseline(ds, baseline_of(run))
-    items = ds.items
-    df = pd.DataFrame({"path": items["path"], "culture": items["culture"], "site": items["site"]})
+    pcs, emb = baseline(ds, baseline_of(run))
+    files = _files(ds)
+    df = files[["path", "culture", "site"]].copy()
     names = ["aae_x", "aae_y"] + [f"aae_{i}" for i in range(2, codes.shape[1])]
     for i, name in enumerate(names[:codes.shape[1]]):
         df[name] = codes[:, i]
@@ -181,6 +264,9 @@ def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
         df["aae_y"] = 0.0
     df["umap_x"], df["umap_y"] = emb[:, 0], emb[:, 1]
     df["recon_error"] = reconstruction_errors(model, ds.images)
+    # file sizes and times (to tell what changed later) and the PCA baseline (to open the run without its folder)
+    df = pd.concat([df, files[["_bytes", "_mtime_ns"]],
+                    pd.DataFrame(pcs, columns=[f"_pca_{i}" for i in range(pcs.shape[1])])], axis=1)
     write_encodings(run, df, key)
     return df
 
@@ -197,5 +283,11 @@ def write_encodings(run: Run, df: pd.DataFrame, key: dict) -> None:
 def spaces(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """A run's encodings table and its three spaces (AAE codes, UMAP, 50-D PCA), all from the caches."""
     enc, ds = _encoded(run_dir)
-    pcs, _ = baseline(ds, baseline_of(Run(run_dir)))
-    return enc, {"aae": enc[["aae_x", "aae_y"]].to_numpy(), "umap": enc[["umap_x", "umap_y"]].to_numpy(), "pca": pcs}
+    pca = enc[[c for c in enc.columns if c.startswith("_pca_")]].to_numpy()
+    if not pca.shape[1]:  # encodings written before the PCA was stored with them
+        if ds is None:
+            raise UserError(f"{enc.attrs.get('kept')}, but they predate this version and lack the PCA baseline: "
+                            "encode the run again once its folder is found")
+        pca, _ = baseline(ds, baseline_of(Run(run_dir)))
+    enc = _public(enc)
+    return enc, {"aae": enc[["aae_x", "aae_y"]].to_numpy(), "umap": enc[["umap_x", "umap_y"]].to_numpy(), "pca": pca}

@@ -9,9 +9,9 @@ import streamlit as st
 
 from core import demo
 from core.dataset import Dataset, load
-from core.embed import encode_run
+from core.embed import encode_run, relink
 from core.errors import UserError
-from core.paths import DEMO, RUNS, inside_roots
+from core.paths import DEMO, RUNS, inside_roots, within_roots
 from core.runs import Run, damaged_runs, list_runs
 
 PREVIEW_SIZE = 64
@@ -112,6 +112,20 @@ def encodings(run_dir: str, checkpoint_mtime: int) -> pd.DataFrame:
     """A run's encodings table, shared by all sessions without a copy (read-only: pages derive new frames);
     recomputed by the engine only when the checkpoint or data changed."""
     return encode_run(run_dir)
+
+
+def relink_form(run: Run) -> None:
+    """Where a run's dataset folder is now, when it moved (inside the data roots)."""
+    with st.form(f"relink-{run.name}"):
+        path = st.text_input("The dataset folder moved? Where is it now?", placeholder="/path/to/figurines")
+        if st.form_submit_button("Point the run at this folder"):
+            try:
+                relink(run.dir, within_roots(path))  # what changed there is said when the run is encoded
+            except UserError as e:
+                st.error(plain(str(e)))
+                return
+            encodings.clear()
+            st.rerun()
 
 
 def run_label(run: Run) -> str:

@@ -8,7 +8,7 @@ from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
 from core.paths import STATIC, THUMBNAILS
-from pages.common import app_page, encodings, pick_run, plain
+from pages.common import app_page, encodings, pick_run, plain, relink_form
 
 app_page("pages/explore.py")
 
@@ -81,11 +81,16 @@ mtime = run.model_path.stat().st_mtime_ns
 try:
     enc = encodings(str(run.dir), mtime)
     model(str(run.dir), mtime)  # a damaged checkpoint is said here, once
+    kept = enc.attrs.get("kept")  # the dataset folder moved or lost files: no images match the rows now
     thumbs = thumbnails(cfg["data"], s["image_size"], s.get("background", "flatten")) \
-        if len(enc) <= explore.POINTS_UP_TO else None
+        if len(enc) <= explore.POINTS_UP_TO and not kept else None
 except UserError as e:
     st.error(plain(str(e)))
+    relink_form(run)
     st.stop()
+if kept:
+    st.warning(f"{plain(kept)}. The photographs are not shown.")
+    relink_form(run)
 enc = enc.reset_index(drop=True).assign(id=lambda d: np.arange(len(d)))
 colours = explore.culture_colours(enc["culture"])
 chosen, chosen_sites, context = filters(enc)
@@ -128,7 +133,9 @@ if new != selection:
     st.session_state["selected_ids"] = new
     st.rerun()
 
-if selection:
+if selection and kept:
+    st.dataframe(enc.loc[selection].drop(columns=["id"]), hide_index=True)
+elif selection:
     rows = enc.loc[selection]
     imgs = images_of(cfg["data"], s["image_size"], s.get("background", "flatten"))
     recon = explore.reconstructions(model(str(run.dir), mtime), imgs[rows.index[:8]])

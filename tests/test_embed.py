@@ -28,7 +28,8 @@ def test_encodings_table(trained, small_demo):
     assert list(df.columns[:7]) == ["path", "culture", "site", "aae_x", "aae_y", "umap_x", "umap_y"]
     assert len(df) == len(ds.items) and df[["aae_x", "aae_y", "umap_x", "umap_y"]].notna().all().all()
     assert (df["recon_error"] > 0).all()
-    assert df.equals(pd.read_parquet(trained.encodings_path))
+    stored = pd.read_parquet(trained.encodings_path)
+    assert df.equals(stored[df.columns]) and stored.filter(like="_pca_").shape == (len(df), 50)
 
 
 def test_encodings_are_cached_until_the_checkpoint_changes(trained, monkeypatch):

@@ -14,6 +14,7 @@ from PIL import Image
 from core import jobs
 from core.cli import main
 from core.dataset import scan
+from core.embed import spaces
 from core.errors import UserError
 from core.export import csv
 from core.paths import within_roots
@@ -90,6 +91,44 @@ def test_a_run_whose_data_lies_outside_the_roots_is_not_opened(run_dir, tmp_path
     config = json.loads(run.config_path.read_text())
     run.config_path.write_text(json.dumps({**config, "data": str(tmp_path / "roots" / ".." / "elsewhere")}))
     assert "uses '..'" in dict((r.name, why) for r, why in damaged_runs(tmp_path))["copy"]
+
+
+# 3. a changed or moved dataset --------------------------------------------------------------------------
+def test_encodings_are_never_dropped_silently_and_a_moved_folder_is_relinked(run_dir, small_demo, tmp_path, capsys):
+    data, moved = tmp_path / "data", tmp_path / "moved"
+    shutil.copytree(small_demo, data)
+    run = copy_of(run_dir, tmp_path)
+    run.config_path.write_text(json.dumps({**json.loads(run.config_path.read_text()), "data": str(data)}))
+    assert main(["encode", "--run-dir", str(run.dir)]) == 0
+    before = pd.read_parquet(run.encodings_path)
+    gone = sorted((data / "Achaemenid").iterdir())
+    for f in gone:
+        f.unlink()
+    err = error_of(["encode", "--run-dir", run.dir], capsys)
+    assert f"{len(gone)} files removed (Achaemenid/" in err and f"{len(before)} existing encodings" in err
+    assert "--replace" in err and pd.read_parquet(run.encodings_path).equals(before)
+    enc, sp = spaces(run.dir)  # Explore and Influence read the kept encodings, with the reason
+    assert len(enc) == len(sp["pca"]) == len(before) and "files removed" in enc.attrs["kept"]
+
+    data.rename(moved)
+    err = error_of(["encode", "--run-dir", run.dir], capsys)
+    assert "dataset folder not found" in err and "relink" in err and f"{len(before)} existing encodings" in err
+    enc, sp = spaces(run.dir)  # the encodings open without their folder
+    assert len(enc) == len(sp["pca"]) == len(before) and "_pca_0" not in enc
+    figure(tmp_path / "other" / "Greek" / "a.png")
+    assert "none of the figurines" in error_of(["relink", "--run-dir", run.dir, "--data", tmp_path / "other"], capsys)
+
+    assert main(["encode", "--run-dir", str(run.dir), "--data", str(moved), "--replace"]) == 0
+    out = capsys.readouterr().out
+    assert f"now reads its dataset from {moved}" in out and f"{len(gone)} files removed" in out
+    assert len(pd.read_parquet(run.encodings_path)) == len(before) - len(gone)
+    assert run.config()["data"] == str(moved)
+    changed = sorted((moved / "Neo-Babylonian").iterdir())[0]
+    os.utime(changed, ns=(1, 1))
+    figure(moved / "Neo-Babylonian" / "new.png")
+    assert main(["encode", "--run-dir", str(run.dir)]) == 0  # nothing removed: encoded again, and said what changed
+    out = capsys.readouterr().out
+    assert "1 file added (Neo-Babylonian/new.png)" in out and f"1 file changed (Neo-Babylonian/{changed.name})" in out
 
 
 # 4, 5. formulas and terminal sequences in names ------------------------------------------------------

@@ -127,6 +127,29 @@ def test_explore_draws_density_cells_above_the_point_limit(trained_run, monkeypa
     assert figurines(aae) == figurines(umap) < trained_run.config()["images"]
 
 
+def test_explore_opens_a_run_whose_folder_moved_and_relinks_it(trained_run):
+    import json
+
+    data, moved = DATA / "to-move", DATA / "moved-here"
+    shutil.copytree(trained_run.config()["data"], data)
+    shutil.copytree(trained_run.dir, RUNS / "moved-data")
+    run = Run(RUNS / "moved-data")
+    run.config_path.write_text(json.dumps({**run.config(), "data": str(data)}))
+    from core.embed import encode_run
+
+    encode_run(run.dir)
+    data.rename(moved)
+    at = page("explore", run="moved-data")
+    assert not at.exception and not at.error and len(charts(at)) == 2  # the encodings, without the photographs
+    assert any("dataset folder not found" in w.value for w in at.warning)
+    at.text_input[0].set_value("/etc")
+    at.button[0].click().run()
+    assert any("outside the folders" in e.value for e in at.error)  # the app relinks only inside the data roots
+    at.text_input[0].set_value(str(moved))
+    at.button[0].click().run()
+    assert not at.exception and not at.error and not at.warning and run.config()["data"] == str(moved)
+
+
 def test_a_failed_run_shows_its_message(trained_run):
     failed = Run(RUNS / "failed-run")
     failed.write_config(trained_run.config())
