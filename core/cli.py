@@ -1,4 +1,4 @@
-"""`python -m core demo|scan|train|encode|relink|influence`: the headless face of the engine.
+"""`python -m core demo|scan|train|encode|relink|clear-status|influence`: the headless face of the engine.
 
 A user's mistake prints one line on stderr and exits with status 2; a run that diverges exits 1.
 """
@@ -81,6 +81,8 @@ def cmd_train(a) -> int:
         given["device"] = a.device
     if not a.resume:
         Run(a.run_dir).check_new()  # before decoding: a folder that is neither new, empty nor a run is refused
+    else:
+        Run(a.run_dir).require_idle()  # says how to clear a status this machine cannot check
     if a.resume:
         Settings.from_preset("fast", **given)  # validate the overrides
         fixed = [f"--{k.replace('_', '-')}" for k in given if k not in ("epochs", "device")]
@@ -150,6 +152,13 @@ def cmd_relink(a) -> int:
     change = relink(a.run_dir, a.data)
     print(printable(f"run {Path(a.run_dir).name} now reads its dataset from {Path(a.data).expanduser().resolve()}"
                     + (f"; there, compared with its encodings: {change}" if change else "")))
+    return 0
+
+
+def cmd_clear_status(a) -> int:
+    from .runs import Run
+
+    print(printable(Run(a.run_dir).require().clear_running()))
     return 0
 
 
@@ -271,6 +280,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--run-dir", required=True)
     r.add_argument("--data", required=True, help="where the run's dataset folder is now")
     r.set_defaults(func=cmd_relink)
+
+    c = sub.add_parser("clear-status", help="mark a run recorded as training on another machine as interrupted")
+    c.add_argument("--run-dir", required=True)
+    c.set_defaults(func=cmd_clear_status)
 
     i = sub.add_parser("influence", help="influence shares per group and source, with 95% intervals")
     i.add_argument("--run-dir", required=True)

@@ -75,8 +75,7 @@ def launch(runs_root: Path, run_dir: Path, settings: Settings | None = None, dat
     if resume:
         inside_roots(run.config()["data"])  # a run folder may name any folder: train only on the app's own
         settings = Settings.from_run(run.config()["settings"])
-        if run.is_active():
-            raise UserError(f"run {run.name} is already training")
+        run.require_idle()
     elif run.exists() and not run.failed_start():
         raise UserError(f"a run named {run.name} already exists; choose another name")
     else:

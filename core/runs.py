@@ -2,7 +2,8 @@
 
 `config.json`, `status.json`, `metrics.csv`, `snapshots/`, `model.pt`, `encodings.parquet` (see
 DESIGN.md). Every file is written atomically (a temporary file, then a rename), so a reader never sees
-half a file and a crash never leaves one. A `running` status whose process is gone reads as `interrupted`.
+half a file and a crash never leaves one. A `running` status whose process is gone (or whose pid another
+program took over) reads as `interrupted`; one of another machine stays `running`, with how to clear it.
 Every file is checked when read: a damaged one makes the run `damaged`, with the reason, never an exception
 elsewhere. A new run goes only into a new or empty folder, so that no file of a user's is replaced.
 """
@@ -63,6 +64,32 @@ def process_start(pid: int) -> str | None:
             return None
         except PermissionError:
             return ""
+
+
+def _started_at(ticks: str) -> float | None:
+    """A process start time from /proc (clock ticks since boot) as seconds since the epoch; None elsewhere."""
+    try:
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(ticks) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
+def _gone(st: dict) -> str | None:
+    """Why a `running` status of this machine has no live trainer behind it (None: a live one, or cannot tell).
+
+    Its process must exist, have the recorded start time, and be older than the status it wrote last: a pid
+    taken over by another program (after a restart, say) fails the last two."""
+    started = process_start(st.get("pid", 0))
+    if started is None:
+        return "the training process ended without finishing (killed or crashed); resume continues it"
+    at = _started_at(started) if started else None
+    recorded = st.get("pid_start")
+    if started and (recorded and recorded != started or at and at > float(st.get("updated") or 0) + 2):
+        return (f"its training process is gone (pid {st.get('pid')} now belongs to another program, or the machine "
+                "restarted); resume continues it")
+    return None
 
 
 class Run:
@@ -143,12 +170,38 @@ class Run:
         why = _status_problem(st)
         if why:
             return _damaged(f"its status.json {why}")
-        if st.get("state") == "running" and st.get("host") == socket.gethostname():
-            alive = process_start(st.get("pid", 0))
-            if alive is None or (alive and st.get("pid_start") and alive != st["pid_start"]):
-                st["state"] = "interrupted"
-                st["message"] = "the training process ended without finishing (killed or crashed); resume continues it"
+        if st.get("state") != "running":
+            return st
+        if st.get("host", socket.gethostname()) != socket.gethostname():
+            st["message"] = (f"{st.get('message', '')} (training on {st['host']}, pid {st.get('pid')}: this machine "
+                             f"cannot check it; if nothing trains it there any more: {self.clear_command})").strip()
+        elif why := _gone(st):
+            st.update(state="interrupted", message=why)
         return st
+
+    @property
+    def clear_command(self) -> str:
+        return f"python -m core clear-status --run-dir {self.dir}"
+
+    def require_idle(self) -> None:
+        """Refuse to train a run that another process trains (or may train, on another machine)."""
+        st = self.status() if self.exists() else {}
+        if st.get("state") == "running":
+            host = st.get("host", socket.gethostname())
+            where = "on this machine: stop it first" if host == socket.gethostname() else (
+                f"on {host}, which this machine cannot check; if nothing trains it there any more: {self.clear_command}")
+            raise UserError(f"run {self.name} is already training (pid {st.get('pid')}) {where}")
+
+    def clear_running(self) -> str:
+        """Mark a `running` status that no live process of this machine stands behind as interrupted."""
+        st = self.status()
+        if st["state"] != "running":
+            return f"run {self.name} is not marked as training ({st['state']}): nothing to clear"
+        if st.get("host", socket.gethostname()) == socket.gethostname():
+            raise UserError(f"run {self.name} is training in process {st.get('pid')} on this machine: stop it first")
+        self.set_status("interrupted", message=f"marked as interrupted by hand (it was training on {st['host']}, "
+                                               f"pid {st.get('pid')}); resume continues it")
+        return f"run {self.name} is now marked as interrupted; resume continues it"
 
     def set_status(self, state: str, **fields) -> dict:
         assert state in STATES
@@ -308,8 +361,10 @@ def _status_problem(st) -> str | None:
         v = st.get(key, 0)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**31:
             return f"has a {key} that is not a whole number: {str(v)[:40]!r}"
-    if not isinstance(st.get("message", ""), str):
-        return "has a message that is not text"
+    if not isinstance(st.get("message", ""), str) or not isinstance(st.get("host", ""), str):
+        return "has a message or host name that is not text"
+    if isinstance(st.get("updated", 0), bool) or not isinstance(st.get("updated", 0), (int, float)):
+        return f"has an update time that is not a number: {str(st.get('updated'))[:40]!r}"
     return None
 
 

@@ -199,6 +199,41 @@ def test_a_damaged_lock_file_blocks_nothing(tmp_path):
         assert jobs.active(tmp_path, "cpu") is None
 
 
+# 8. a stale "running" status -----------------------------------------------------------------------------
+def test_a_running_status_without_its_trainer_is_told_apart_and_can_be_cleared(run_dir, tmp_path, capsys,
+                                                                               monkeypatch):
+    import socket
+    import time
+
+    from core.runs import process_start
+
+    run = copy_of(run_dir, tmp_path)
+    me, host = os.getpid(), socket.gethostname()  # this test's process: alive, but no trainer of the run
+    for st in [{"pid": me, "host": host, "updated": time.time() - 30 * 86400},  # a pid taken over since
+               {"pid": me, "host": host, "pid_start": "12", "updated": time.time()},  # another start time
+               {"pid": me}, {"pid": 2**31 - 1, "host": host, "updated": time.time()}]:  # no update time; gone
+        run.status_path.write_text(json.dumps({"state": "running", "epoch": 1, **st}))
+        assert run.status()["state"] == "interrupted" and "resume continues it" in run.status()["message"], st
+        run.require_idle()
+    live = {"state": "running", "epoch": 1, "pid": me, "host": host, "pid_start": process_start(me),
+            "updated": time.time()}
+    run.status_path.write_text(json.dumps(live))
+    assert run.status()["state"] == "running"
+    assert "on this machine: stop it first" in error_of(["train", "--run-dir", run.dir, "--resume"], capsys)
+    assert "stop it first" in error_of(["clear-status", "--run-dir", run.dir], capsys)
+
+    run.status_path.write_text(json.dumps({**live, "host": "another-machine", "message": "epoch 3"}))
+    assert run.status()["state"] == "running" and "clear-status --run-dir" in run.status()["message"]
+    err = error_of(["train", "--run-dir", run.dir, "--resume"], capsys)
+    assert "on another-machine, which this machine cannot check" in err and "clear-status --run-dir" in err
+    monkeypatch.setenv("FIGURINES_DATA_ROOTS", os.path.dirname(run.config()["data"]))
+    with pytest.raises(UserError, match="clear-status"):  # the app's resume says the same
+        jobs.launch(tmp_path, run.dir, resume=True)
+    assert main(["clear-status", "--run-dir", str(run.dir)]) == 0
+    assert run.status()["state"] == "interrupted" and "another-machine" in run.status()["message"]
+    run.require_idle()
+
+
 # 11. clear messages instead of tracebacks ---------------------------------------------------------------
 def test_bad_numbers_and_settings_files_get_one_clear_line(small_demo, tmp_path, capsys):
     new = ["train", "--data", small_demo, "--run-dir", tmp_path / "r"]
