@@ -60,8 +60,11 @@ def cmd_scan(a) -> int:
     counts[["culture", "site"]] = counts[["culture", "site"]].map(printable)
     print(f"{printable(ds.root)}: {len(ds.items)} readable images, {len(ds.unreadable)} unreadable")
     print(counts.to_string(index=False) if len(counts) else "(no readable images)")
+    problems = ds.metadata_problems
+    if problems:
+        print(f"metadata.csv: {problems} row(s) not used or not matched: see below")
     if len(ds.unreadable):
-        print("\nunreadable files:")
+        print("\nunreadable files" + (", and problems in metadata.csv:" if problems else ":"))
         for r in ds.unreadable.itertuples():
             print(f"  {printable(r.path)}: {printable(r.reason)}")
     if not len(ds.items):

@@ -8,9 +8,12 @@ changes and only the new or changed files are decoded again.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -63,6 +66,12 @@ class Dataset:
     @property
     def unreadable(self) -> pd.DataFrame:
         return self.manifest.loc[~self.manifest["readable"], ["path", "reason"]].reset_index(drop=True)
+
+    @property
+    def metadata_problems(self) -> int:
+        """Rows of metadata.csv not used or not matched (each listed among `unreadable`, with its line)."""
+        u = self.unreadable
+        return int((u["path"].str.startswith("metadata.csv line") | u["reason"].str.startswith("metadata.csv")).sum())
 
     def counts(self) -> pd.DataFrame:
         """Readable images per culture and site."""
@@ -117,20 +126,74 @@ def _shown(rel: str) -> str:
     return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
-def _metadata(root: Path) -> pd.DataFrame | None:
+def _metadata(root: Path) -> tuple[list[dict], list[tuple[int, list[str], int]]] | None:
+    """metadata.csv parsed strictly: its rows (path, culture, site, line; values stripped) and the rows
+    with the wrong number of fields (line, fields, expected). A file that is not CSV text is a UserError."""
     f = root / "metadata.csv"
     if not f.is_file():
         return None
     try:
-        meta = pd.read_csv(f, dtype=str, keep_default_na=False)
-    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
-        raise UserError(f"{f} cannot be read as CSV: {e}") from None
-    missing = {"path", "culture"} - set(meta.columns)
-    if missing:
-        raise UserError(f"{f} needs the columns path,culture[,site]; missing: {', '.join(sorted(missing))}")
-    if "site" not in meta:
-        meta["site"] = ""
-    return meta.assign(path=meta["path"].str.replace("\\", "/", regex=False).str.lstrip("./"))
+        reader = csv.reader(io.StringIO(f.read_text(encoding="utf-8-sig")), skipinitialspace=True, strict=True)
+        header = [h.strip().lower() for h in next(reader, [])]
+        missing = {"path", "culture"} - set(header)
+        if missing:
+            raise UserError(f"{f} needs the columns path,culture[,site]; missing: {', '.join(sorted(missing))}")
+        rows, bad = [], []
+        for fields in reader:
+            if not any(v.strip() for v in fields):
+                continue
+            if len(fields) != len(header):
+                bad.append((reader.line_num, fields, len(header)))
+                continue
+            row = dict(zip(header, (v.strip() for v in fields)))
+            rows.append({"path": _relative(row["path"]), "culture": row["culture"], "site": row.get("site", ""),
+                         "line": reader.line_num})
+        return rows, bad
+    except UnicodeDecodeError as e:
+        raise UserError(f"{f} is not UTF-8 text (byte {e.start}): save it as CSV UTF-8") from None
+    except csv.Error as e:
+        raise UserError(f"{f} line {reader.line_num} cannot be read as CSV: {e}") from None
+    except OSError as e:
+        raise UserError(f"{f} cannot be read: {e.strerror or e}") from None
+
+
+def _relative(path: str) -> str:
+    return re.sub(r"^(\./)+", "", path.replace("\\", "/"))
+
+
+def _relabel(m: pd.DataFrame, meta: tuple[list[dict], list[tuple[int, list[str], int]]]) -> pd.DataFrame:
+    """Apply metadata.csv's labels to the manifest. A file whose row is malformed, gives no culture or
+    contradicts another row is left out with the reason; rows naming no file found and repeated rows are
+    listed too (as `metadata.csv line N`): nothing in the file is ignored silently."""
+    rows, bad = meta
+    m = m.set_index("path", drop=False)
+    extra, out = [], "metadata.csv line {}: "
+
+    def leave_out(path: str, reason: str) -> None:
+        m.loc[path, ["readable", "reason"]] = [False, reason]
+
+    for line, fields, expected in bad:
+        why = (f"{len(fields)} fields where the header has {expected} (an unquoted comma? put values holding "
+               "commas in double quotes); not used until fixed")
+        path = _relative(fields[0].strip()) if fields else ""
+        if path in m.index:
+            leave_out(path, out.format(line) + why)
+        else:
+            extra.append((f"metadata.csv line {line}", why))
+    for path, group in pd.DataFrame(rows, columns=["path", "culture", "site", "line"]).groupby("path", sort=False):
+        first, lines = group.iloc[0], ", ".join(map(str, group["line"]))
+        if path not in m.index:
+            extra.append((path, out.format(lines) + "names this file, but it is not in the folder"))
+        elif len(group[["culture", "site"]].drop_duplicates()) > 1:
+            leave_out(path, f"metadata.csv lines {lines}: give it different labels; keep one")
+        elif not first["culture"]:
+            leave_out(path, out.format(first["line"]) + "gives it no culture")
+        else:
+            m.loc[path, ["culture", "site"]] = [first["culture"], first["site"]]
+        if len(group) > 1 and path in m.index and m.at[path, "readable"]:
+            extra.append((f"metadata.csv line {group['line'].iloc[1]}", f"repeats line {first['line']} ({path})"))
+    listed = pd.DataFrame([(p, "", "", 0, 0, False, why) for p, why in extra], columns=MANIFEST_COLUMNS)
+    return pd.concat([m.reset_index(drop=True), listed], ignore_index=True).astype(m.dtypes.to_dict())
 
 
 def scan(root: str | os.PathLike) -> pd.DataFrame:
@@ -154,10 +217,7 @@ def scan(root: str | os.PathLike) -> pd.DataFrame:
     m = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype({"bytes": "int64", "mtime_ns": "int64", "readable": bool})
     meta = _metadata(root)
     if meta is not None:
-        labels = meta.drop_duplicates("path", keep="last").set_index("path")
-        hit = m["path"].isin(labels.index)
-        m.loc[hit, "culture"] = labels.loc[m.loc[hit, "path"], "culture"].to_numpy()
-        m.loc[hit, "site"] = labels.loc[m.loc[hit, "path"], "site"].to_numpy()
+        m = _relabel(m, meta)
     no_label = m["readable"] & (m["culture"] == "")
     m.loc[no_label, ["readable", "reason"]] = [False, "not inside a culture folder (and not in metadata.csv)"]
     return m

@@ -92,6 +92,9 @@ st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, ba
            f"{'flattened to neutral grey' if ds.background == 'flatten' else 'as photographed'}.")
 
 st.subheader("Files that could not be read")
+problems = ds.metadata_problems
+if problems:
+    st.warning(f"metadata.csv: {problems} row(s) not used or not matched; each is listed below with its line.")
 if len(ds.unreadable):
     st.dataframe(ds.unreadable, hide_index=True, width="stretch")
 else:

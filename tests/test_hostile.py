@@ -234,6 +234,39 @@ def test_a_running_status_without_its_trainer_is_told_apart_and_can_be_cleared(r
     run.require_idle()
 
 
+# 9. a malformed metadata.csv ---------------------------------------------------------------------------
+def test_a_malformed_metadata_csv_is_reported_row_by_row(tmp_path, capsys):
+    d = tmp_path / "d"
+    for i, name in enumerate("abcde"):
+        figure(d / "unsorted" / f"{name}.png", i)
+    (d / "metadata.csv").write_text(
+        "path, culture, site\n"
+        "unsorted/a.png, Hellenistic, Babylonian, Uruk\n"  # 2: an unquoted comma
+        "unsorted/b.png, Achaemenid, \n"                    # 3: spaces after commas are fine
+        "unsorted/c.png,   ,Uruk\n"                         # 4: a culture of spaces
+        "unsorted/gone.png,Achaemenid,\n"                   # 5: no such file
+        "unsorted/b.png,Achaemenid,\n"                      # 6: a repeat
+        "\n"
+        "unsorted/d.png,Greek,\n"                           # 8, 9: contradicting rows
+        "./unsorted/d.png,Roman,\n"
+        '"unsorted/e.png","Neo-Babylonian","Kish, north"\n')  # 10: a quoted comma is fine
+    m = scan(d).set_index("path")
+    assert list(m.index[m["readable"]]) == ["unsorted/b.png", "unsorted/e.png"]
+    assert m.at["unsorted/b.png", "culture"] == "Achaemenid" and m.at["unsorted/e.png", "site"] == "Kish, north"
+    assert m.at["unsorted/a.png", "reason"].startswith("metadata.csv line 2: 4 fields where the header has 3")
+    assert m.at["unsorted/c.png", "reason"] == "metadata.csv line 4: gives it no culture"
+    assert m.at["unsorted/gone.png", "reason"] == "metadata.csv line 5: names this file, but it is not in the folder"
+    assert m.at["metadata.csv line 6", "reason"] == "repeats line 3 (unsorted/b.png)"
+    assert m.at["unsorted/d.png", "reason"].startswith("metadata.csv lines 8, 9: give it different labels")
+    assert main(["scan", str(d), "--image-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "metadata.csv: 5 row(s) not used or not matched" in out and "unsorted/a.png: metadata.csv line 2: 4" in out
+    (d / "metadata.csv").write_text('path,culture\nunsorted/a.png,"Greek\nunsorted/b.png,Roman\n')
+    assert "metadata.csv line 3 cannot be read as CSV" in error_of(["scan", d], capsys)
+    (d / "metadata.csv").write_bytes("path,culture\nunsorted/a.png,Gr\u00e8ce\n".encode("latin-1"))
+    assert "is not UTF-8 text" in error_of(["scan", d], capsys)
+
+
 # 11. clear messages instead of tracebacks ---------------------------------------------------------------
 def test_bad_numbers_and_settings_files_get_one_clear_line(small_demo, tmp_path, capsys):
     new = ["train", "--data", small_demo, "--run-dir", tmp_path / "r"]

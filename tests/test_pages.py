@@ -255,6 +255,22 @@ def test_data_page_lists_every_unreadable_file_of_a_messy_folder(messy):
     assert all(reason in dict(zip(unreadable["path"], unreadable["reason"]))[p] for p, reason in UNREADABLE.items())
 
 
+def test_data_page_lists_the_problems_of_metadata_csv(messy):
+    shutil.copytree(messy, DATA / "relabelled", symlinks=True)
+    (DATA / "relabelled" / "metadata.csv").write_text("path, culture, site\nGreek/plain.jpg, Hellenistic, Babylonian, "
+                                                      "Uruk\nGreek/one.png, Roman,\nGreek/none.png,Roman,\n")
+    at = page("data")
+    at.radio[0].set_value("A folder on this server").run()
+    at.text_input[0].set_value(str(DATA / "relabelled"))
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert any("metadata.csv: 2 row(s) not used" in w.value for w in at.warning)
+    listed = at.dataframe[-1].value.set_index("path")["reason"]
+    assert listed["Greek/plain.jpg"].startswith("metadata.csv line 2: 4 fields")
+    assert listed["Greek/none.png"] == "metadata.csv line 4: names this file, but it is not in the folder"
+    assert at.dataframe[0].value.set_index("culture").loc["Roman", "images"] == 1  # line 3 applied
+
+
 def test_damaged_runs_are_listed_with_the_reason_and_every_page_works(trained_run):
     """Issue 12, item 7: one damaged run (or lock file) must not break Home, Train, Explore or Influence."""
     import json
