@@ -2,9 +2,10 @@
 
 Layout: `<root>/<culture>/[<site>/...]/<image>`, with an optional `<root>/metadata.csv`
 (`path,culture,site`, path relative to root) that overrides the folder labels. Every image is decoded
-once per (dataset fingerprint, image size, background handling), in parallel, into
-`<cache>/<fingerprint>-<size>-<background>/`; later epochs, runs and the app only map that file. When files are added, removed or changed, the fingerprint
-changes and only the new or changed files are decoded again.
+once per (dataset fingerprint, image size, background handling), in parallel (large files within a memory
+budget), into `<cache>/<fingerprint>-<size>-<background>/`; later epochs, runs and the app only map that
+file. When files are added, removed or changed, the fingerprint changes and only the new or changed files
+are decoded again.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ import pandas as pd
 from filelock import FileLock
 
 from .errors import UserError
+from . import images
 from .images import BACKGROUNDS, decode, is_image_name, unsupported_format, UnreadableImage
-from .parallel import map_chunks
+from .parallel import MemorySlots, available_memory, map_chunks
 from .paths import data_roots
 
 Progress = Callable[[int, int], None]
@@ -234,20 +236,27 @@ def fingerprint(manifest: pd.DataFrame, root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _decode_chunk(args: tuple[str, str, int, str, list[tuple[int, str]]]) -> list[tuple[int, str]]:
-    """Worker: decode (row, path) pairs straight into the memory-mapped array; return the failures."""
-    array_path, root, size, background, jobs = args
+def _decode_chunk(args: tuple[str, str, int, str, list[tuple[int, str]], tuple[str, int]]) -> list[tuple[int, str]]:
+    """Worker: decode (row, path) pairs straight into the memory-mapped array; return the failures. Large
+    files wait for one of the memory slots shared by all workers (and all sessions)."""
+    array_path, root, size, background, jobs, slots = args
     out = np.load(array_path, mmap_mode="r+")
+    reserve = MemorySlots(*slots).hold
     failed = []
     for row, rel in jobs:
         try:
-            out[row] = decode(os.path.join(root, rel), size, background)
+            out[row] = decode(os.path.join(root, rel), size, background, reserve)
         except UnreadableImage as e:
             failed.append((row, str(e)))
         except OSError as e:
             failed.append((row, f"cannot open ({e.strerror or e})"))
     out.flush()
     return failed
+
+
+def memory_slots() -> int:
+    """How many large decodes (up to MAX_DECODE_BYTES each) may run at once: half the free memory's worth."""
+    return max(1, available_memory() // 2 // images.MAX_DECODE_BYTES)
 
 
 def _caches_of(root: Path, suffix: str) -> list[Path]:
@@ -294,7 +303,9 @@ def _build(root: Path, size: int, background: str, m: pd.DataFrame, target: Path
         del out
         jobs = [(int(i), m.at[i, "path"]) for i in np.flatnonzero(todo)]
         step = max(1, min(64, len(jobs) // (4 * workers) or 1))
-        chunks = [(str(array_path), str(root), size, background, jobs[i:i + step]) for i in range(0, len(jobs), step)]
+        slots = (str(cache_root() / ".decode-slots"), memory_slots())
+        chunks = [(str(array_path), str(root), size, background, jobs[i:i + step], slots)
+                  for i in range(0, len(jobs), step)]
         failed = [f for part in map_chunks(_decode_chunk, chunks, [len(c[4]) for c in chunks], workers, progress)
                   for f in part]
         for row, reason in failed:

@@ -14,18 +14,27 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import nullcontext
+from typing import Callable, ContextManager
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFilter, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 # Photographs in formats we do not read: listed among the unreadable files, with the reason, never skipped.
 OTHER_PHOTO_EXTENSIONS = (".heic", ".heif", ".avif", ".gif", ".bmp", ".jp2", ".jxl", ".psd", ".dng", ".cr2",
                           ".cr3", ".nef", ".arw", ".orf", ".raf", ".rw2")
 MAX_PIXELS = 150_000_000  # a 12,000 x 12,500 scan; beyond that a file is refused as a decompression bomb
+MAX_DECODE_BYTES = 4 * MAX_PIXELS  # the most one decode may hold: the file's pixels as Pillow stores them
+LARGE_DECODE_BYTES = 64 * 2**20  # decodes above this take a memory slot (`reserve`) while they run
 _HIGH_DEPTH_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 BACKGROUNDS = ("flatten", "keep")
 NEUTRAL = np.array([128, 128, 128], np.uint8)  # 0 after the model's normalisation
+
+
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}  # EXIF orientation -> what shows the photograph upright
 
 
 class UnreadableImage(Exception):
@@ -59,7 +68,24 @@ def _open(path: str, size: int) -> Image.Image:
         raise UnreadableImage(f"too large ({w} x {h} pixels, limit {MAX_PIXELS:,}): refused as a decompression bomb")
     if im.format == "JPEG":
         im.draft("RGB", (2 * size, 2 * size))  # let libjpeg decode big photos at 1/2..1/8 scale
+    if pixel_bytes(im) > MAX_DECODE_BYTES:
+        raise UnreadableImage(f"too large to decode ({w} x {h} pixels of mode {im.mode} need "
+                              f"{pixel_bytes(im) / 1e9:.1f} GB, limit {MAX_DECODE_BYTES / 1e9:.1f} GB)")
     return im
+
+
+def pixel_bytes(im: Image.Image) -> int:
+    """The memory an opened image's pixels take once loaded, as Pillow stores them (1, 2 or 4 bytes each)."""
+    return im.width * im.height * (1 if im.mode in ("1", "L", "P") else 2 if im.mode.startswith("I;16") else 4)
+
+
+def _reduced(im: Image.Image, size: int) -> Image.Image:
+    """A loaded image box-averaged to at most 2 x size on its longer side, in its own mode: nothing the size
+    of the original is made (no full-size conversion, no float copy)."""
+    scale = 2 * size / max(im.size)
+    if scale > 0.5:
+        return im
+    return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.BOX)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -130,15 +156,22 @@ def letterbox(im: Image.Image, size: int, background: str = "keep") -> np.ndarra
     return out
 
 
-def decode(path: str, size: int, background: str = "keep") -> np.ndarray:
-    """Read `path` as a (size, size, 3) uint8 array; raise UnreadableImage with the reason otherwise."""
+def decode(path: str, size: int, background: str = "keep",
+           reserve: Callable[[int], ContextManager] | None = None) -> np.ndarray:
+    """Read `path` as a (size, size, 3) uint8 array; raise UnreadableImage with the reason otherwise.
+
+    It holds at most the file's pixels (`pixel_bytes`, bounded by MAX_DECODE_BYTES) and small copies; a
+    decode above LARGE_DECODE_BYTES runs inside `reserve(bytes)` (a memory budget shared by the workers)."""
     try:
         with warnings.catch_warnings():  # Pillow's warnings (odd EXIF, say) are not the user's business
             warnings.simplefilter("ignore")
             im = _open(path, size)
-            with im:
-                im = ImageOps.exif_transpose(im)  # loads the pixels: truncation shows up here
-                return letterbox(_to_rgb(im), size, background)
+            need = pixel_bytes(im)
+            with im, (reserve(need) if reserve and need > LARGE_DECODE_BYTES else nullcontext()):
+                im.load()  # truncation shows up here
+                turn = _TRANSPOSE.get(im.getexif().get(ExifTags.Base.Orientation))
+                small = _reduced(im, size)
+                return letterbox(_to_rgb(small.transpose(turn) if turn is not None else small), size, background)
     except UnreadableImage:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:

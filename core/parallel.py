@@ -1,11 +1,17 @@
-"""Run a function over chunks of work on all cores, reporting progress as chunks finish."""
+"""Run a function over chunks of work on all cores, reporting progress as chunks finish; share a memory
+budget between the workers."""
 from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
+
+from filelock import FileLock, Timeout
 
 
 def map_chunks(fn: Callable, chunks: Sequence, sizes: Sequence[int], workers: int | None = None,
@@ -35,3 +41,42 @@ def map_chunks(fn: Callable, chunks: Sequence, sizes: Sequence[int], workers: in
         if progress:
             progress(done, total)
         yield r
+
+
+def available_memory() -> int:
+    """Bytes of memory free for new work: MemAvailable on Linux, else the free pages, else 4 GB."""
+    try:
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+class MemorySlots:
+    """At most `n` holders at once across threads and processes (each holds one of n lock files in
+    `folder`): a memory budget for jobs that each need up to a known amount."""
+
+    def __init__(self, folder: str | os.PathLike, n: int):
+        self.folder, self.n = Path(folder), max(1, int(n))
+
+    @contextmanager
+    def hold(self, nbytes: int = 0):
+        """Wait for a free slot and hold it (`nbytes`: what the holder needs, at most a slot's share)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            for i in range(self.n):
+                lock = FileLock(self.folder / f"slot-{i}.lock")
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                try:
+                    yield
+                finally:
+                    lock.release()
+                return
+            time.sleep(0.05)

@@ -1,5 +1,6 @@
 """What a hostile or messy world brings (issue 12): user folders as run folders, links out of the data
 roots, formulas and terminal sequences in names, undecodable names, damaged runs, bad CLI input."""
+import contextlib
 import io
 import json
 import os
@@ -265,6 +266,68 @@ def test_a_malformed_metadata_csv_is_reported_row_by_row(tmp_path, capsys):
     assert "metadata.csv line 3 cannot be read as CSV" in error_of(["scan", d], capsys)
     (d / "metadata.csv").write_bytes("path,culture\nunsorted/a.png,Gr\u00e8ce\n".encode("latin-1"))
     assert "is not UTF-8 text" in error_of(["scan", d], capsys)
+
+
+# 10. memory ----------------------------------------------------------------------------------------------
+def test_a_large_16_bit_png_decodes_within_its_own_pixels_and_the_memory_budget(tmp_path, monkeypatch):
+    import threading
+    import time
+    import tracemalloc
+
+    from core import images
+    from core.images import UnreadableImage, decode
+    from core.parallel import MemorySlots
+
+    n = 3000  # as the issue's 12,200 x 12,200 16-bit PNG, at 6% of its pixels: 18 MB as loaded
+    big = tmp_path / "Greek" / "big.png"
+    big.parent.mkdir()
+    Image.fromarray(np.add.outer(np.arange(n), np.arange(n)).astype(np.uint16) * 7).save(big)
+    tracemalloc.start()  # numpy's arrays are traced (Pillow's own pixels are not)
+    a = decode(str(big), 32, "flatten")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert a.shape == (32, 32, 3) and a.std() > 10 and peak < 2 * 2**20  # never a full-size float copy
+    held = []
+    monkeypatch.setattr(images, "LARGE_DECODE_BYTES", n * n)  # 18 MB: large
+
+    @contextlib.contextmanager
+    def reserve(nbytes):
+        held.append(nbytes)
+        yield
+
+    decode(str(big), 32, reserve=reserve)
+    assert held == [2 * n * n]  # its pixels as loaded: 2 bytes each
+    monkeypatch.setattr(images, "MAX_DECODE_BYTES", 2 * n * n - 1)
+    with pytest.raises(UnreadableImage, match=f"too large to decode \\({n} x {n} pixels of mode I;16 need 0.0"):
+        decode(str(big), 32)
+
+    slots, order = MemorySlots(tmp_path / "slots", 1), []  # one slot: the second holder waits for the first
+
+    def hold(name, seconds):
+        with slots.hold():
+            order.append(f"{name} in")
+            time.sleep(seconds)
+            order.append(f"{name} out")
+
+    first = threading.Thread(target=hold, args=("a", 0.3))
+    first.start()
+    time.sleep(0.1)
+    hold("b", 0)
+    first.join()
+    assert order == ["a in", "a out", "b in", "b out"]
+
+
+def test_parallel_decoding_shares_the_memory_slots(tmp_path, monkeypatch):
+    from core import dataset, images
+
+    for i in range(6):
+        figure(tmp_path / "d" / "Greek" / f"{i}.png", i)
+    monkeypatch.setenv("FIGURINES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(images, "LARGE_DECODE_BYTES", 0)  # every file takes a slot
+    monkeypatch.setattr(dataset, "available_memory", lambda: 2 * images.MAX_DECODE_BYTES)
+    assert dataset.memory_slots() == 1
+    ds = dataset.load(tmp_path / "d", 16, workers=1)  # in this process: worker processes may be spawned afresh
+    assert len(ds.items) == 6 and ds.images.std() > 0 and (tmp_path / "cache" / ".decode-slots" / "slot-0.lock").exists()
 
 
 # 11. clear messages instead of tracebacks ---------------------------------------------------------------
