@@ -1,8 +1,8 @@
-"""Influence estimates against the demo's known answer, per style and seed, through the CLI.
+"""Influence estimates against the demo's known answer, per training variant and seed, through the CLI.
 
-    python bench/influence.py --out /tmp/influence [--styles form colour] [--seeds 0 1] [--epochs 30] [--device cpu]
+    python bench/influence.py --out /tmp/influence [--variants form colour guided] [--seeds 0 1] [--epochs 30]
 
-For each (style, seed): demo -> train (fast preset) -> influence --json, then the error of every site's
+For each (variant, seed): demo -> train (fast preset) -> influence --json, then the error of every site's
 shares against `truth.json`, how many of the 24 true values lie inside the bootstrap's own 95% interval
 (`sampling_ci`) and inside the interval shown (a withheld reading shows [0, 1]), the self-check's error and
 coverage, the domain shift, the conditioning and the verdict, per space. Prints a Markdown table.
@@ -16,6 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ("aae", "umap", "pca")
+VARIANTS = {"colour": ["--style", "colour"], "form": ["--style", "form"],
+            "guided": ["--style", "form", "--guided"], "augmented": ["--style", "form", "--augment"],
+            "guided, augmented": ["--style", "form", "--guided", "--augment"]}
 
 
 def cli(*args) -> str:
@@ -38,7 +41,7 @@ def score(result: dict, truth: dict) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
-    p.add_argument("--styles", nargs="+", default=["form", "colour"])
+    p.add_argument("--variants", nargs="+", default=["form", "colour"], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--size", type=int, default=64)
@@ -51,20 +54,20 @@ def main() -> None:
         cli("demo", "--out", data, "--size", a.size)
     truth = json.loads((data / "truth.json").read_text())["sites"]
     print(f"Demo at {a.size} px, fast preset, {a.epochs} epochs on {a.device}\n")
-    print("| style | seed | space | error vs truth | truth in bootstrap CI | truth in shown CI | self-check error "
+    print("| variant | seed | space | error vs truth | truth in bootstrap CI | truth in shown CI | self-check error "
           "/ coverage | apart (AUC) | conditioning | reading |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for style in a.styles:
+    for variant in a.variants:
         for seed in a.seeds:
-            run = out / f"{style}-{seed}"
+            run = out / f"{variant.replace(', ', '-')}-{seed}"
             if not (run / "model.pt").is_file():
                 cli("train", "--data", data, "--run-dir", run, "--preset", "fast", "--epochs", a.epochs,
-                    "--image-size", a.size, "--device", a.device, "--seed", seed, "--style", style)
+                    "--image-size", a.size, "--device", a.device, "--seed", seed, *VARIANTS[variant])
             res = json.loads(cli("influence", "--run-dir", run, "--json"))
             for space in SPACES:
                 s, c = score(res[space], truth), res["checks"][space]
                 sc = c["self_check"]
-                print(f"| {style} | {seed} | {space} | {s['mae']:.3f} | {s['sampled']} / {s['n']} | "
+                print(f"| {variant} | {seed} | {space} | {s['mae']:.3f} | {s['sampled']} / {s['n']} | "
                       f"{s['shown']} / {s['n']} | {sc.get('mae', float('nan')):.3f} / {sc.get('coverage', 0):.0%} | "
                       f"{c['domain_shift_auc']:.2f} | {c['conditioning']:.2f} | {c['verdict']['level']} |", flush=True)
 

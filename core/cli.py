@@ -77,8 +77,10 @@ def cmd_train(a) -> int:
     from .train import fit_run
 
     given = {k: getattr(a, k) for k in ("epochs", "image_size", "batch_size", "lr", "prior_std", "latent_dim",
-                                        "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise", "style")}
-    given.update(balanced=a.balanced or None, paper_exact=a.paper_exact or None)
+                                        "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise", "style",
+                                        "label_holdout")}
+    given.update(balanced=a.balanced or None, paper_exact=a.paper_exact or None, guided=a.guided or None,
+                 augment=a.augment or None)
     given = {k: v for k, v in given.items() if v is not None}
     if a.device:
         given["device"] = a.device
@@ -263,6 +265,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--latent-dim", type=int)
     t.add_argument("--style", choices=list(STYLES),
                    help="what counts as style: " + "; ".join(f"{k}: {v}" for k, v in STYLES.items()))
+    t.add_argument("--guided", action="store_true",
+                   help="source labels guide the map (one prior component per source culture); a share of each "
+                        "source, and every target figurine, stays unlabelled and is what the run is judged on")
+    t.add_argument("--label-holdout", type=float, help="share of each source culture a guided run never sees "
+                                                       "labelled (default 0.4)")
+    t.add_argument("--augment", action="store_true",
+                   help="encode each image mirrored at random and with a random patch hidden")
     t.add_argument("--balanced", action="store_true", help="sample each culture equally often")
     t.add_argument("--paper-exact", action="store_true", help="the study's settings exactly, stabilisers off")
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
@@ -288,7 +297,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--run-dir", required=True)
     c.set_defaults(func=cmd_clear_status)
 
-    i = sub.add_parser("influence", help="influence shares per group and source, with 95% intervals")
+    i = sub.add_parser("influence", help="influence shares per group and source, with 95%% intervals")
     i.add_argument("--run-dir", required=True)
     i.add_argument("--json", action="store_true", help="one JSON object, as in DESIGN.md")
     i.add_argument("--self-check", action="store_true", help="only the self-check and the checks, as a table")

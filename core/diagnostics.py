@@ -38,19 +38,22 @@ def knn_accuracy(emb: np.ndarray, labels, k: int = 10, folds: int = 5, seed: int
     return float(balanced_accuracy_score(y, pred))
 
 
-def prior_match(codes: np.ndarray, prior_std: float, seed: int = 0) -> dict:
-    """How well codes match a N(0, sd^2 I) prior: radial shares, moments, and a classifier two-sample test."""
+def prior_match(codes: np.ndarray, prior_std: float, seed: int = 0, prior: np.ndarray | None = None) -> dict:
+    """How well codes match their prior (draws from it, default N(0, sd^2 I)): radial shares against the
+    prior's own, moments, and a classifier two-sample test."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import train_test_split
 
     rng = np.random.default_rng(seed)
-    prior = rng.normal(0, prior_std, codes.shape)
+    expected = None if prior is None else within_sd(prior, prior_std)
+    prior = rng.normal(0, prior_std, codes.shape) if prior is None else prior[rng.permutation(len(prior))[:len(codes)]]
     x = np.concatenate([codes, prior])
     y = np.r_[np.zeros(len(codes)), np.ones(len(prior))]
     xa, xb, ya, yb = train_test_split(x, y, test_size=0.5, random_state=seed, stratify=y)
     c2st = float(HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(xa, ya).score(xb, yb))
     d = codes.shape[1]
-    return {"within_sd": within_sd(codes, prior_std), "expected_within_sd": {k: expected_within_sd(k, d) for k in (1, 2, 3)},
+    expected = expected or {k: expected_within_sd(k, d) for k in (1, 2, 3)}
+    return {"within_sd": within_sd(codes, prior_std), "expected_within_sd": expected,
             "mean": codes.mean(axis=0).tolist(), "cov": np.cov(codes.T).reshape(d, d).tolist(),
             "prior_var": prior_std ** 2, "c2st_accuracy": c2st}
 
@@ -85,13 +88,22 @@ def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float) ->
 
 def for_run(run_dir) -> dict:
     """All diagnostics of a run, with the verdict."""
+    import torch
+
     from .embed import spaces
+    from .influence import seen_by
+    from .model import Prior
     from .runs import Run
+    from .settings import Settings
 
     enc, e = spaces(run_dir)
-    aae, umap_xy, pcs = e["aae"], e["umap"], e["pca"]
-    prior = prior_match(aae, Run(run_dir).config()["effective"]["prior_std"])
-    quality = {"aae": embedding_quality(aae, pcs, enc["culture"]), "umap": embedding_quality(umap_xy, pcs, enc["culture"])}
+    config = Run(run_dir).config()
+    s = Settings.from_run(config["effective"])
+    draws = None if s.prior == "gaussian" else Prior(s).sample(len(enc), torch.Generator().manual_seed(0)).numpy()
+    prior = prior_match(e["aae"], s.prior_std, prior=draws)
+    keep = ~seen_by(config, enc)  # a guided run's separation: on figurines whose labels it did not see
+    y = enc["culture"][keep]
+    quality = {n: embedding_quality(e[n][keep], e["pca"][keep], y) for n in ("aae", "umap")}
     recon = float(enc["recon_error"].mean())
     return {"prior": prior, "quality": quality, "recon_error": recon,
             "verdict": verdict(prior, recon, quality["aae"]["knn_accuracy"], quality["umap"]["knn_accuracy"])}

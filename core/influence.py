@@ -23,17 +23,18 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from .labels import target_culture, unseen
 from .quantify import ShareEstimator, domain_shift, self_check
 
-TARGET = "Hellenistic Babylonian"
 MIN_GROUP = 10
 APART_AUC = 0.7        # Hosmer and Lemeshow's "acceptable discrimination": the group sits apart
 CAUTION_AUC = 0.6      # "poor" discrimination: partly apart
 MIN_CONDITIONING = 0.2  # smallest singular value of the confusion matrix below this: sources confused
 BAR = {"mae": 0.08, "coverage": 0.85}      # the product's quality bar for the self-check
 FAIL = {"mae": 0.15, "coverage": 0.70}     # beyond this the self-check has failed: nothing is shown
+DISJOINT = 0.1  # two representations whose 95% intervals are disjoint for more of the values than this disagree
 EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "pca": "50-D PCA space"}
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,6 @@ class InfluenceSettings:
     holdout: float = 0.4
     self_check_groups: int = 24
     seed: int = 0
-
-
-def target_culture(cultures: pd.Series, sites: pd.Series) -> str:
-    """The culture whose groups are explained: Hellenistic Babylonian, else the one with find-sites."""
-    if (cultures == TARGET).any():
-        return TARGET
-    with_sites = cultures[sites != ""]
-    return with_sites.value_counts().index[0] if len(with_sites) else cultures.value_counts().index[0]
 
 
 def verdict(check: dict, shift: float, conditioning: float, confusion: np.ndarray, sources: list[str]) -> dict:
@@ -118,35 +111,51 @@ def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
 
 
 def _shown(result: dict) -> dict:
-    """Set which estimates are shown and their intervals: the sampling interval, or [0, 1] when withheld."""
+    """Set which estimates are shown and their intervals: the sampling interval (widened to span another
+    representation's reading where `agree` found one), or [0, 1] when withheld."""
     t = result["table"]
     shown = (result["verdict"]["level"] != "withheld") & ~t["too_small"]
-    result["table"] = t.assign(ci_low=t["sampling_low"].where(shown, 0.0), ci_high=t["sampling_high"].where(shown, 1.0),
-                               shown=shown)
+    low, high = t.get("span_low", t["sampling_low"]), t.get("span_high", t["sampling_high"])
+    result["table"] = t.assign(ci_low=low.where(shown, 0.0), ci_high=high.where(shown, 1.0), shown=shown)
     return result
 
 
 def agree(results: dict[str, dict]) -> dict[str, dict]:
-    """Compare the representations that pass their own checks: where two read the groups differently (mean
-    absolute difference of the shares beyond the self-check's bars), neither reading is a finding."""
+    """Compare the representations that pass their own checks, pair by pair, over the groups large enough.
+
+    Both readings come from the same figurines, so unbiased ones have disjoint 95% intervals far less than
+    1 time in 100. Where more than DISJOINT of the values have disjoint intervals, or the shares differ by
+    more than the self-check's bar on average, the reading depends on the representation: each is read with
+    care and its intervals span both readings; beyond the self-check's failure level, neither is shown.
+    """
     ok = [n for n, r in results.items() if not r["table"].empty and r["verdict"]["level"] != "withheld"]
     for i, a in enumerate(ok):
         for b in ok[i + 1:]:
             ta, tb = (results[n]["table"] for n in (a, b))
             keep = ~ta["too_small"].to_numpy()
-            gap = float(np.abs(ta["share"].to_numpy() - tb["share"].to_numpy())[keep].mean()) if keep.any() else 0.0
-            if gap <= BAR["mae"]:
+            if not keep.any():
                 continue
+            gap = float(np.abs(ta["share"] - tb["share"])[keep].mean())
+            apart = float(((ta["sampling_low"] > tb["sampling_high"]) | (tb["sampling_low"] > ta["sampling_high"]))
+                          [keep].mean())
+            if gap <= BAR["mae"] and apart <= DISJOINT:
+                continue
+            low = np.minimum(ta["sampling_low"], tb["sampling_low"])
+            high = np.maximum(ta["sampling_high"], tb["sampling_high"])
             for n, other in ((a, b), (b, a)):
-                v = results[n]["verdict"]
-                reason = (f"the {EMBEDDINGS.get(other, other)} reads the same groups differently (the shares differ "
-                          f"by {gap:.2f} on average): the reading depends on the representation")
+                r, v = results[n], results[n]["verdict"]
+                reason = (f"the {EMBEDDINGS.get(other, other)} reads the same groups differently (the shares differ by "
+                          f"{gap:.2f} on average, {apart:.0%} of them beyond sampling error): the reading depends on "
+                          f"the representation")
                 if gap > FAIL["mae"]:
                     v["level"] = "withheld"
                     v["reasons"].insert(0, reason)
-                else:
-                    v["level"] = "caution" if v["level"] == "good" else v["level"]
-                    v["reasons"].append(reason)
+                    continue
+                v["level"] = "caution" if v["level"] == "good" else v["level"]
+                v["reasons"].append(reason + ", and its intervals span both readings")
+                t = r["table"]
+                r["table"] = t.assign(span_low=np.minimum(t.get("span_low", low), low),
+                                      span_high=np.maximum(t.get("span_high", high), high))
     return {n: _shown(r) if not r["table"].empty else r for n, r in results.items()}
 
 
@@ -226,6 +235,14 @@ def _from_cache(data: dict) -> dict[str, dict]:
     return {n: {**r, "table": pd.DataFrame(r["table"])} for n, r in data.items()}
 
 
+def seen_by(config: dict, enc: pd.DataFrame) -> np.ndarray:
+    """The source figurines whose labels a guided run was shown: left out of its estimates and checks."""
+    s = config["effective"]
+    if not s.get("guided"):
+        return np.zeros(len(enc), bool)
+    return enc["culture"].isin(config["sources"]).to_numpy() & ~unseen(enc["path"], s["label_holdout"], s["seed"])
+
+
 def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings()) -> dict[str, dict]:
     """Influence results of a run in its three spaces, from `RUN/influence.json` when still current."""
     from filelock import FileLock
@@ -244,7 +261,10 @@ def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings()) -> dict[
                 return _from_cache(cached["results"])
         except (OSError, ValueError, AttributeError):
             pass
-        results = agree({n: estimate(e, enc["culture"], enc["site"], settings) for n, e in embeddings.items()})
+        rows = {n: np.ones(len(enc), bool) for n in embeddings}
+        rows["aae"] = ~seen_by(run.config(), enc)
+        results = agree({n: estimate(e[rows[n]], enc["culture"][rows[n]], enc["site"][rows[n]], settings)
+                         for n, e in embeddings.items()})
         stored = {n: {**r, "table": r["table"].to_dict("records")} for n, r in results.items()}
         atomic_write(path, json.dumps({"key": key, "results": stored}, default=float).encode())
     return results

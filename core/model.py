@@ -49,8 +49,9 @@ def conv_decoder(s: Settings) -> nn.Module:
 
 
 def discriminator(s: Settings) -> nn.Module:
-    w = s.disc_width
-    return nn.Sequential(nn.Linear(s.latent_dim, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 1))
+    """D(z), or D(z, label) for a guided run: the code with a one-hot of its source (or "unlabelled")."""
+    w, n_in = s.disc_width, s.latent_dim + (s.prior_components + 1 if s.guided else 0)
+    return nn.Sequential(nn.Linear(n_in, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 1))
 
 
 class Prior(nn.Module):
@@ -66,11 +67,15 @@ class Prior(nn.Module):
             means[:, 1] = 2 * s.prior_std * torch.sin(angles)
         self.register_buffer("means", means, persistent=False)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               components: torch.Tensor | None = None) -> torch.Tensor:
+        """n draws; with `components` (a mixture's index per draw, -1 for any) from the components given."""
         dev = self.means.device
         if self.kind == "gaussian":
             return self.std * torch.randn(n, self.means.shape[1], device=dev, generator=generator)
         pick = torch.randint(self.k, (n,), device=dev, generator=generator)
+        if components is not None:
+            pick = torch.where(components >= 0, components, pick)
         return self.means[pick] + self.std / 2 * torch.randn(n, self.means.shape[1], device=dev, generator=generator)
 
 
@@ -129,8 +134,12 @@ class AAEModel(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z / self.code_scale)
 
-    def discriminate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.discriminator(z / self.code_scale).squeeze(1)
+    def discriminate(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of "drawn from the prior"; a guided run also gets each code's source index (-1: unlabelled)."""
+        x = z / self.code_scale
+        if self.settings.guided:
+            x = torch.cat([x, nn.functional.one_hot(label + 1, self.prior.k + 1).to(x.dtype)], 1)
+        return self.discriminator(x).squeeze(1)
 
 
 def load_model(ckpt: dict, device: str | torch.device = "cpu") -> AAEModel:

@@ -16,7 +16,8 @@ PRESETS = {
 }
 # What the study did, where our defaults differ from it.
 PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, scale_codes=False, balanced=False,
-                   background="keep", style="colour")
+                   background="keep", style="colour", guided=False,
+                   augment=False)
 # What counts as style: what the model is shown of each photograph (see model.AAEModel.normalise).
 STYLES = {"form": "shape and relief: each figure's brightness standardised within it, colour dropped, so that "
                   "clay colour, firing and coatings do not decide",
@@ -39,6 +40,9 @@ class Settings:
     prior: str = "gaussian"        # "gaussian" or "mixture" (components on a circle)
     prior_std: float = 5.0
     prior_components: int = 8
+    guided: bool = False           # source labels guide the map: one prior component per source culture
+    label_holdout: float = 0.4     # share of each source culture whose labels a guided run never sees
+    augment: bool = False          # encode each image mirrored at random and with a random patch hidden
     scale_codes: bool = True       # the encoder's last layer works in units of the prior's sd
     # training
     epochs: int = 30
@@ -119,6 +123,7 @@ class Settings:
         need(self.prior in ("gaussian", "mixture"), f"prior must be gaussian or mixture, got {self.prior!r}")
         need(0.01 <= self.prior_std <= 1000, f"prior sd must be between 0.01 and 1000, got {self.prior_std}")
         need(1 <= self.prior_components <= 1000, "the mixture prior needs 1..1000 components")
+        need(0.1 <= self.label_holdout <= 0.9, f"the label hold-out must be in 0.1..0.9, got {self.label_holdout}")
         need(1 <= self.epochs <= 100_000, f"epochs must be 1..100000, got {self.epochs}")
         need(0 <= self.seed < 2**31, f"seed must be 0..{2**31 - 1}, got {self.seed}")
         need(self.batch_size >= 2, f"batch size must be at least 2, got {self.batch_size}")

@@ -11,7 +11,7 @@ import platform
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import labels
 from .errors import UserError
 from .model import AAEModel
 from .runs import Run
@@ -62,6 +63,24 @@ def _batches(n: int, labels: np.ndarray | None, batch_size: int, g: torch.Genera
     counts = np.bincount(labels)
     w = torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
     return torch.multinomial(w, n, replacement=True, generator=g)
+
+
+def augmented(x: torch.Tensor, g: torch.Generator, area=(0.05, 0.25)) -> torch.Tensor:
+    """Normalised images (n, 3, H, W), each mirrored with probability 1/2 and with one random rectangle
+    (5-25% of the image, aspect 1:2 to 2:1) set to the neutral background: no single part, such as a base or
+    a head, may decide the code alone (random erasing, Zhong et al. 2017)."""
+    n, _, h, w = x.shape
+    u = torch.rand(6, n, device=x.device, generator=g)
+    x = torch.where(u[0, :, None, None, None] < 0.5, x.flip(3), x)
+    a = area[0] + (area[1] - area[0]) * u[1]
+    r = torch.exp((u[2] - 0.5) * 2 * math.log(2))
+    bh, bw = (a * r).sqrt().clamp(max=1) * h, (a / r).sqrt().clamp(max=1) * w
+    top, left = u[3] * (h - bh), u[4] * (w - bw)
+    ys = torch.arange(h, device=x.device)[None, :, None]
+    xs = torch.arange(w, device=x.device)[None, None, :]
+    box = ((ys >= top[:, None, None]) & (ys < (top + bh)[:, None, None])
+           & (xs >= left[:, None, None]) & (xs < (left + bw)[:, None, None]))
+    return x.masked_fill(box[:, None], 0.0)
 
 
 def snapshot_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -114,10 +133,12 @@ class _StopFlag:
 
 
 def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = None, run: Run | None = None,
-          resume: bool = False, on_batch: OnBatch | None = None, on_epoch: OnEpoch | None = None) -> Trained:
+          resume: bool = False, on_batch: OnBatch | None = None, on_epoch: OnEpoch | None = None,
+          guide: np.ndarray | None = None) -> Trained:
     """Train an AAE on uint8 images (n, H, W, 3). With `run`, write metrics, snapshots and checkpoints.
 
-    `labels` (integer culture codes) are needed for `balanced` sampling.
+    `labels` (integer culture codes) are needed for `balanced` sampling; `guide` (each image's prior
+    component, -1 where its label is not to be seen; see labels.guide) for a `guided` run.
     """
     s = settings.effective()
     n = len(images)
@@ -127,6 +148,8 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
         raise UserError(f"images are {images.shape[1]} px but the settings say {s.image_size} px")
     if s.balanced and labels is None:
         raise UserError("balanced sampling needs the images' culture labels")
+    if s.guided and (guide is None or len(guide) != n or guide.max() >= s.prior_components):
+        raise UserError("a guided run needs each image's source index, below its number of prior components")
     dev = pick_device(s.device)
     torch.manual_seed(s.seed)
     model = AAEModel(s).to(dev)
@@ -156,6 +179,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
     elif dev.type == "cuda":
         data = data.pin_memory()
     label_arr = np.asarray(labels) if s.balanced else None
+    guide_t = torch.as_tensor(np.asarray(guide), dtype=torch.long).to(data.device) if s.guided else None
     sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(data.device)
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type in AMP_DEVICES and s.amp)
     noise = s.disc_noise * s.prior_std
@@ -179,19 +203,21 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 idx = order[b * s.batch_size:(b + 1) * s.batch_size]
                 x = model.normalise(data[idx].to(dev, non_blocking=True))
                 m = len(idx)
+                lab = guide_t[idx].to(dev, non_blocking=True) if s.guided else None
+                x_in = augmented(x, g_dev) if s.augment else x  # what the encoder sees; the decoder draws x
                 # 1) reconstruction: encoder + decoder on the MSE
                 with amp:
-                    loss_r = F.mse_loss(model.decode(model.encode(x)), x)
+                    loss_r = F.mse_loss(model.decode(model.encode(x_in)), x)
                 opt_ae.zero_grad(set_to_none=True)
                 loss_r.backward()
                 opt_ae.step()
                 # 2) discriminator: prior samples are real, the (detached) codes are fake
                 with amp:
-                    z = model.encode(x)
-                    real = model.prior.sample(m, g_dev)
+                    z = model.encode(x_in)
+                    real = model.prior.sample(m, g_dev, lab)  # guided: from each labelled image's component
                     eps = noise * torch.randn(2, m, z.shape[1], device=dev, generator=g_dev)  # instance noise
-                    d_real = model.discriminate(real + eps[0])
-                    d_fake = model.discriminate(z.detach() + eps[1])
+                    d_real = model.discriminate(real + eps[0], lab)
+                    d_fake = model.discriminate(z.detach() + eps[1], lab)
                     loss_d = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                               + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
                 opt_d.zero_grad(set_to_none=True)
@@ -200,7 +226,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 # 3) generator: the encoder learns to make the frozen discriminator call its codes real
                 model.discriminator.requires_grad_(False)
                 with amp:
-                    d_gen = model.discriminate(z + eps[1])
+                    d_gen = model.discriminate(z + eps[1], lab)
                     loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
@@ -275,13 +301,20 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
         s = settings
     ds = load(data_root, s.image_size, s.effective().background, progress=on_decode)
     items = ds.items
-    labels = items["culture"].astype("category").cat.codes.to_numpy()
+    codes = items["culture"].astype("category").cat.codes.to_numpy()
+    guide, sources = (None, None)
+    if s.guided:  # one prior component per source culture
+        guide, sources = labels.guide(items, s.label_holdout, s.seed, config.get("sources") if resume else None)
+        if len(sources) < 2 or (np.bincount(guide[guide >= 0], minlength=len(sources)) == 0).any():
+            raise UserError("a guided run needs at least two source cultures, each with images whose label it "
+                            "may see; train it unguided")
+        s = replace(s, prior="mixture", prior_components=len(sources))
     dev = pick_device(s.device)
     try:
         run.dir.mkdir(parents=True, exist_ok=True)
         run.write_config({"settings": s.to_dict(), "effective": s.effective().to_dict(), "data": ds.root,
                           "fingerprint": ds.fingerprint, "images": len(items), "device": device_name(dev),
-                          "versions": versions()})
+                          "versions": versions(), **({"sources": sources} if s.guided else {})})
         run.snapshots_dir.mkdir(exist_ok=True)
         items.iloc[snapshot_rows(len(items), s.snapshot_size, s.seed)][["path", "culture", "site"]].to_csv(
             run.snapshots_dir / "sample.csv", index=False)
@@ -291,7 +324,7 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
     except OSError as e:
         raise UserError(f"cannot write to the run folder {run.dir}: {e.strerror or e}") from None
     try:
-        result = train(s, ds.images, labels, run, resume, on_batch, on_epoch)
+        result = train(s, ds.images, codes, run, resume, on_batch, on_epoch, guide)
     except (TrainingFailed, UserError) as e:
         run.set_status("failed", message=str(e))
         raise

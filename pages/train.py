@@ -45,6 +45,10 @@ def settings_form() -> tuple[str, Settings] | None:
                          format_func=lambda k: f"{k}: {STYLES[k]}",
                          help="form suits terracottas: local clay, firing and coatings, shared by every figurine "
                               "made in one place, are not read as influence")
+        guided = st.checkbox("Let the source cultures' labels guide the map", value=base.guided,
+                             help="each source culture gets its own region of the prior; the target figurines and "
+                                  f"{base.label_holdout:.0%} of each source stay unlabelled, and the run's "
+                                  "separation and influence figures are measured on those alone")
         c = st.columns(4)
         image_size = c[0].selectbox("Image size (px)", [16, 32, 64, 128, 256], index=[16, 32, 64, 128, 256].index(base.image_size))
         epochs = c[1].number_input("Epochs", 1, 10_000, base.epochs)
@@ -78,7 +82,7 @@ def settings_form() -> tuple[str, Settings] | None:
         return name.strip(), Settings.from_preset(
             preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
             lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
-            latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced,
+            latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced, guided=guided,
             paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed), prior=prior, style=style,
             disc_width=int(disc_width), snapshot_every=int(snapshot_every), checkpoint_every=int(checkpoint_every))
     except UserError as e:

@@ -81,3 +81,11 @@ def test_a_folder_with_a_single_culture_trains_and_influence_says_why_not(tmp_pa
     capsys.readouterr()
     assert main(["influence", "--run-dir", str(run)]) == 2
     assert "no target and source cultures to compare" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["scan"], ["train"], ["encode"], ["relink"], ["clear-status"],
+                                     ["influence"]])
+def test_every_help_page_prints(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0 and "usage: python -m core" in capsys.readouterr().out

@@ -198,3 +198,21 @@ def test_representations_that_read_the_groups_differently_are_not_a_finding():
         assert other_name in v["reasons"][0] and not res[name]["table"]["shown"].any()
     same = influence.agree({"aae": influence.estimate(*one, FAST), "umap": influence.estimate(*one, FAST)})
     assert all(r["verdict"]["level"] == "good" and r["table"]["shown"].all() for r in same.values())
+
+
+def test_readings_apart_beyond_sampling_error_are_read_with_intervals_that_span_both():
+    rng = np.random.default_rng(7)
+    sources = [(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [9, 0], 300))]
+
+    def group(share_a):
+        n_a = int(400 * share_a)
+        return np.concatenate([cloud(rng, [0, 0], n_a), cloud(rng, [9, 0], 400 - n_a)])
+
+    res = influence.agree({"aae": influence.estimate(*frame(sources + [(T, "Uruk", group(0.55))]), FAST),
+                           "umap": influence.estimate(*frame(sources + [(T, "Uruk", group(0.45))]), FAST)})
+    ta, tb = res["aae"]["table"], res["umap"]["table"]
+    for r in res.values():
+        assert r["verdict"]["level"] == "caution" and "span both readings" in r["verdict"]["reasons"][-1]
+    assert (ta["ci_low"] <= np.minimum(ta["sampling_low"], tb["sampling_low"]) + 1e-12).all()
+    assert (ta["ci_high"] >= np.maximum(ta["sampling_high"], tb["sampling_high"]) - 1e-12).all()
+    assert ta["shown"].all() and (ta["ci_high"] - ta["ci_low"] > ta["sampling_high"] - ta["sampling_low"]).all()

@@ -15,6 +15,7 @@ import torch
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
+from core.labels import unseen
 from core.model import AAEModel
 from core.runs import Run
 from core.settings import Settings
@@ -375,3 +376,49 @@ def test_runs_from_before_the_style_setting_were_shown_colour():
     assert Settings.from_run(stored).style == "colour" and Settings.from_dict(stored).style == "form"
     with pytest.raises(UserError, match="style"):
         Settings.from_preset("fast", style="texture")
+
+
+def test_a_guided_run_sees_source_labels_but_never_the_held_out_ones(small_demo, tmp_path, tiny_settings):
+    from core import influence, labels
+    from core.demo import HB, SOURCES
+    from core.embed import encode_run
+
+    run = fit_run(tmp_path / "run", replace(tiny_settings, guided=True, epochs=2), str(small_demo))
+    cfg = run.config()
+    assert cfg["sources"] == sorted(SOURCES)
+    assert (cfg["effective"]["prior"], cfg["effective"]["prior_components"]) == ("mixture", 3)
+    fit_run(run.dir, resume=True, overrides={"epochs": 3})
+    assert run.metrics()["epoch"].tolist() == [1, 2, 3]
+    enc = encode_run(run.dir)
+    seen = influence.seen_by(cfg, enc)
+    source = (enc["culture"] != HB).to_numpy()
+    assert not seen[~source].any() and 0.45 < seen[source].mean() < 0.75  # 40% of each source held out
+    index, _ = labels.guide(enc, 0.4, tiny_settings.seed)
+    assert ((index >= 0) == seen).all()
+
+
+def test_the_label_hold_out_is_stable_per_file():
+    paths = [f"Achaemenid/{i:04d}.jpg" for i in range(2000)]
+    hidden = unseen(paths, 0.4, seed=0)
+    assert 0.37 < hidden.mean() < 0.43
+    assert (unseen(paths[::-1], 0.4, seed=0)[::-1] == hidden).all()  # not the order: the file decides
+    assert (unseen(paths[:500], 0.4, seed=0) == hidden[:500]).all()  # adding files moves no other file
+
+
+def test_augmentation_mirrors_and_hides_one_patch_per_image():
+    from core.train import augmented
+
+    x = torch.rand(64, 3, 32, 32) + 0.5  # no pixel is background (0) before
+    out = augmented(x, torch.Generator().manual_seed(0))
+    hidden = (out == 0).all(1).float().mean((1, 2))
+    assert out.shape == x.shape and ((hidden >= 0.02) & (hidden <= 0.3)).all()
+    seen = [(o[:, (o != 0).all(0)], xi[:, (o != 0).all(0)], xi.flip(2)[:, (o != 0).all(0)]) for o, xi in zip(out, x)]
+    mirrored = [torch.equal(o, m) for o, _, m in seen]
+    assert all(m or torch.equal(o, plain) for m, (o, plain, _) in zip(mirrored, seen))
+    assert 10 < sum(mirrored) < 54  # about half; the others as they were
+
+
+def test_augmented_and_guided_runs_train_and_resume(small_demo, tmp_path, tiny_settings):
+    run = fit_run(tmp_path / "run", replace(tiny_settings, augment=True, epochs=1), str(small_demo))
+    fit_run(run.dir, resume=True, overrides={"epochs": 2})
+    assert run.metrics()["epoch"].tolist() == [1, 2] and run.config()["effective"]["augment"]

@@ -1,0 +1,42 @@
+"""Targets and sources, and which source labels a guided model may see (DESIGN: "Sources, targets and labels").
+
+The target culture is the one whose influences are asked about; every other culture is a source. A guided
+run (`Settings.guided`) is shown the labels of most source figurines; a fixed share of each source culture
+stays unlabelled, with the targets, so that what the run is said to separate, and the influence estimated
+from it, is measured on figurines whose labels it never saw.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+TARGET = "Hellenistic Babylonian"
+
+
+def target_culture(cultures: pd.Series, sites: pd.Series) -> str:
+    """The culture whose groups are explained: Hellenistic Babylonian, else the one with find-sites."""
+    if (cultures == TARGET).any():
+        return TARGET
+    with_sites = cultures[sites != ""]
+    return with_sites.value_counts().index[0] if len(with_sites) else cultures.value_counts().index[0]
+
+
+def unseen(paths, share: float, seed: int) -> np.ndarray:
+    """Whether each file is in the `share` whose label stays hidden: a hash of its path and the seed, so the
+    split does not change when files are added or the folder moves."""
+    return np.array([int.from_bytes(hashlib.sha1(f"{seed}:{p}".encode()).digest()[:8], "big") / 2.0 ** 64 < share
+                     for p in paths], bool)
+
+
+def guide(items: pd.DataFrame, share: float, seed: int, sources: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Each image's source index (its prior component) where a guided model may see it, else -1; the sources
+    (given, for a run that resumes; else every culture but the target)."""
+    cultures, sites = items["culture"].reset_index(drop=True), items["site"].reset_index(drop=True)
+    if sources is None:
+        target = target_culture(cultures, sites)
+        sources = sorted(c for c in cultures.unique() if c != target)
+    index = cultures.map({s: i for i, s in enumerate(sources)}).fillna(-1).to_numpy(int)
+    index[unseen(items["path"], share, seed)] = -1
+    return index, sources
