@@ -119,7 +119,8 @@ cols = [c for c in cols if c in full]
 st.dataframe(full[cols], hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                             ("share", "ci_low", "ci_high", "known", "error", "sampling_low", "sampling_high")})
-st.caption("ci_low, ci_high: the 95% interval to read ([0, 1] where the tool cannot tell); sampling_low, "
+st.caption("ci_low, ci_high: the 95% interval to read ([0, 1] where the tool cannot tell; spanning another "
+           "representation's reading where the two disagree); sampling_low, "
            "sampling_high: the bootstrap's interval, which ignores what the checks found.")
 d1, d2 = st.columns(2)
 d1.download_button("Estimates (CSV)", export.csv(full[cols]), f"{run.name}-influence.csv", "text/csv",

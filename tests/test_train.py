@@ -117,23 +117,28 @@ def test_stop_request_ends_after_the_batch_with_a_checkpoint(small_demo, tmp_pat
     assert run.status()["state"] == "done" and list(run.metrics()["epoch"]) == [1, 2, 3]
 
 
-def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(small_demo, tmp_path, tiny_settings, monkeypatch):
-    run = Run(tmp_path / "run")
+def _poisoned_at(epoch: int, monkeypatch):
+    """An on_batch callback that turns the decoder's weights to NaN from `epoch` on (the model is captured)."""
     holder = {}
-
-    def poison(epoch, batch, n):
-        if epoch == 2:
-            with torch.no_grad():
-                for p in holder["model"].decoder.parameters():
-                    p.fill_(float("nan"))
 
     def capture(s):
         holder["model"] = AAEModel(s)
         return holder["model"]
 
+    def poison(e, batch, n):
+        if e >= epoch:
+            with torch.no_grad():
+                for p in holder["model"].decoder.parameters():
+                    p.fill_(float("nan"))
+
     monkeypatch.setattr("core.train.AAEModel", capture)
+    return poison
+
+
+def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(small_demo, tmp_path, tiny_settings, monkeypatch):
+    run = Run(tmp_path / "run")
     with pytest.raises(TrainingFailed, match="nan"):
-        fit_run(run.dir, tiny_settings, str(small_demo), on_batch=poison)
+        fit_run(run.dir, tiny_settings, str(small_demo), on_batch=_poisoned_at(2, monkeypatch))
     st = run.status()
     assert st["state"] == "failed" and "diverged" in st["message"]
     ckpt = run.load_checkpoint()
@@ -142,21 +147,10 @@ def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(small_demo, t
 
 def test_a_run_that_fails_before_its_first_checkpoint_says_so_and_frees_its_name(small_demo, tmp_path, tiny_settings,
                                                                                  monkeypatch):
-    run, holder = Run(tmp_path / "run"), {}
-
-    def poison(epoch, batch, n):
-        with torch.no_grad():
-            for p in holder["model"].decoder.parameters():
-                p.fill_(float("nan"))
-
-    def capture(s):
-        holder["model"] = AAEModel(s)
-        return holder["model"]
-
+    run = Run(tmp_path / "run")
     with monkeypatch.context() as m:
-        m.setattr("core.train.AAEModel", capture)
         with pytest.raises(TrainingFailed, match="no checkpoint had been written yet"):
-            fit_run(run.dir, tiny_settings, str(small_demo), on_batch=poison)
+            fit_run(run.dir, tiny_settings, str(small_demo), on_batch=_poisoned_at(1, m))
     assert run.status()["state"] == "failed" and run.failed_start()
     fit_run(run.dir, replace(tiny_settings, epochs=1), str(small_demo))  # the same name, started again
     assert run.status()["state"] == "done" and len(run.metrics()) == 1
