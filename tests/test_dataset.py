@@ -100,7 +100,7 @@ def test_cache_notices_added_removed_changed_and_decodes_only_those(tmp_path, fr
     before = load(root, 16)
     decoded = []
     real = dataset.decode
-    monkeypatch.setattr(dataset, "decode", lambda p, s, b: decoded.append(p) or real(p, s, b))
+    monkeypatch.setattr(dataset, "decode", lambda p, *rest: decoded.append(p) or real(p, *rest))
     (root / "A" / "0.png").unlink()                       # removed
     figure(seed=50).save(root / "B" / "new.png")           # added
     time.sleep(0.01)
