@@ -148,8 +148,9 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
         raise UserError(f"images are {images.shape[1]} px but the settings say {s.image_size} px")
     if s.balanced and labels is None:
         raise UserError("balanced sampling needs the images' culture labels")
-    if s.guided and (guide is None or len(guide) != n or guide.max() >= s.prior_components):
-        raise UserError("a guided run needs each image's source index, below its number of prior components")
+    if s.guided and (s.prior != "mixture" or guide is None or len(guide) != n or guide.max() >= s.prior_components):
+        raise UserError("a guided run needs the mixture prior and each image's source index, below its number of "
+                        "components (fit_run sets both from the dataset)")
     dev = pick_device(s.device)
     torch.manual_seed(s.seed)
     model = AAEModel(s).to(dev)
@@ -302,7 +303,7 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
     ds = load(data_root, s.image_size, s.effective().background, progress=on_decode)
     items = ds.items
     codes = items["culture"].astype("category").cat.codes.to_numpy()
-    guide, sources = (None, None)
+    guide, sources = None, None
     if s.guided:  # one prior component per source culture
         guide, sources = labels.guide(items, s.label_holdout, s.seed, config.get("sources") if resume else None)
         if len(sources) < 2 or (np.bincount(guide[guide >= 0], minlength=len(sources)) == 0).any():
