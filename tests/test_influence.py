@@ -216,3 +216,22 @@ def test_readings_apart_beyond_sampling_error_are_read_with_intervals_that_span_
     assert (ta["ci_low"] <= np.minimum(ta["sampling_low"], tb["sampling_low"]) + 1e-12).all()
     assert (ta["ci_high"] >= np.maximum(ta["sampling_high"], tb["sampling_high"]) - 1e-12).all()
     assert ta["shown"].all() and (ta["ci_high"] - ta["ci_low"] > ta["sampling_high"] - ta["sampling_low"]).all()
+
+
+def test_cli_influence_prints_names_with_terminal_sequences_escaped(monkeypatch, capsys):
+    """Issue 12, item 5: a culture or site named with terminal control sequences is printed escaped."""
+    import core.embed
+    from core.runs import Run
+
+    evil_source, evil_site = "Greek\x1b[2J\x1b[31m", "Uruk\x1b]0;owned\x07"
+    rng = np.random.default_rng(8)
+    emb, cul, site = frame([(evil_source, "", cloud(rng, [0, 0], 150)), (B, "", cloud(rng, [9, 0], 150)),
+                            (T, evil_site, cloud(rng, [0, 0], 60))])
+    r = influence.estimate(emb, cul, site, FAST)
+    monkeypatch.setattr(core.embed, "encode_run", lambda run_dir: pd.DataFrame())
+    monkeypatch.setattr(influence, "for_run", lambda run_dir, settings: {"aae": r, "umap": r, "pca": r})
+    monkeypatch.setattr(Run, "config", lambda self: {"data": ""})
+    assert main(["influence", "--run-dir", "anywhere", "--bootstrap", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "Greek\\x1b[2J\\x1b[31m" in out and "Uruk\\x1b]0;owned\\x07" in out
