@@ -129,15 +129,18 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
     care and its intervals span both readings; beyond the self-check's failure level, neither is shown.
     """
     ok = [n for n, r in results.items() if not r["table"].empty and r["verdict"]["level"] != "withheld"]
+    key = ["group", "source"]
     for i, a in enumerate(ok):
         for b in ok[i + 1:]:
-            ta, tb = (results[n]["table"] for n in (a, b))
-            keep = ~ta["too_small"].to_numpy()
-            if not keep.any():
+            ta, tb = (results[n]["table"].set_index(key) for n in (a, b))
+            both = ta.index.intersection(tb.index)
+            ta, tb = ta.loc[both], tb.loc[both]
+            ta, tb = (t[~(ta["too_small"] | tb["too_small"])] for t in (ta, tb))
+            if ta.empty:
                 continue
-            gap = float(np.abs(ta["share"] - tb["share"])[keep].mean())
-            apart = float(((ta["sampling_low"] > tb["sampling_high"]) | (tb["sampling_low"] > ta["sampling_high"]))
-                          [keep].mean())
+            gap = float((ta["share"] - tb["share"]).abs().mean())
+            apart = float(((ta["sampling_low"] > tb["sampling_high"])
+                           | (tb["sampling_low"] > ta["sampling_high"])).mean())
             if gap <= BAR["mae"] and apart <= DISJOINT:
                 continue
             low = np.minimum(ta["sampling_low"], tb["sampling_low"])
@@ -154,8 +157,10 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
                 v["level"] = "caution" if v["level"] == "good" else v["level"]
                 v["reasons"].append(reason + ", and its intervals span both readings")
                 t = r["table"]
-                r["table"] = t.assign(span_low=np.minimum(t.get("span_low", low), low),
-                                      span_high=np.maximum(t.get("span_high", high), high))
+                rows = pd.MultiIndex.from_frame(t[key])  # rows the other lacks keep their own interval
+                r["table"] = t.assign(
+                    span_low=np.fmin(t.get("span_low", t["sampling_low"]), low.reindex(rows).to_numpy()),
+                    span_high=np.fmax(t.get("span_high", t["sampling_high"]), high.reindex(rows).to_numpy()))
     return {n: _shown(r) if not r["table"].empty else r for n, r in results.items()}
 
 

@@ -216,6 +216,10 @@ def test_readings_apart_beyond_sampling_error_are_read_with_intervals_that_span_
     assert (ta["ci_low"] <= np.minimum(ta["sampling_low"], tb["sampling_low"]) + 1e-12).all()
     assert (ta["ci_high"] >= np.maximum(ta["sampling_high"], tb["sampling_high"]) - 1e-12).all()
     assert ta["shown"].all() and (ta["ci_high"] - ta["ci_low"] > ta["sampling_high"] - ta["sampling_low"]).all()
+    # a representation that lacks a source (a guided run may hold none of a small culture's unseen figurines)
+    fewer = {**res["umap"], "table": tb[tb.source == A].reset_index(drop=True)}
+    mixed = influence.agree({"aae": res["aae"], "umap": fewer})
+    assert len(mixed["aae"]["table"]) == len(ta) and mixed["aae"]["table"]["shown"].all()
 
 
 def test_cli_influence_prints_names_with_terminal_sequences_escaped(monkeypatch, capsys):
