@@ -34,6 +34,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     port = _free_port()
     env = {**os.environ, "FIGURINES_CACHE": str(tmp / "cache"), "FIGURINES_DATA": str(tmp / "data"),
+           "FIGURINES_DATA_ROOTS": str(tmp / "data"),  # the app opens runs on data inside its roots only
            "FIGURINES_RUNS": str(tmp / "runs"), "FIGURINES_DEMO_SCALE": "0.1", "FIGURINES_AUTO_DEMO_RUN": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
