@@ -59,7 +59,8 @@ def verdict(check: dict, shift: float, conditioning: float, confusion: np.ndarra
                         f"tells them from the sources with AUC {shift:.2f}): what they share, such as local "
                         f"clay and making, would be read as influence")
     elif shift > CAUTION_AUC:
-        caution.append(f"the target figurines sit partly apart from the sources (AUC {shift:.2f})")
+        caution.append(f"the target figurines sit partly apart from the sources (AUC {shift:.2f}): the shares may "
+                       f"be off by more than their intervals, which carry sampling error only, show")
     if conditioning < MIN_CONDITIONING:
         off = confusion - np.diag(np.diag(confusion))
         i, j = np.unravel_index(off.argmax(), off.shape)

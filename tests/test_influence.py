@@ -161,10 +161,15 @@ def test_demo_ground_truth(demo_run):
         t = influence.with_known(r["table"], truth).dropna(subset=["known"])
         inside = ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean()
         print(name, r["verdict"]["level"], round(t["error"].mean(), 3), round(inside, 2), round(r["domain_shift"], 2))
-        if r["verdict"]["level"] != "withheld":
-            assert t["error"].mean() <= 0.15 and inside >= 0.6, (name, r["verdict"])
+        if r["verdict"]["level"] == "good":
+            assert t["error"].mean() <= 0.10 and inside >= 0.8, (name, r["verdict"])
+        elif r["verdict"]["level"] == "caution":  # read with care: never far off, though its intervals may miss
+            assert t["error"].mean() <= influence.FAIL["mae"], (name, r["verdict"])
+            assert r["verdict"]["reasons"]  # and says why
         check = r["self_check"]
-        assert check["groups"] == FAST.self_check_groups and 0 <= check["mae"] <= 0.2
+        assert check["groups"] == FAST.self_check_groups and 0 <= check["mae"] <= 1
+        if check["mae"] > influence.FAIL["mae"] or check["coverage"] < influence.FAIL["coverage"]:
+            assert r["verdict"]["level"] == "withheld" and not t["shown"].any(), name  # a failed self-check
 
 
 def test_cli_influence_json(demo_run, capsys):
