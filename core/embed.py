@@ -4,8 +4,7 @@
 `_`-columns: file sizes and times, the PCA baseline) is recomputed only when the checkpoint or the dataset
 changed: its key is stored in the file's own metadata. Encodings are never dropped silently: when the
 dataset folder is gone or lost files, the stored ones are kept (and say why); `relink` points a run at its
-moved folder. The
-baseline (PCA to 50 dimensions, then UMAP to 2) sees the pixels the run's model sees (its `style`) and is
+moved folder. The baseline (PCA to 50 dimensions, then UMAP to 2) sees the pixels the run's model sees (its `style`) and is
 cached per (dataset fingerprint, image size, parameters) under the decoded-image cache.
 """
 from __future__ import annotations

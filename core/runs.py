@@ -336,8 +336,9 @@ class Run:
             self.config()
         except UserError as e:
             return str(e).split(": ", 1)[-1]
-        if self.status()["state"] == "damaged":
-            return self.status()["message"]
+        st = self.status()
+        if st["state"] == "damaged":
+            return st["message"]
         if (self.snapshots_dir / "sample.csv").is_file() and self.snapshot_sample().empty:
             return "its snapshots/sample.csv is damaged"
         return self._metrics()[1] or self._snapshots("r")[1]
@@ -394,11 +395,16 @@ def _runs(root: str | os.PathLike) -> list[Run]:
     return sorted(runs, key=lambda r: r.config_path.stat().st_mtime, reverse=True)
 
 
+def checked_runs(root: str | os.PathLike) -> list[tuple[Run, str | None]]:
+    """Every run under a folder, newest first, with why it is damaged (None: sound); each run read once."""
+    return [(r, r.problem()) for r in _runs(root)]
+
+
 def list_runs(root: str | os.PathLike) -> list[Run]:
     """The runs under a folder that are not damaged, newest first."""
-    return [r for r in _runs(root) if r.problem() is None]
+    return [r for r, why in checked_runs(root) if why is None]
 
 
 def damaged_runs(root: str | os.PathLike) -> list[tuple[Run, str]]:
     """The damaged runs under a folder, each with the reason."""
-    return [(r, why) for r in _runs(root) if (why := r.problem()) is not None]
+    return [(r, why) for r, why in checked_runs(root) if why is not None]

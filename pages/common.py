@@ -12,7 +12,7 @@ from core.dataset import Dataset, load
 from core.embed import encode_run, relink
 from core.errors import UserError
 from core.paths import DEMO, RUNS, inside_roots, within_roots
-from core.runs import Run, damaged_runs, list_runs
+from core.runs import Run, checked_runs, list_runs
 
 PREVIEW_SIZE = 64
 
@@ -88,15 +88,20 @@ def runs() -> list[Run]:
     return list_runs(RUNS)
 
 
-def unusable_runs() -> list[tuple[str, str]]:
-    """(name, reason) of each damaged run, and of each run whose data lies outside the data roots."""
-    out = [(r.name, why) for r, why in damaged_runs(RUNS)]
-    for r in runs():
-        try:
-            inside_roots(r.config()["data"])
-        except UserError as e:
-            out.append((r.name, f"its dataset folder: {e}"))
-    return out
+def openable_runs() -> tuple[list[Run], list[tuple[str, str]]]:
+    """One look at every run: those the app may open (not damaged, data inside the data roots), newest first,
+    and (name, reason) of each of the others."""
+    ok, refused = [], []
+    for r, why in checked_runs(RUNS):
+        if why is None:
+            try:
+                inside_roots(r.config()["data"])
+                ok.append(r)
+                continue
+            except UserError as e:
+                why = f"its dataset folder: {e}"
+        refused.append((r.name, why))
+    return ok, refused
 
 
 def active_run() -> Run | None:
@@ -136,11 +141,10 @@ def run_label(run: Run) -> str:
 def pick_run() -> Run | None:
     """A run with a checkpoint whose data the app may read, chosen by the user (the active one by default);
     None after saying why. Runs it cannot open are listed with the reason."""
-    unusable = unusable_runs()
+    usable, unusable = openable_runs()
     if unusable:
         st.caption("Not listed: " + "; ".join(f"{plain(n)} ({plain(why)})" for n, why in unusable))
-    skip = {n for n, _ in unusable}
-    done = [r for r in runs() if r.model_path.is_file() and r.name not in skip]
+    done = [r for r in usable if r.model_path.is_file()]
     if not done:
         st.info("No trained run yet. Launch one on the Train page (the demo's fast preset takes a few minutes "
                 "on a laptop CPU); it appears here when its first checkpoint is written.")

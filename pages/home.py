@@ -7,7 +7,7 @@ from core import jobs
 from core.errors import UserError
 from core.paths import RUNS
 from core.settings import Settings
-from pages.common import active_dataset, active_run, app_page, data_root, is_demo, plain, runs, unusable_runs
+from pages.common import active_dataset, active_run, app_page, data_root, is_demo, openable_runs, plain, runs
 
 app_page("pages/home.py")
 
@@ -49,7 +49,7 @@ else:
     st_ = run.status()
     st.write(f"**{plain(run.name)}**: {st_.get('state')} at epoch {st_.get('epoch', 0)} "
              f"of {st_.get('epochs', '?')} ({run.config().get('device', '?')}).")
-for name, why in unusable_runs():
+for name, why in openable_runs()[1]:
     st.warning(f"Run **{plain(name)}** cannot be opened: {plain(why)}.")
 
 st.subheader("Next")
