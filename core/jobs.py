@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def launch(runs_root: Path, run_dir: Path, settings: Settings | None = None, dat
     except BaseException:
         lock.unlink(missing_ok=True)
         raise
+    threading.Thread(target=proc.wait, name=f"reap-{run.name}", daemon=True).start()  # no defunct trainers
     t0 = time.time()  # wait until the trainer has written its status, or has ended (a bad folder, say)
     while time.time() - t0 < started_within and proc.poll() is None:
         if run.status_path.is_file() and run.status().get("pid") == proc.pid:

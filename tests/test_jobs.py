@@ -37,6 +37,21 @@ def test_one_training_per_device_and_the_second_is_told_which(small_demo, tmp_pa
     assert _wait_done(first) == "stopped" and first.load_checkpoint()["epoch"] == first.status()["epoch"]
 
 
+def test_a_finished_training_leaves_no_defunct_process(small_demo, tmp_path, tiny_settings):
+    run = jobs.launch(tmp_path, tmp_path / "done", replace(tiny_settings, epochs=1), str(small_demo), encode=False)
+    pid = run.status()["pid"]
+    assert _wait_done(run) == "done"
+    t0 = time.time()
+    while time.time() - t0 < 30:  # reaped by the app: the pid is gone, not left a zombie under the server
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        assert state != "Z" or time.time() - t0 < 10, "the finished trainer is a defunct process"
+        time.sleep(0.2)
+    raise AssertionError("the trainer is still running after its run finished")
+
+
 def test_stale_locks_do_not_block(small_demo, tmp_path, tiny_settings):
     lock = tmp_path / ".training-cpu.lock"
     lock.write_text(json.dumps({"run": str(tmp_path / "ghost"), "pid": 2**22 + 7, "pid_start": "1"}))
