@@ -230,10 +230,11 @@ def redraw(run_name: str, repeats: int = 6) -> dict:
     first = time.perf_counter() - t0
     if at.exception:
         raise RuntimeError(at.exception[0].value)
-    sites = at.multiselect(key="f_sites").options
+    key = f"f_sites:{run_name}"
+    sites = at.pills(key=key).options
     times, sizes = [], []
     for i in range(repeats):
-        at.multiselect(key="f_sites").set_value(sites[:1 + i % 2] if i % 3 < 2 else sites)
+        at.pills(key=key).set_value(sites[:1 + i % 2] if i % 3 < 2 else [])
         t0 = time.perf_counter()
         at.run()
         times.append(time.perf_counter() - t0)

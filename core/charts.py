@@ -5,7 +5,11 @@ import altair as alt
 import pandas as pd
 import vl_convert as vlc
 
-from .explore import CONTEXT_GREY, prior_circles
+from .explore import CONTEXT_GREY, prior_circles, square_view
+
+NO_SITE = "(no find-site)"
+SITE_COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b",
+                "#ff9da6", "#79706e"]
 
 
 def _colour(colours: dict[str, str], title: str = "culture") -> alt.Color:
@@ -19,25 +23,47 @@ def svg(chart) -> str:
         return vlc.vegalite_to_svg(chart.to_dict())
 
 
-def counts(table: pd.DataFrame, colours: dict[str, str]) -> alt.Chart:
-    """Images per culture, stacked by site, largest culture first."""
+EMBEDDING_SIZE = 420  # px, the square plot of a 2-D embedding: equal scales on both axes
+
+
+def counts(table: pd.DataFrame) -> alt.Chart:
+    """Images per culture, each bar split by find-site (with a legend; figurines without a site in grey)."""
     order = list(table.groupby("culture")["images"].sum().sort_values(ascending=False).index)
-    return alt.Chart(table).mark_bar().encode(
+    t = table.assign(site=table["site"].replace("", NO_SITE))
+    sites = sorted(s for s in t["site"].unique() if s != NO_SITE)
+    domain = ([NO_SITE] if (t["site"] == NO_SITE).any() else []) + sites
+    palette = ([CONTEXT_GREY] if domain[:1] == [NO_SITE] else []) + [SITE_COLOURS[i % len(SITE_COLOURS)]
+                                                                    for i in range(len(sites))]
+    return alt.Chart(t).mark_bar().encode(
         x=alt.X("images:Q", stack="zero", title="images"),
         y=alt.Y("culture:N", sort=order, title=None, axis=alt.Axis(labelLimit=240)),
-        color=_colour(colours),
-        detail="site:N",
+        color=alt.Color("site:N", title="find-site", scale=alt.Scale(domain=domain, range=palette),
+                        legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
+        order=alt.Order("site:N"),
         tooltip=["culture", "site", "images", alt.Tooltip("share:Q", format=".1%")],
     ).properties(height=alt.Step(36))
 
 
-def _embedding(layers: list, title: str, prior_std: float | None) -> alt.LayerChart:
-    """The prior's circles under the given layers, zoomable, titled."""
+def _xy(x: str, y: str, view, title: str | None = None) -> dict:
+    """x and y encodings on the view's fixed, equal-span domains."""
+    (x0, x1), (y0, y1) = view
+    return dict(x=alt.X(x, title=f"{title} 1" if title else None, scale=alt.Scale(domain=[x0, x1], nice=False, zero=False)),
+                y=alt.Y(y, title=f"{title} 2" if title else None, scale=alt.Scale(domain=[y0, y1], nice=False, zero=False)))
+
+
+def _circles(prior_std: float, view) -> alt.Chart:
+    """The prior's 1, 2 and 3 sd circles (a layer named `prior`, drawn above the points)."""
+    return alt.Chart(prior_circles(prior_std), name="prior").mark_line(
+        strokeDash=[4, 4], color="#5c544c", strokeWidth=1.2, opacity=0.85).encode(
+        **_xy("x:Q", "y:Q", view), order="order:Q", detail="circle:N")
+
+
+def _embedding(layers: list, title: str, prior_std: float | None, view) -> alt.LayerChart:
+    """A square, zoomable embedding with equal scales; the prior's circles over the given layers."""
     if prior_std:
-        layers.insert(0, alt.Chart(prior_circles(prior_std)).mark_line(strokeDash=[4, 4], color="#8a8178",
-                                                                       opacity=0.7)
-                      .encode(x=alt.X("x:Q"), y=alt.Y("y:Q"), order="order:Q", detail="circle:N"))
-    return alt.layer(*layers).properties(title=title, height=460).interactive(bind_y=False, bind_x=False)
+        layers.append(_circles(prior_std, view))
+    return alt.layer(*layers).properties(title=title, width=EMBEDDING_SIZE, height=EMBEDDING_SIZE) \
+        .interactive(bind_y=False, bind_x=False)
 
 
 def _box(prefix: str):
@@ -45,20 +71,23 @@ def _box(prefix: str):
 
 
 def scatter(points: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str, colours: dict[str, str],
-            highlighted: bool, prior_std: float | None = None, thumbnails: str | None = None) -> alt.LayerChart:
+            highlighted: bool, prior_std: float | None = None, thumbnails: str | None = None,
+            view=None) -> alt.LayerChart:
     """One embedding: grey context, coloured points (dimmed outside a selection), the prior's circles.
 
-    `points` has id, path, culture, site, `<prefix>_x`, `<prefix>_y` and `selected`. With `thumbnails`
-    (a URL folder holding `<id>.jpg`), hovering a point shows its picture. Box (`box_<prefix>`) and
-    click (`pick_<prefix>`) selections are reported back to the page.
+    `points` has id, path, culture, site, `<prefix>_x`, `<prefix>_y` and `selected`; `colours` maps the
+    cultures to list in the legend. With `thumbnails` (a URL folder holding `<id>.jpg`), hovering a point
+    shows its picture. `view` fixes the domains (`explore.square_view`; default: these points). Box
+    (`box_<prefix>`) and click (`pick_<prefix>`) selections are reported back to the page.
     """
     x, y = f"{prefix}_x", f"{prefix}_y"
+    view = view or square_view(pd.concat([points[x], context[x]]), pd.concat([points[y], context[y]]), prior_std)
     pick = alt.selection_point(name=f"pick_{prefix}", fields=["id"], on="click")
     tips = [alt.Tooltip("culture:N"), alt.Tooltip("site:N"), alt.Tooltip("path:N", title="file")]
     layers = []
     if len(context):
         layers.append(alt.Chart(context[[x, y]]).mark_circle(size=14, color=CONTEXT_GREY, opacity=0.6)
-                      .encode(x=f"{x}:Q", y=f"{y}:Q"))
+                      .encode(**_xy(f"{x}:Q", f"{y}:Q", view)))
     opacity = alt.condition("datum.selected", alt.value(0.95), alt.value(0.18)) if highlighted else alt.value(0.75)
     size = alt.condition("datum.selected", alt.value(60), alt.value(22)) if highlighted else alt.value(22)
     chart = alt.Chart(points[["id", "path", "culture", "site", x, y, "selected"]])
@@ -66,20 +95,20 @@ def scatter(points: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str
         chart = chart.transform_calculate(image=f"'{thumbnails}/' + datum.id + '.jpg'")
         tips.append(alt.Tooltip("image:N", title="image"))
     layers.append(chart.mark_circle().encode(
-        x=alt.X(f"{x}:Q", title=f"{title} 1"), y=alt.Y(f"{y}:Q", title=f"{title} 2"),
-        color=_colour(colours), opacity=opacity, size=size, tooltip=tips,
+        **_xy(f"{x}:Q", f"{y}:Q", view, title), color=_colour(colours), opacity=opacity, size=size, tooltip=tips,
     ).add_params(_box(prefix), pick))
-    return _embedding(layers, title, prior_std)
+    return _embedding(layers, title, prior_std, view)
 
 
 def density(cells: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str, colours: dict[str, str],
-            highlighted: bool, prior_std: float | None = None) -> alt.LayerChart:
+            highlighted: bool, prior_std: float | None = None, view=None) -> alt.LayerChart:
     """One embedding of a large collection as density cells (see `explore.cells`): each cell in its most
     frequent culture's colour, more opaque where it holds more figurines. A box selection (`box_<prefix>`)
     selects the figurines inside it."""
     x, y = f"{prefix}_x", f"{prefix}_y"
-    rect = dict(x=alt.X(f"{x}:Q", title=f"{title} 1"), x2=f"{x}2:Q", y=alt.Y(f"{y}:Q", title=f"{title} 2"),
-                y2=f"{y}2:Q")
+    both = pd.concat([cells, context])
+    view = view or square_view(pd.concat([both[x], both[f"{x}2"]]), pd.concat([both[y], both[f"{y}2"]]), prior_std)
+    rect = dict(**_xy(f"{x}:Q", f"{y}:Q", view, title), x2=f"{x}2:Q", y2=f"{y}2:Q")
     layers = []
     if len(context):
         layers.append(alt.Chart(context[[x, y, f"{x}2", f"{y}2"]]).mark_rect(color=CONTEXT_GREY, opacity=0.6)
@@ -91,29 +120,42 @@ def density(cells: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str,
         tooltip=[alt.Tooltip("n:Q", title="figurines"), alt.Tooltip("culture:N", title="most frequent"),
                  alt.Tooltip("share:Q", format=".0%")],
     ).add_params(_box(prefix)))
-    return _embedding(layers, title, prior_std)
+    return _embedding(layers, title, prior_std, view)
 
 
-def losses(metrics: pd.DataFrame) -> alt.Chart:
-    """The four training curves, one small chart each, by epoch."""
-    cols = {"recon_loss": "reconstruction (MSE)", "disc_loss": "discriminator (BCE)", "gen_loss": "generator (BCE)",
-            "disc_acc": "discriminator accuracy"}
-    long = metrics.melt("epoch", list(cols), var_name="metric").replace({"metric": cols})
-    return alt.Chart(long).mark_line(point=len(metrics) < 40).encode(
-        x=alt.X("epoch:Q"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-        color=alt.Color("metric:N", legend=None), tooltip=["epoch", "metric", alt.Tooltip("value:Q", format=".4f")],
-    ).properties(width=330, height=150).facet(facet=alt.Facet("metric:N", title=None, sort=list(cols.values())),
-                                                columns=2).resolve_scale(y="independent")
+LOSSES = {"recon_loss": "reconstruction (MSE)", "disc_loss": "discriminator (BCE)", "gen_loss": "generator (BCE)",
+          "disc_acc": "discriminator accuracy"}
+
+
+def losses(metrics: pd.DataFrame) -> alt.VConcatChart:
+    """The four training curves, one small chart each, by whole epoch; a nearly flat curve keeps a readable
+    y span (at least 1% of its level) instead of ticks that differ in the sixth decimal."""
+    first, last = int(metrics["epoch"].min()), int(metrics["epoch"].max())
+    x = alt.X("epoch:Q", scale=alt.Scale(domain=[first, max(last, first + 1)], nice=False),
+              axis=alt.Axis(format="d", tickMinStep=1))
+    panels = []
+    for col, name in LOSSES.items():
+        v = metrics[col].astype(float)
+        lo, hi = float(v.min()), float(v.max())
+        pad = max(hi - lo, 0.01 * max(abs(lo), abs(hi)), 1e-3) * 0.15
+        if hi - lo < 0.01 * max(abs(lo), abs(hi)):  # nearly flat: centre a span of 1% of the level (>= 0.001)
+            mid, half = (lo + hi) / 2, max(0.005 * max(abs(lo), abs(hi)), 5e-4)
+            lo, hi = mid - half, mid + half
+        panels.append(alt.Chart(metrics[["epoch", col]].assign(metric=name)).mark_line(point=len(metrics) < 40).encode(
+            x=x, y=alt.Y(f"{col}:Q", title=None, scale=alt.Scale(domain=[lo - pad, hi + pad], nice=False, zero=False)),
+            color=alt.value(SITE_COLOURS[len(panels)]),
+            tooltip=["epoch", alt.Tooltip(f"{col}:Q", format=".4f", title=name)],
+        ).properties(title=name, width=330, height=150))
+    return alt.vconcat(alt.hconcat(*panels[:2]), alt.hconcat(*panels[2:]))
 
 
 def snapshot(codes: pd.DataFrame, colours: dict[str, str], prior_std: float, epoch: int) -> alt.LayerChart:
-    """Latent codes of the fixed sample at one epoch, with the prior's circles."""
-    circles = alt.Chart(prior_circles(prior_std)).mark_line(strokeDash=[4, 4], color="#8a8178").encode(
-        x="x:Q", y="y:Q", order="order:Q", detail="circle:N")
+    """Latent codes of the fixed sample at one epoch, square with equal scales, the prior's circles above."""
+    view = square_view(codes["x"], codes["y"], prior_std)
     pts = alt.Chart(codes).mark_circle(size=18, opacity=0.8).encode(
-        x=alt.X("x:Q", title="latent 1"), y=alt.Y("y:Q", title="latent 2"), color=_colour(colours),
-        tooltip=["culture", "site", "path"])
-    return alt.layer(circles, pts).properties(title=f"latent codes at epoch {epoch}", height=380)
+        **_xy("x:Q", "y:Q", view, "latent"), color=_colour(colours), tooltip=["culture", "site", "path"])
+    return alt.layer(pts, _circles(prior_std, view)).properties(
+        title=f"latent codes at epoch {epoch}", width=EMBEDDING_SIZE, height=EMBEDDING_SIZE)
 
 
 def heatmap(table: pd.DataFrame, title: str) -> alt.LayerChart:

@@ -107,6 +107,20 @@ def cells(enc: pd.DataFrame, rows: np.ndarray, prefix: str, selected=None, bins:
     return out.reset_index(drop=True)
 
 
+def square_view(x, y, prior_std: float | None = None, margin: float = 0.05) -> tuple[list[float], list[float]]:
+    """x and y domains of equal span around all points (and the prior's 3 sd circle, with room to spare):
+    drawn on a square plot, distances read the same in every direction and the prior's circles are round."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    lo = [np.nanmin(x, initial=np.inf), np.nanmin(y, initial=np.inf)]
+    hi = [np.nanmax(x, initial=-np.inf), np.nanmax(y, initial=-np.inf)]
+    if prior_std:
+        lo, hi = [min(v, -3.15 * prior_std) for v in lo], [max(v, 3.15 * prior_std) for v in hi]
+    if not np.isfinite(lo + hi).all():
+        lo, hi = [-1.0, -1.0], [1.0, 1.0]
+    half = max(hi[0] - lo[0], hi[1] - lo[1], 1e-9) * (0.5 + margin)
+    return [[float((a + b) / 2 - half), float((a + b) / 2 + half)] for a, b in zip(lo, hi)]
+
+
 def prior_circles(std: float, ks=(1, 2, 3), n: int = 120) -> pd.DataFrame:
     """Points along the prior's 1, 2 and 3 sd circles, in drawing order."""
     t = np.linspace(0, 2 * np.pi, n)

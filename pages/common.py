@@ -42,6 +42,17 @@ def plain(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
 
 
+def short_name(path: str, limit: int = 16) -> str:
+    """A file's name from its path, shortened in the middle to fit under a thumbnail; the extension whole."""
+    name = str(path).rsplit("/", 1)[-1]
+    if len(name) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    stem, ext = (stem, dot + ext) if dot and len(ext) <= 5 else (name, "")
+    keep = max(limit - len(ext) - 1, 4)
+    return f"{stem[:keep - keep // 2]}…{stem[-(keep // 2):]}{ext}"
+
+
 def data_root() -> Path:
     """The dataset the user chose on the Data page, the demo until then."""
     return Path(st.session_state.get("data_root") or DEMO)
@@ -138,6 +149,21 @@ def run_label(run: Run) -> str:
     return f"{run.name} ({st_.get('state', '?')}, epoch {st_.get('epoch', 0)})"
 
 
+@st.fragment(run_every=3)
+def waiting(name: str) -> None:
+    """Which run is training and how far it is, until its first checkpoint opens the page."""
+    run = Run(RUNS / name)
+    st_ = run.status()
+    if run.model_path.is_file() or st_.get("state") != "running":
+        st.rerun(scope="app")
+    try:
+        every = run.config()["settings"]["checkpoint_every"]
+    except (UserError, KeyError, TypeError):
+        every = "?"
+    st.info(f"Run **{plain(name)}** is training: epoch {st_.get('epoch', 0)} of {st_.get('epochs', '?')}. It "
+            f"appears here once its first checkpoint is written (every {every} epochs).")
+
+
 def pick_run() -> Run | None:
     """A run with a checkpoint whose data the app may read, chosen by the user (the active one by default);
     None after saying why. Runs it cannot open are listed with the reason."""
@@ -146,8 +172,12 @@ def pick_run() -> Run | None:
         st.caption("Not listed: " + "; ".join(f"{plain(n)} ({plain(why)})" for n, why in unusable))
     done = [r for r in usable if r.model_path.is_file()]
     if not done:
-        st.info("No trained run yet. Launch one on the Train page (the demo's fast preset takes a few minutes "
-                "on a laptop CPU); it appears here when its first checkpoint is written.")
+        training = [r for r in usable if r.status().get("state") == "running"]
+        if training:
+            waiting(training[0].name)
+        else:
+            st.info("No trained run yet. Launch one on the Train page (the demo's fast preset takes a few "
+                    "minutes on a laptop CPU); it appears here when its first checkpoint is written.")
         st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
         return None
     names = [r.name for r in done]

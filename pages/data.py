@@ -2,10 +2,9 @@
 import streamlit as st
 
 from core.errors import UserError
-from core.explore import culture_colours
 from core import charts
 from core.paths import DEMO, data_roots, within_roots
-from pages.common import app_page, data_root, dataset, is_demo, plain
+from pages.common import app_page, data_root, dataset, is_demo, plain, short_name
 
 app_page("pages/data.py")
 
@@ -50,7 +49,6 @@ except UserError as e:
     st.stop()
 
 items = ds.items
-colours = culture_colours(items["culture"])
 table = ds.counts().assign(share=lambda t: t["images"] / t["images"].sum())
 per_culture = table.groupby("culture", as_index=False)["images"].sum().sort_values("images", ascending=False)
 per_culture["share"] = per_culture["images"] / per_culture["images"].sum()
@@ -67,9 +65,12 @@ if big["share"] > 0.5 or small["share"] < 0.05:
             "Balanced sampling on the Train page draws each culture equally often.")
 
 left, right = st.columns([1, 1])
-left.altair_chart(charts.counts(table, colours), width="stretch")
+left.altair_chart(charts.counts(table), width="stretch")
 right.dataframe(table.assign(site=table["site"].replace("", "—")), hide_index=True, width="stretch",
-                column_config={"share": st.column_config.ProgressColumn("share", format="percent", min_value=0,
+                height=35 * (len(table) + 1) + 3,  # every row shown, none behind a scrollbar
+                column_config={"culture": st.column_config.TextColumn(width="medium"),
+                               "site": st.column_config.TextColumn(width="medium"),
+                               "share": st.column_config.ProgressColumn("share", format="percent", min_value=0,
                                                                         max_value=1)})
 
 st.subheader("Photographs")
@@ -86,8 +87,8 @@ grid = st.columns(8)
 for i, r in enumerate(rows):
     with grid[i % 8]:
         st.image(ds.images[r], width="stretch")
-        name = items.at[r, "path"].rsplit("/", 1)[-1]
-        st.caption(f"{plain(items.at[r, 'culture'])} · {plain(items.at[r, 'site']) or '—'}  \n{plain(name)}")
+        st.caption(f"{plain(items.at[r, 'culture'])} · {plain(items.at[r, 'site']) or '—'}  \n"
+                   f"{plain(short_name(items.at[r, 'path']))}")
 st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, background "
            f"{'flattened to neutral grey' if ds.background == 'flatten' else 'as photographed'}.")
 

@@ -8,9 +8,12 @@ from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
 from core.paths import STATIC, THUMBNAILS
-from pages.common import app_page, encodings, pick_run, plain, relink_form
+from pages.common import app_page, encodings, pick_run, plain, relink_form, short_name
 
 app_page("pages/explore.py")
+
+THUMBNAIL_SIZE = 128  # px, what hovering a point shows
+PER_PAGE = 48  # figurines per gallery page
 
 st.title("Explore")
 
@@ -32,41 +35,78 @@ def images_of(root: str, size: int, background: str):
 
 
 @st.cache_data(max_entries=4, show_spinner="Making thumbnails (first time only)…")
-def thumbnails(root: str, size: int, background: str) -> str:
-    """The URL folder of the dataset's hover thumbnails (static files, written once per dataset)."""
-    ds = load(root, size, background)
-    folder = explore.write_thumbnails(ds.images, THUMBNAILS / ds.key)
+def thumbnails(root: str, size: int, background: str) -> str | None:
+    """The URL folder of the dataset's hover thumbnails (static files, written once per dataset), in the
+    order of the run's images (None if the two decodes disagree on which files could be read)."""
+    ds = load(root, THUMBNAIL_SIZE, background)
+    if not ds.items["path"].equals(load(root, size, background).items["path"]):
+        return None
+    folder = explore.write_thumbnails(ds.images, THUMBNAILS / ds.key, THUMBNAIL_SIZE)
     return f"app/static/{folder.relative_to(STATIC).as_posix()}"
 
 
-def filters(enc: pd.DataFrame) -> tuple[list[str], list[str], bool]:
-    """Culture and find-site filters, applied to both charts at once."""
+def restore(key: str, default, options: list | None = None) -> None:
+    """Give a widget its value kept for the session (Streamlit forgets a widget's state when its page is
+    left), limited to today's options; call before drawing the widget, then `store(key)` after."""
+    saved = st.session_state.setdefault("kept", {})
+    if key not in st.session_state:
+        v = saved.get(key, default)
+        st.session_state[key] = [o for o in v if o in options] if options is not None else v
+
+
+def store(key: str) -> None:
+    st.session_state["kept"][key] = st.session_state.get(key)
+
+
+def filters(enc: pd.DataFrame, run_name: str) -> tuple[list[str], list[str], bool]:
+    """Culture and find-site filters, applied to both charts at once and kept for the session per run.
+    Nothing picked shows everything; one click shows one culture or one site."""
     cultures = list(enc["culture"].value_counts().index)
     sites = sorted(s for s in enc["site"].unique() if s)
-    c = st.columns([5, 5, 2])
-    chosen = c[0].multiselect("Cultures", cultures, default=cultures, key="f_cultures")
-    chosen_sites = c[1].multiselect("Find-sites", sites, default=sites, key="f_sites",
-                                    help="Figurines with a find-site (the Babylonian ones) are kept only at these sites")
-    context = c[2].toggle("Grey context", value=True, key="f_context", help="Show the filtered-out figurines in grey")
-    return chosen, chosen_sites, context
+    keys = {k: f"{k}:{run_name}" for k in ("f_cultures", "f_sites", "f_context")}
+    restore(keys["f_cultures"], [], cultures)
+    restore(keys["f_sites"], [], sites)
+    restore(keys["f_context"], True)
+    c = st.columns([6, 6, 2])
+    chosen = c[0].pills("Cultures", cultures, selection_mode="multi", key=keys["f_cultures"],
+                        help="Pick one or more to show only those; none picked shows every culture")
+    chosen_sites = c[1].pills("Find-sites", sites, selection_mode="multi", key=keys["f_sites"],
+                              help="Pick one or more to keep only the figurines found there (the figurines "
+                                   "without a find-site, the source cultures, stay for comparison); none "
+                                   "picked keeps every site") if sites else []
+    context = c[2].toggle("Grey context", key=keys["f_context"],
+                          help="Show the filtered-out figurines in grey")
+    for k in keys.values():
+        store(k)
+    return chosen or cultures, chosen_sites or sites, context
 
 
-def gallery(rows: pd.DataFrame, images, recon: np.ndarray | None, style: str) -> None:
+def gallery(rows: pd.DataFrame, images, model, style: str, run_name: str) -> None:
+    """The selected figurines, page by page, ordered by culture and site, with the selection's make-up."""
     st.subheader(f"Selected figurines ({len(rows):,})")
-    if len(rows) > 48:
-        st.caption("Showing the first 48.")
+    make_up = rows.assign(site=rows["site"].replace("", "no find-site")).groupby(["culture", "site"]).size()
+    st.caption("In this selection: " + " · ".join(f"{plain(c)}, {plain(site)}: {n:,}"
+                                                   for (c, site), n in make_up.items()))
+    c = st.columns([3, 2, 5])
+    order = c[0].segmented_control("Order", ["culture and site", "file name"], default="culture and site",
+                                   key=f"g_order:{run_name}")
+    rows = rows.sort_values(["culture", "site", "path"] if order != "file name" else ["path"])
+    pages = -(-len(rows) // PER_PAGE)
+    page = c[1].number_input(f"Page (of {pages})", 1, pages, 1, key=f"g_page:{run_name}") if pages > 1 else 1
+    shown = rows.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
+    c[2].caption(f"Figurines {(page - 1) * PER_PAGE + 1:,} to {(page - 1) * PER_PAGE + len(shown):,} "
+                 f"of {len(rows):,}")
     grid = st.columns(8)
-    for i, (idx, r) in enumerate(rows.head(48).iterrows()):
+    for i, (idx, r) in enumerate(shown.iterrows()):
         with grid[i % 8]:
             st.image(images[idx], width="stretch")
-            st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{plain(r['path'].rsplit('/', 1)[-1])}")
-    if recon is not None:
-        st.caption("Their reconstructions by the autoencoder" + (
-            " (it sees form: each figure's brightness standardised within it, without colour):" if style == "form"
-            else ":"))
-        grid = st.columns(8)
-        for i, a in enumerate(recon):
-            grid[i % 8].image(a, width="stretch")
+            st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{plain(short_name(r['path']))}")
+    st.caption("The first eight on this page as the autoencoder reconstructs them" + (
+        " (it sees form: each figure's brightness standardised within it, without colour):" if style == "form"
+        else ":"))
+    grid = st.columns(8)
+    for i, a in enumerate(explore.reconstructions(model, images[shown.index[:8]])):
+        grid[i % 8].image(a, width="stretch")
 
 
 run = pick_run()
@@ -93,12 +133,13 @@ if kept:
     relink_form(run)
 enc = enc.reset_index(drop=True).assign(id=lambda d: np.arange(len(d)))
 colours = explore.culture_colours(enc["culture"])
-chosen, chosen_sites, context = filters(enc)
+chosen, chosen_sites, context = filters(enc, run.name)
 keep = explore.filtered(enc, chosen, chosen_sites)
-
-if st.session_state.get("selected_run") != run.name:  # a selection belongs to one run
-    st.session_state["selected_ids"], st.session_state["selected_run"] = None, run.name
-selection = st.session_state.get("selected_ids")
+legend = {c: colours[c] for c in colours if c in set(enc.loc[keep, "culture"])}  # what is shown, not all
+views = {p: explore.square_view(enc[f"{p}_x"], enc[f"{p}_y"], s["prior_std"] if p == "aae" else None)
+         for p in ("aae", "umap")}  # fixed by the whole run: filtering never rescales a chart
+picks = st.session_state.setdefault("picks", {}).setdefault(run.name, {"ids": None, "gen": {}, "seen": {}})
+selection = [i for i in picks["ids"] if keep[i]] if picks["ids"] is not None else None
 as_points = len(enc) <= explore.POINTS_UP_TO
 
 
@@ -106,40 +147,48 @@ def chart(prefix: str, title: str, prior_std: float | None, thumbs: str | None =
     """One embedding of the filtered figurines: points, or density cells for a large collection."""
     if not as_points:
         ctx = explore.cells(enc, ~keep & context, prefix)
-        return charts.density(explore.cells(enc, keep, prefix, selection), ctx, prefix, title, colours,
-                              selection is not None, prior_std)
+        return charts.density(explore.cells(enc, keep, prefix, selection), ctx, prefix, title, legend,
+                              selection is not None, prior_std, views[prefix])
     points = enc[keep].assign(selected=lambda d: d["id"].isin(selection) if selection is not None else False)
     order = np.argsort(-points["culture"].map(enc["culture"].value_counts()).to_numpy(), kind="stable")
-    return charts.scatter(points.iloc[order], enc[~keep] if context else enc.iloc[:0], prefix, title, colours,
-                          selection is not None, prior_std, thumbs)
+    return charts.scatter(points.iloc[order], enc[~keep] if context else enc.iloc[:0], prefix, title, legend,
+                          selection is not None, prior_std, thumbs, views[prefix])
 
 
 how = ("drag a box or click points in either chart to select them in both" if as_points else
        f"over {explore.POINTS_UP_TO:,} figurines, so each chart shows density cells (colour: the most frequent "
        "culture; strength: how many); drag a box in either chart to select them in both")
-st.caption(f"{int(keep.sum()):,} of {len(enc):,} figurines shown · {how} · double-click clears.")
+st.caption(f"{int(keep.sum()):,} of {len(enc):,} figurines shown · {how} · double-click clears the selection.")
 figures = {"aae": chart("aae", "AAE latent", s["prior_std"], thumbs),
            "umap": chart("umap", "UMAP baseline", None, thumbs)}
-left, right = st.columns(2)
-with left:
-    ev_aae = st.altair_chart(figures["aae"], on_select="rerun", key="chart_aae", width="stretch")
-with right:
-    ev_umap = st.altair_chart(figures["umap"], on_select="rerun", key="chart_umap", width="stretch")
+events = {}
+for prefix in ("aae", "umap"):
+    if f"chart_{prefix}_{picks['gen'].get(prefix, 0)}" not in st.session_state:
+        picks["seen"][prefix] = None  # drawn afresh (the page was left): it holds no selection of its own
+for col, prefix in zip(st.columns(2), ("aae", "umap")):
+    with col:  # a chart's key changes to clear a selection it still holds when the other chart selects
+        events[prefix] = st.altair_chart(figures[prefix], on_select="rerun", width="content",
+                                         key=f"chart_{prefix}_{picks['gen'].get(prefix, 0)}")
 
-picked = [explore.selected_rows(ev.selection, enc, p) for ev, p in ((ev_aae, "aae"), (ev_umap, "umap"))]
-picked = [p for p in picked if p is not None]
-new = sorted(set(np.concatenate(picked).tolist()) & set(enc.index[keep])) if picked else None
-if new != selection:
-    st.session_state["selected_ids"] = new
+now = {p: explore.selected_rows(ev.selection, enc, p) for p, ev in events.items()}
+now = {p: None if v is None else tuple(int(i) for i in v) for p, v in now.items()}
+touched = [p for p in now if now[p] != picks["seen"].get(p)]
+if touched:  # the chart the user acted on decides, in both charts; a double-click (nothing) clears both
+    p = touched[0]
+    ids = sorted(set(now[p]) & set(np.flatnonzero(keep))) if now[p] is not None else []
+    for q in now:
+        if q != p and now[q] is not None:
+            picks["gen"][q] = picks["gen"].get(q, 0) + 1
+            now[q] = None
+    picks.update(ids=ids or None, seen=now)
+    st.session_state.pop(f"g_page:{run.name}", None)  # a new selection opens on its first page
     st.rerun()
 
 if selection and kept:
     st.dataframe(enc.loc[selection].drop(columns=["id"]), hide_index=True)
 elif selection:
-    rows = enc.loc[selection]
-    imgs = images_of(cfg["data"], s["image_size"], s.get("background", "flatten"))
-    recon = explore.reconstructions(model(str(run.dir), mtime), imgs[rows.index[:8]])
-    gallery(rows, imgs, recon, cfg["effective"].get("style", "colour"))
+    gallery(enc.loc[selection], images_of(cfg["data"], s["image_size"], s.get("background", "flatten")),
+            model(str(run.dir), mtime), cfg["effective"].get("style", "colour"), run.name)
 
 d = st.columns(3)
 d[0].download_button("Filtered table (CSV)", lambda: export.csv(enc[keep].drop(columns=["id"])),

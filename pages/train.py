@@ -31,51 +31,90 @@ def device_options() -> dict[str, str]:
 
 
 def settings_form() -> tuple[str, Settings] | None:
-    """The launch form; returns (run name, settings) when submitted with valid settings."""
+    """The launch form, the choices that change the reading up front and the expert ones folded; returns
+    (run name, settings) when submitted with valid settings."""
     preset = st.segmented_control("Preset", list(PRESETS), default="fast", key="preset",
-                                  help="paper: the study's dense 1000-1000-2 AAE at 256 px (for a GPU); "
-                                       "fast: a small convolutional AAE at 64 px (minutes on a CPU)")
+                                  help="fast: a small convolutional AAE at 64 px, minutes on a CPU; paper: the "
+                                       "study's dense 1000-1000-2 AAE at 256 px, for a GPU")
     base = Settings.from_preset(preset or "fast")
     if "run_name" not in st.session_state or st.session_state.get("run_name_preset") != base.preset:
         st.session_state["run_name"] = f"{base.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
         st.session_state["run_name_preset"] = base.preset
+    sizes = [16, 32, 64, 128, 256]
     with st.form("launch"):
-        name = st.text_input("Run name", key="run_name")
+        c = st.columns([3, 1, 1, 2])
+        name = c[0].text_input("Run name", key="run_name")
+        epochs = c[1].number_input("Epochs", 1, 10_000, base.epochs,
+                                   help="passes over the collection; the losses below show when the map has "
+                                        "settled")
+        image_size = c[2].selectbox("Image size (px)", sizes, index=sizes.index(base.image_size),
+                                    help="the detail the model sees: larger shows finer relief and trains "
+                                         "slower (64: minutes on a CPU; 256: a GPU)")
+        devices = device_options()
+        device = c[3].selectbox("Device", list(devices), format_func=devices.get)
         style = st.radio("What counts as style", list(STYLES), index=list(STYLES).index(base.style), horizontal=True,
                          format_func=lambda k: f"{k}: {STYLES[k]}",
                          help="form suits terracottas: local clay, firing and coatings, shared by every figurine "
                               "made in one place, are not read as influence")
-        guided = st.checkbox("Let the source cultures' labels guide the map", value=base.guided,
-                             help="each source culture gets its own region of the prior; the target figurines and "
-                                  f"{base.label_holdout:.0%} of each source stay unlabelled, and the run's "
-                                  "separation and influence figures are measured on those alone")
         c = st.columns(4)
-        image_size = c[0].selectbox("Image size (px)", [16, 32, 64, 128, 256], index=[16, 32, 64, 128, 256].index(base.image_size))
-        epochs = c[1].number_input("Epochs", 1, 10_000, base.epochs)
-        batch = c[2].number_input("Batch size", 2, 4096, base.batch_size)
-        devices = device_options()
-        device = c[3].selectbox("Device", list(devices), format_func=devices.get)
-        c = st.columns(4)
-        lr = c[0].number_input("Reconstruction lr", 1e-6, 1.0, base.lr, format="%.5f")
-        disc_lr = c[1].number_input("Discriminator lr", 1e-6, 1.0, base.disc_lr, format="%.5f")
-        gen_lr = c[2].number_input("Generator lr", 1e-6, 1.0, base.gen_lr, format="%.5f",
-                                   help="sets the reconstruction/adversarial balance")
-        adv_beta1 = c[3].number_input("Adversarial Adam beta1", 0.0, 0.999, base.adv_beta1)
-        c = st.columns(4)
-        prior_std = c[0].number_input("Prior sd", 0.01, 1000.0, base.prior_std)
-        latent_dim = c[1].number_input("Latent size", 1, 512, base.latent_dim)
-        width = c[2].number_input("Width (units or channels)", 1, 100_000, base.width)
-        disc_noise = c[3].number_input("Discriminator input noise (sd)", 0.0, 10.0, base.disc_noise)
-        c = st.columns(4)
-        prior = c[0].selectbox("Prior", ["gaussian", "mixture"], help="mixture: Gaussians on a circle of radius 2 sd")
-        disc_width = c[1].number_input("Discriminator width", 1, 100_000, base.disc_width)
-        snapshot_every = c[2].number_input("Snapshot every (epochs)", 1, 1000, base.snapshot_every)
-        checkpoint_every = c[3].number_input("Checkpoint every (epochs)", 1, 1000, base.checkpoint_every)
-        c = st.columns(4)
-        balanced = c[0].checkbox("Balanced sampling", help="each culture equally often (the study's proposed fix)")
-        paper_exact = c[1].checkbox("Paper-exact", help="the study's settings exactly: no stabilisers")
-        flatten = c[2].checkbox("Flatten backgrounds", value=True, help="studio backgrounds -> one neutral grey")
-        seed = c[3].number_input("Seed", 0, 2**31 - 1, base.seed)
+        guided = c[0].checkbox("Let the source cultures' labels guide the map", value=base.guided,
+                               help="each source culture gets its own region of the prior; the target figurines "
+                                    f"and {base.label_holdout:.0%} of each source stay unlabelled, and the run's "
+                                    "separation and influence figures are measured on those alone")
+        balanced = c[1].checkbox("Each culture equally often", value=base.balanced,
+                                 help="a large culture does not shape the map alone (the study's data was 70% one "
+                                      "culture); the influence figures are weighted the same either way")
+        flatten = c[2].checkbox("Flatten backgrounds", value=base.background == "flatten",
+                                help="studio backgrounds of every shade become one neutral grey, so the map "
+                                     "does not group figurines by how they were photographed")
+        augment = c[3].checkbox("Vary each view", value=base.augment,
+                                help="each figurine is shown mirrored at random and with a patch hidden, so its "
+                                     "place does not hang on which way it faces or on one detail (on the demo it "
+                                     "did not help the readings: see the README)")
+        with st.expander("Expert settings: the network and its optimisers"):
+            c = st.columns(4)
+            lr = c[0].number_input("Reconstruction learning rate", 1e-6, 1.0, base.lr, format="%.5f",
+                                   help="how fast the autoencoder learns to redraw figurines; too high and the map "
+                                        "jumps between epochs")
+            disc_lr = c[1].number_input("Critic learning rate", 1e-6, 1.0, base.disc_lr, format="%.5f",
+                                        help="how fast the discriminator learns to tell codes from prior draws; it "
+                                             "keeps the map shaped like the prior, so distances compare")
+            gen_lr = c[2].number_input("Prior-matching learning rate", 1e-6, 1.0, base.gen_lr, format="%.5f",
+                                       help="how hard the encoder is pushed toward the prior: higher fills the "
+                                            "circles evenly at the cost of faithful reconstructions")
+            adv_beta1 = c[3].number_input("Adversarial momentum (Adam beta1)", 0.0, 0.999, base.adv_beta1,
+                                          help="momentum of both adversarial steps; 0.5 keeps them stable")
+            c = st.columns(4)
+            prior = c[0].selectbox("Prior", ["gaussian", "mixture"],
+                                   help="gaussian: one cloud; mixture: Gaussians on a circle of radius 2 sd, which "
+                                        "pulls the figurines into separate groups (a guided run always uses one "
+                                        "per source culture)")
+            prior_std = c[1].number_input("Prior sd", 0.01, 1000.0, base.prior_std,
+                                          help="the map's scale (its circles on Explore): units, not neighbours")
+            latent_dim = c[2].number_input("Latent size", 1, 512, base.latent_dim,
+                                           help="dimensions of each code; Explore draws the first two, so 2 gives "
+                                                "a map read whole")
+            width = c[3].number_input("Autoencoder width", 1, 100_000, base.width,
+                                      help="units (dense) or first-layer channels (conv): more capacity sees finer "
+                                           "differences, trains slower and can memorise a small collection")
+            c = st.columns(4)
+            disc_width = c[0].number_input("Critic width", 1, 100_000, base.disc_width,
+                                           help="the discriminator's hidden units")
+            disc_noise = c[1].number_input("Critic input noise (sd)", 0.0, 10.0, base.disc_noise,
+                                           help="blurs the critic's view a little so it cannot win outright, which "
+                                                "keeps training stable")
+            batch = c[2].number_input("Batch size", 2, 4096, base.batch_size,
+                                      help="figurines per training step: mostly speed and memory")
+            seed = c[3].number_input("Seed", 0, 2**31 - 1, base.seed,
+                                     help="the random start: train two seeds to see how much of a map is chance")
+            c = st.columns(4)
+            snapshot_every = c[0].number_input("Snapshot every (epochs)", 1, 1000, base.snapshot_every,
+                                               help="how often this page records the map of a fixed sample")
+            checkpoint_every = c[1].number_input("Checkpoint every (epochs)", 1, 1000, base.checkpoint_every,
+                                                 help="how often a resumable checkpoint is written; Explore opens "
+                                                      "a run at its latest")
+            paper_exact = c[2].checkbox("Paper-exact", help="the study's settings exactly, stabilisers off: to "
+                                                            "reproduce its figures, not for new readings")
         if not st.form_submit_button("Launch training", type="primary"):
             return None
     try:
@@ -83,8 +122,9 @@ def settings_form() -> tuple[str, Settings] | None:
             preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
             lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
             latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced, guided=guided,
-            paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed), prior=prior, style=style,
-            disc_width=int(disc_width), snapshot_every=int(snapshot_every), checkpoint_every=int(checkpoint_every))
+            augment=augment, paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed),
+            prior=prior, style=style, disc_width=int(disc_width), snapshot_every=int(snapshot_every),
+            checkpoint_every=int(checkpoint_every))
     except UserError as e:
         st.error(plain(str(e)))
         return None
@@ -168,38 +208,48 @@ def run_view(run: Run) -> None:
     sample = run.snapshot_sample()
     if snaps and len(sample):
         epochs = sorted(snaps)
-        pick = st.select_slider("Latent snapshot at epoch", epochs, value=epochs[-1], key=f"snap-{run.name}") \
-            if len(epochs) > 1 else epochs[0]
+        key = f"snap-{run.name}"
+        if st.session_state.get(key) in (None, st.session_state.get(f"{key}-newest")) or \
+                st.session_state[key] not in epochs:  # on the newest snapshot: follow the next one
+            st.session_state[key] = epochs[-1]
+        st.session_state[f"{key}-newest"] = epochs[-1]
+        pick = st.select_slider("Latent snapshot at epoch", epochs, key=key) if len(epochs) > 1 else epochs[0]
         codes = sample.assign(x=snaps[pick][:, 0], y=snaps[pick][:, 1] if snaps[pick].shape[1] > 1 else 0.0)
         st.altair_chart(charts.snapshot(codes, culture_colours(sample["culture"]),
                                         cfg["settings"]["prior_std"], pick), width="stretch")
 
 
-@st.fragment(run_every=2)
-def live(name: str) -> None:
-    """Refreshes every 2 s while the run trains, without reloading the page."""
-    run = Run(RUNS / name)
-    run_view(run)
-    if run.status().get("state") != "running":
-        st.rerun()  # the run ended: redraw the page once, without the timer
-
-
-def past_runs() -> None:
+def past_runs() -> str | None:
+    """Every run, as of now; the name of the run to show below the table."""
     rows = []
     for r in runs():
         st_, cfg = r.status(), r.config()
         s = cfg.get("settings", {})
         rows.append({"run": r.name, "state": st_.get("state"), "epoch": st_.get("epoch", 0),
                      "preset": s.get("preset"), "image size": s.get("image_size"), "epochs": s.get("epochs"),
+                     "style": s.get("style", "colour"), "guided": s.get("guided", False),
                      "balanced": s.get("balanced"), "data": cfg.get("data"), "device": cfg.get("device")})
     if not rows:
         st.info("No runs yet: launch one above.")
-        return
+        return None
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     names = [r["run"] for r in rows]
-    pick = st.selectbox("Show run", names, index=names.index(st.session_state["watch"])
-                        if st.session_state.get("watch") in names else 0)
-    st.session_state["watch"] = pick
+    if st.session_state.get("watch") not in names:
+        st.session_state["watch"] = names[0]
+    return st.selectbox("Show run", names, key="watch")
+
+
+def runs_section() -> None:
+    """The runs table and the chosen run; both refresh every 2 s while a training runs (see below)."""
+    watch = past_runs()
+    if watch and Run(RUNS / watch).exists():
+        run = Run(RUNS / watch)
+        running = run.status().get("state") == "running"
+        run_view(run)
+        if st.session_state.pop("was_running", None) == watch and not running:
+            st.rerun()  # the run ended: redraw the page once, without the timer
+        if running:
+            st.session_state["was_running"] = watch
 
 
 root = data_root()
@@ -216,10 +266,4 @@ with st.expander("New training", expanded=not any(busy.values())):
 if submitted:  # outside the expander: a refusal must show even when another training collapsed it
     launch(*submitted)
 st.divider()
-past_runs()
-watch = st.session_state.get("watch")
-if watch and Run(RUNS / watch).exists():
-    if Run(RUNS / watch).status().get("state") == "running":
-        live(watch)
-    else:
-        run_view(Run(RUNS / watch))
+st.fragment(runs_section, run_every=2 if any(busy.values()) else None)()

@@ -90,10 +90,54 @@ def test_explore_site_filter_changes_both_charts(trained_run, monkeypatch):
     aae, umap = charts(at)
     n = points_in(aae)
     assert n == points_in(umap) == trained_run.config()["images"]
-    at.multiselect(key="f_sites").set_value(["Babylon", "Seleucia on the Tigris"]).run()
+    at.pills(key=f"f_sites:{trained_run.name}").set_value(["Babylon", "Seleucia on the Tigris"]).run()
     aae, umap = charts(at)
     assert points_in(aae) == points_in(umap) < n
     assert not at.exception
+
+
+def test_explore_one_culture_filter_is_kept_across_pages_and_the_legend_follows_it(trained_run):
+    at = page("explore", run=trained_run.name)
+    key = f"f_cultures:{trained_run.name}"
+    at.pills(key=key).set_value(["Achaemenid"]).run()  # one click: only this culture
+    aae, umap = charts(at)
+    assert '"domain": ["Achaemenid"]' in aae.proto.spec.replace('":[', '": [').replace('","', '", "')
+    shown = next(c.value for c in at.caption if "figurines shown" in c.value)
+    at.switch_page("pages/influence.py").run()
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception and at.pills(key=key).value == ["Achaemenid"]
+    assert next(c.value for c in at.caption if "figurines shown" in c.value) == shown
+    at.pills(key=key).set_value([]).run()  # nothing picked: every culture again
+    assert points_in(charts(at)[0]) == trained_run.config()["images"]
+
+
+def test_explore_charts_are_square_with_equal_scales(trained_run):
+    import json
+
+    at = page("explore", run=trained_run.name)
+    for chart in charts(at):
+        spec = json.loads(chart.proto.spec)
+        assert spec["width"] == spec["height"]
+        scales = [(layer["encoding"]["x"]["scale"]["domain"], layer["encoding"]["y"]["scale"]["domain"])
+                  for layer in spec["layer"]]
+        (x0, x1), (y0, y1) = scales[0]
+        assert all(s == scales[0] for s in scales) and abs((x1 - x0) - (y1 - y0)) < 1e-9
+    names = [layer.get("name") for layer in json.loads(charts(at)[0].proto.spec)["layer"]]
+    assert names[-1] == "prior"  # the prior's circles above the points
+
+
+def test_explore_gallery_pages_through_the_whole_selection(trained_run):
+    at = page("explore", run=trained_run.name)
+    at.session_state["picks"] = {trained_run.name: {"ids": list(range(100)), "gen": {}, "seen": {}}}
+    at.run()
+    assert not at.exception
+    assert any(h.value == "Selected figurines (100)" for h in at.subheader)
+    assert any(c.value.startswith("In this selection:") for c in at.caption)
+    first = [c.value for c in at.caption if "·" in c.value and "\n" in c.value]
+    assert any("Figurines 1 to 48 of 100" in c.value for c in at.caption)
+    at.number_input(key=f"g_page:{trained_run.name}").set_value(3).run()
+    assert any("Figurines 97 to 100 of 100" in c.value for c in at.caption)
+    assert [c.value for c in at.caption if "·" in c.value and "\n" in c.value] != first
 
 
 def test_explore_hover_thumbnails_are_static_files(trained_run):
@@ -122,7 +166,7 @@ def test_explore_draws_density_cells_above_the_point_limit(trained_run, monkeypa
 
     aae, umap = charts(at)
     assert '"rect"' in aae.proto.spec and figurines(aae) == figurines(umap) == trained_run.config()["images"]
-    at.multiselect(key="f_sites").set_value(["Babylon"]).run()
+    at.pills(key=f"f_sites:{trained_run.name}").set_value(["Babylon"]).run()
     aae, umap = charts(at)
     assert figurines(aae) == figurines(umap) < trained_run.config()["images"]
 
