@@ -24,6 +24,8 @@ def svg(chart) -> str:
 
 
 EMBEDDING_SIZE = 420  # px, the square plot of a 2-D embedding: equal scales on both axes
+_SQUARE = dict(width=EMBEDDING_SIZE, height=EMBEDDING_SIZE,
+               autosize=alt.AutoSizeParams(type="pad"))  # the plot itself square, axes and legend around it
 
 
 def counts(table: pd.DataFrame) -> alt.Chart:
@@ -47,8 +49,8 @@ def counts(table: pd.DataFrame) -> alt.Chart:
 def _xy(x: str, y: str, view, title: str | None = None) -> dict:
     """x and y encodings on the view's fixed, equal-span domains."""
     (x0, x1), (y0, y1) = view
-    return dict(x=alt.X(x, title=f"{title} 1" if title else None, scale=alt.Scale(domain=[x0, x1], nice=False, zero=False)),
-                y=alt.Y(y, title=f"{title} 2" if title else None, scale=alt.Scale(domain=[y0, y1], nice=False, zero=False)))
+    return dict(x=alt.X(x, title=f"{title} 1" if title else None, scale=alt.Scale(domain=[x0, x1], nice=False)),
+                y=alt.Y(y, title=f"{title} 2" if title else None, scale=alt.Scale(domain=[y0, y1], nice=False)))
 
 
 def _circles(prior_std: float, view) -> alt.Chart:
@@ -62,8 +64,7 @@ def _embedding(layers: list, title: str, prior_std: float | None, view) -> alt.L
     """A square, zoomable embedding with equal scales; the prior's circles over the given layers."""
     if prior_std:
         layers.append(_circles(prior_std, view))
-    return alt.layer(*layers).properties(title=title, width=EMBEDDING_SIZE, height=EMBEDDING_SIZE) \
-        .interactive(bind_y=False, bind_x=False)
+    return alt.layer(*layers).properties(title=title, **_SQUARE).interactive(bind_y=False, bind_x=False)
 
 
 def _box(prefix: str):
@@ -86,11 +87,11 @@ def scatter(points: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str
     tips = [alt.Tooltip("culture:N"), alt.Tooltip("site:N"), alt.Tooltip("path:N", title="file")]
     layers = []
     if len(context):
-        layers.append(alt.Chart(context[[x, y]]).mark_circle(size=14, color=CONTEXT_GREY, opacity=0.6)
-                      .encode(**_xy(f"{x}:Q", f"{y}:Q", view)))
+        layers.append(alt.Chart(context[[x, y]], name="context")
+                      .mark_circle(size=14, color=CONTEXT_GREY, opacity=0.6).encode(**_xy(f"{x}:Q", f"{y}:Q", view)))
     opacity = alt.condition("datum.selected", alt.value(0.95), alt.value(0.18)) if highlighted else alt.value(0.75)
     size = alt.condition("datum.selected", alt.value(60), alt.value(22)) if highlighted else alt.value(22)
-    chart = alt.Chart(points[["id", "path", "culture", "site", x, y, "selected"]])
+    chart = alt.Chart(points[["id", "path", "culture", "site", x, y, "selected"]], name="points")
     if thumbnails:  # vega-tooltip shows a field named image as a picture; the URL is made in the browser
         chart = chart.transform_calculate(image=f"'{thumbnails}/' + datum.id + '.jpg'")
         tips.append(alt.Tooltip("image:N", title="image"))
@@ -154,8 +155,7 @@ def snapshot(codes: pd.DataFrame, colours: dict[str, str], prior_std: float, epo
     view = square_view(codes["x"], codes["y"], prior_std)
     pts = alt.Chart(codes).mark_circle(size=18, opacity=0.8).encode(
         **_xy("x:Q", "y:Q", view, "latent"), color=_colour(colours), tooltip=["culture", "site", "path"])
-    return alt.layer(pts, _circles(prior_std, view)).properties(
-        title=f"latent codes at epoch {epoch}", width=EMBEDDING_SIZE, height=EMBEDDING_SIZE)
+    return alt.layer(pts, _circles(prior_std, view)).properties(title=f"latent codes at epoch {epoch}", **_SQUARE)
 
 
 def heatmap(table: pd.DataFrame, title: str) -> alt.LayerChart:

@@ -57,8 +57,9 @@ def settings_form() -> tuple[str, Settings] | None:
                          help="form suits terracottas: local clay, firing and coatings, shared by every figurine "
                               "made in one place, are not read as influence")
         c = st.columns(4)
-        guided = c[0].checkbox("Let the source cultures' labels guide the map", value=base.guided,
-                               help="each source culture gets its own region of the prior; the target figurines "
+        guided = c[0].checkbox("Guided by source labels", value=base.guided,
+                               help="the source cultures' labels guide the map: each gets its own region of the "
+                                    "prior; the target figurines "
                                     f"and {base.label_holdout:.0%} of each source stay unlabelled, and the run's "
                                     "separation and influence figures are measured on those alone")
         balanced = c[1].checkbox("Each culture equally often", value=base.balanced,
@@ -216,7 +217,7 @@ def run_view(run: Run) -> None:
         pick = st.select_slider("Latent snapshot at epoch", epochs, key=key) if len(epochs) > 1 else epochs[0]
         codes = sample.assign(x=snaps[pick][:, 0], y=snaps[pick][:, 1] if snaps[pick].shape[1] > 1 else 0.0)
         st.altair_chart(charts.snapshot(codes, culture_colours(sample["culture"]),
-                                        cfg["settings"]["prior_std"], pick), width="stretch")
+                                        cfg["settings"]["prior_std"], pick), width="content")
 
 
 def past_runs() -> str | None:

@@ -117,7 +117,7 @@ def test_explore_charts_are_square_with_equal_scales(trained_run):
     at = page("explore", run=trained_run.name)
     for chart in charts(at):
         spec = json.loads(chart.proto.spec)
-        assert spec["width"] == spec["height"]
+        assert spec["width"] == spec["height"] and spec["autosize"]["type"] == "pad"  # the plot itself square
         scales = [(layer["encoding"]["x"]["scale"]["domain"], layer["encoding"]["y"]["scale"]["domain"])
                   for layer in spec["layer"]]
         (x0, x1), (y0, y1) = scales[0]
