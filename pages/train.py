@@ -63,8 +63,8 @@ def settings_form() -> tuple[str, Settings] | None:
                                     f"and {base.label_holdout:.0%} of each source stay unlabelled, and the run's "
                                     "separation and influence figures are measured on those alone")
         balanced = c[1].checkbox("Each culture equally often", value=base.balanced,
-                                 help="a large culture does not shape the map alone (the study's data was 70% one "
-                                      "culture); the influence figures are weighted the same either way")
+                                 help="a large culture does not shape the map alone: the study's data was 70% one "
+                                      "culture, and this was its proposed fix")
         flatten = c[2].checkbox("Flatten backgrounds", value=base.background == "flatten",
                                 help="studio backgrounds of every shade become one neutral grey, so the map "
                                      "does not group figurines by how they were photographed")
