@@ -150,12 +150,14 @@ def losses(metrics: pd.DataFrame) -> alt.VConcatChart:
     return alt.vconcat(alt.hconcat(*panels[:2]), alt.hconcat(*panels[2:]))
 
 
-def snapshot(codes: pd.DataFrame, colours: dict[str, str], prior_std: float, epoch: int) -> alt.LayerChart:
-    """Latent codes of the fixed sample at one epoch, square with equal scales, the prior's circles above."""
+def snapshot(codes: pd.DataFrame, colours: dict[str, str], prior_std: float | None, epoch: int) -> alt.LayerChart:
+    """Latent codes of the fixed sample at one epoch, square with equal scales, the prior's circles above
+    (none for a map whose codes are not matched to the prior as a whole: `prior_std` None)."""
     view = square_view(codes["x"], codes["y"], prior_std)
     pts = alt.Chart(codes).mark_circle(size=18, opacity=0.8).encode(
         **_xy("x:Q", "y:Q", view, "latent"), color=_colour(colours), tooltip=["culture", "site", "path"])
-    return alt.layer(pts, _circles(prior_std, view)).properties(title=f"latent codes at epoch {epoch}", **_SQUARE)
+    return alt.layer(pts, *([_circles(prior_std, view)] if prior_std else [])).properties(
+        title=f"latent codes at epoch {epoch}", **_SQUARE)
 
 
 def heatmap(table: pd.DataFrame, title: str) -> alt.LayerChart:

@@ -78,7 +78,7 @@ def cmd_train(a) -> int:
 
     given = {k: getattr(a, k) for k in ("epochs", "image_size", "batch_size", "lr", "prior_std", "latent_dim",
                                         "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise", "style",
-                                        "label_holdout")}
+                                        "label_holdout", "clusters")}
     given.update(balanced=a.balanced or None, paper_exact=a.paper_exact or None, guided=a.guided or None,
                  augment=a.augment or None)
     given = {k: v for k, v in given.items() if v is not None}
@@ -270,6 +270,9 @@ def parser() -> argparse.ArgumentParser:
                         "source, and every target figurine, stays unlabelled and is what the run is judged on")
     t.add_argument("--label-holdout", type=float, help="share of each source culture a guided run never sees "
                                                        "labelled (default 0.4)")
+    t.add_argument("--clusters", type=int,
+                   help="K > 0: the map is one of K learned cluster heads plus a style code (Makhzani et al. 2015, "
+                        "section 6); with --guided, one cluster per source culture at least")
     t.add_argument("--augment", action="store_true",
                    help="encode each image mirrored at random and with a random patch hidden")
     t.add_argument("--balanced", action="store_true", help="sample each culture equally often")

@@ -100,7 +100,7 @@ def for_run(run_dir) -> dict:
     config = Run(run_dir).config()
     s = Settings.from_run(config["effective"])
     draws = None if s.prior == "gaussian" else Prior(s).sample(len(enc), torch.Generator().manual_seed(0)).numpy()
-    prior = prior_match(e["aae"], s.prior_std, prior=draws)
+    prior = prior_match(e.get("style", e["aae"]), s.prior_std, prior=draws)  # a cluster-head map: its style part
     keep = ~seen_by(config, enc)  # a guided run's separation: on figurines whose labels it did not see
     y = enc["culture"][keep]
     quality = {n: embedding_quality(e[n][keep], e["pca"][keep], y) for n in ("aae", "umap")}

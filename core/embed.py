@@ -266,6 +266,9 @@ def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
     # file sizes and times (to tell what changed later) and the PCA baseline (to open the run without its folder)
     df = pd.concat([df, files[["_bytes", "_mtime_ns"]],
                     pd.DataFrame(pcs, columns=[f"_pca_{i}" for i in range(pcs.shape[1])])], axis=1)
+    if model.settings.clusters:  # the style part, which the prior is matched to
+        style = encode(model, ds.images, style=True)
+        df["_style_x"], df["_style_y"] = style[:, 0], style[:, 1] if style.shape[1] > 1 else 0.0
     write_encodings(run, df, key)
     return df
 
@@ -280,7 +283,8 @@ def write_encodings(run: Run, df: pd.DataFrame, key: dict) -> None:
 
 
 def spaces(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """A run's encodings table and its three spaces (AAE codes, UMAP, 50-D PCA), all from the caches."""
+    """A run's encodings table and its three spaces (AAE codes, UMAP, 50-D PCA), all from the caches; for a
+    cluster-head run also its style codes (`style`)."""
     enc, ds = _encoded(run_dir)
     pca = enc[[c for c in enc.columns if c.startswith("_pca_")]].to_numpy()
     if not pca.shape[1]:  # encodings written before the PCA was stored with them
@@ -288,5 +292,8 @@ def spaces(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
             raise UserError(f"{enc.attrs.get('kept')}, but they predate this version and lack the PCA baseline: "
                             "encode the run again once its folder is found")
         pca, _ = baseline(ds, baseline_of(Run(run_dir)))
+    out = {"pca": pca}
+    if "_style_x" in enc:
+        out["style"] = enc[["_style_x", "_style_y"]].to_numpy()
     enc = _public(enc)
-    return enc, {"aae": enc[["aae_x", "aae_y"]].to_numpy(), "umap": enc[["umap_x", "umap_y"]].to_numpy(), "pca": pca}
+    return enc, {"aae": enc[["aae_x", "aae_y"]].to_numpy(), "umap": enc[["umap_x", "umap_y"]].to_numpy(), **out}

@@ -1,7 +1,9 @@
 """The Adversarial Autoencoder: encoder, decoder, discriminator on the codes, and the prior.
 
 `dense` is the reference study's model (flatten -> 1000 -> 1000 -> 2, mirrored decoder, discriminator
-1000 -> 1000 -> 1); `conv` is a small convolutional encoder/decoder with the same interface.
+1000 -> 1000 -> 1); `conv` is a small convolutional encoder/decoder with the same interface. With `clusters`
+K > 0 the encoder also gives a categorical code, and the 2-D map is a learned cluster head plus a style code
+(Makhzani et al. 2015, section 6): `encode` returns that map, `parts` the two codes.
 Images enter as uint8 (n, H, W, 3) and are normalised on the model's device (mean 0.5, sd 0.5); with
 `style="form"` the model sees each figure's brightness standardised within it, without colour (`form`).
 """
@@ -17,7 +19,7 @@ from .settings import Settings
 
 def dense_encoder(s: Settings) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(3 * s.image_size ** 2, s.width), nn.ReLU(),
-                         nn.Linear(s.width, s.width), nn.ReLU(), nn.Linear(s.width, s.latent_dim))
+                         nn.Linear(s.width, s.width), nn.ReLU(), nn.Linear(s.width, s.latent_dim + s.clusters))
 
 
 def dense_decoder(s: Settings) -> nn.Module:
@@ -37,7 +39,7 @@ def conv_encoder(s: Settings) -> nn.Module:
     for c in _channels(s):
         layers += [nn.Conv2d(c_in, c, 4, 2, 1), nn.LeakyReLU(0.2)]
         c_in = c
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 64, s.latent_dim))
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * 64, s.latent_dim + s.clusters))
 
 
 def conv_decoder(s: Settings) -> nn.Module:
@@ -48,10 +50,23 @@ def conv_decoder(s: Settings) -> nn.Module:
     return nn.Sequential(*layers, nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1), nn.Tanh())
 
 
-def discriminator(s: Settings) -> nn.Module:
-    """D(z), or D(z, label) for a guided run: the code with a one-hot of its source (or "unlabelled")."""
-    w, n_in = s.disc_width, s.latent_dim + (s.prior_components + 1 if s.guided else 0)
+def discriminator(s: Settings, n_in: int | None = None) -> nn.Module:
+    """D(z), or D(z, label) for a guided run with a mixture prior: the code with a one-hot of its source (or
+    "unlabelled"); with `n_in`, a discriminator of that many inputs (the categorical code's)."""
+    w = s.disc_width
+    n_in = n_in or s.latent_dim + (s.prior_components + 1 if s.guided and not s.clusters else 0)
     return nn.Sequential(nn.Linear(n_in, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 1))
+
+
+HEAD_GAP = 6.0  # cluster heads closer than this many prior sds are pushed apart (each style cloud: 3 sd)
+
+
+def head_cost(heads: torch.Tensor) -> torch.Tensor:
+    """Makhzani et al.'s cost keeping cluster heads apart: the shortfall of each pair's distance below the gap
+    (heads in prior sds)."""
+    d = torch.cdist(heads, heads)
+    i, j = torch.triu_indices(len(heads), len(heads), 1, device=heads.device)
+    return torch.relu(HEAD_GAP - d[i, j]).mean() if len(i) else heads.sum() * 0
 
 
 class Prior(nn.Module):
@@ -109,6 +124,14 @@ class AAEModel(nn.Module):
         self.decoder = dense_decoder(s) if s.arch == "dense" else conv_decoder(s)
         self.discriminator = discriminator(s)
         self.prior = Prior(s)
+        if s.clusters:  # heads start on a circle of radius HEAD_GAP sd, in prior sds; a critic for the category
+            angles = torch.arange(s.clusters) * 2 * math.pi / s.clusters
+            heads = torch.zeros(s.clusters, s.latent_dim)
+            heads[:, 0] = HEAD_GAP * torch.cos(angles)
+            if s.latent_dim > 1:
+                heads[:, 1] = HEAD_GAP * torch.sin(angles)
+            self.heads = nn.Parameter(heads)
+            self.cat_discriminator = discriminator(s, s.clusters)
         # With scale_codes the networks see codes in units of the prior's sd (a fixed rescaling of the
         # encoder's last layer and the discriminator's first): Adam's steps then fit the prior's scale.
         self.code_scale = s.prior_std if s.scale_codes else 1.0
@@ -128,16 +151,29 @@ class AAEModel(nn.Module):
         """float (n, 3, H, W) in [-1, 1] -> uint8 numpy (n, H, W, 3)."""
         return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(cluster logits or None, style code) of normalised images."""
+        out = self.encoder(x)
+        k = self.settings.clusters
+        return (out[:, :k], out[:, k:] * self.code_scale) if k else (None, out * self.code_scale)
+
+    def place(self, logits: torch.Tensor | None, style: torch.Tensor) -> torch.Tensor:
+        """The map: the style code, plus with clusters the soft-assigned cluster head."""
+        if logits is None:
+            return style
+        return logits.float().softmax(1).to(style.dtype) @ self.heads.to(style.dtype) * self.code_scale + style
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x) * self.code_scale
+        return self.place(*self.parts(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z / self.code_scale)
 
     def discriminate(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of "drawn from the prior"; a guided run also gets each code's source index (-1: unlabelled)."""
+        """Logits of "drawn from the prior"; a guided run with a mixture prior also gets each code's source
+        index (-1: unlabelled)."""
         x = z / self.code_scale
-        if self.settings.guided:
+        if self.settings.guided and not self.settings.clusters:
             x = torch.cat([x, nn.functional.one_hot(label + 1, self.prior.k + 1).to(x.dtype)], 1)
         return self.discriminator(x).squeeze(1)
 

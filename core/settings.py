@@ -17,7 +17,7 @@ PRESETS = {
 # What the study did, where our defaults differ from it.
 PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, scale_codes=False, balanced=False,
                    background="keep", style="colour", guided=False,
-                   augment=False)
+                   augment=False, clusters=0)
 # What counts as style: what the model is shown of each photograph (see model.AAEModel.normalise).
 STYLES = {"form": "shape and relief: each figure's brightness standardised within it, colour dropped, so that "
                   "clay colour, firing and coatings do not decide",
@@ -40,7 +40,8 @@ class Settings:
     prior: str = "gaussian"        # "gaussian" or "mixture" (components on a circle)
     prior_std: float = 5.0
     prior_components: int = 8
-    guided: bool = False           # source labels guide the map: one prior component per source culture
+    clusters: int = 0              # K > 0: the map is one of K learned cluster heads plus a style code
+    guided: bool = False           # source labels guide the map: one prior component (or cluster) per source
     label_holdout: float = 0.4     # share of each source culture whose labels a guided run never sees
     augment: bool = False          # encode each image mirrored at random and with a random patch hidden
     scale_codes: bool = True       # the encoder's last layer works in units of the prior's sd
@@ -121,6 +122,9 @@ class Settings:
         need(1 <= self.latent_dim <= 512, f"latent size must be 1..512, got {self.latent_dim}")
         need(1 <= self.width <= 100_000 and 1 <= self.disc_width <= 100_000, "widths must be positive")
         need(self.prior in ("gaussian", "mixture"), f"prior must be gaussian or mixture, got {self.prior!r}")
+        need(self.clusters == 0 or 2 <= self.clusters <= 64, f"clusters must be 0 (none) or 2..64, got {self.clusters}")
+        need(not (self.clusters and self.prior == "mixture"),
+             "a cluster-head map has its own categorical code: use the gaussian prior for its style part")
         need(0.01 <= self.prior_std <= 1000, f"prior sd must be between 0.01 and 1000, got {self.prior_std}")
         need(1 <= self.prior_components <= 1000, "the mixture prior needs 1..1000 components")
         need(0.1 <= self.label_holdout <= 0.9, f"the label hold-out must be in 0.1..0.9, got {self.label_holdout}")

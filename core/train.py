@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import labels
 from .errors import UserError
-from .model import AAEModel
+from .model import AAEModel, head_cost
 from .runs import Run
 from .settings import Settings
 
@@ -97,11 +97,13 @@ def normalised_batches(model: AAEModel, images, batch_size: int = 500):
 
 
 @torch.no_grad()
-def encode(model: AAEModel, images, batch_size: int = 500) -> np.ndarray:
-    """Codes of uint8 images (n, H, W, 3), in batches, on the model's device."""
+def encode(model: AAEModel, images, batch_size: int = 500, style: bool = False) -> np.ndarray:
+    """Codes of uint8 images (n, H, W, 3), in batches, on the model's device: their place on the map, or
+    with `style` their style code (the same for a model without clusters)."""
     was_training = model.training
     model.eval()
-    out = [model.encode(x).float().cpu() for x in normalised_batches(model, images, batch_size)]
+    out = [(model.parts(x)[1] if style else model.encode(x)).float().cpu()
+           for x in normalised_batches(model, images, batch_size)]
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, model.settings.latent_dim), np.float32)
 
@@ -148,16 +150,19 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
         raise UserError(f"images are {images.shape[1]} px but the settings say {s.image_size} px")
     if s.balanced and labels is None:
         raise UserError("balanced sampling needs the images' culture labels")
-    if s.guided and (s.prior != "mixture" or guide is None or len(guide) != n or guide.max() >= s.prior_components):
-        raise UserError("a guided run needs the mixture prior and each image's source index, below its number of "
-                        "components (fit_run sets both from the dataset)")
+    slots = s.clusters or (s.prior_components if s.prior == "mixture" else 0)
+    if s.guided and (not slots or guide is None or len(guide) != n or guide.max() >= slots):
+        raise UserError("a guided run needs clusters or the mixture prior, and each image's source index below "
+                        "their number (fit_run sets both from the dataset)")
     dev = pick_device(s.device)
     torch.manual_seed(s.seed)
     model = AAEModel(s).to(dev)
     fused = dev.type == "cuda"
-    opt_ae = torch.optim.Adam([*model.encoder.parameters(), *model.decoder.parameters()], lr=s.lr,
-                              betas=(s.beta1, 0.999), fused=fused)
-    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=s.disc_lr, betas=(s.adv_beta1, 0.999), fused=fused)
+    critics = [model.discriminator] + ([model.cat_discriminator] if s.clusters else [])
+    opt_ae = torch.optim.Adam([*model.encoder.parameters(), *model.decoder.parameters(),
+                               *([model.heads] if s.clusters else [])], lr=s.lr, betas=(s.beta1, 0.999), fused=fused)
+    opt_d = torch.optim.Adam([p for c in critics for p in c.parameters()], lr=s.disc_lr, betas=(s.adv_beta1, 0.999),
+                             fused=fused)
     opt_g = torch.optim.Adam(model.encoder.parameters(), lr=s.gen_lr, betas=(s.adv_beta1, 0.999), fused=fused)
     optimisers = {"ae": opt_ae, "disc": opt_d, "gen": opt_g}
     history: list[dict] = []
@@ -206,33 +211,51 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 m = len(idx)
                 lab = guide_t[idx].to(dev, non_blocking=True) if s.guided else None
                 x_in = augmented(x, g_dev) if s.augment else x  # what the encoder sees; the decoder draws x
-                # 1) reconstruction: encoder + decoder on the MSE
+                # 1) reconstruction: encoder + decoder on the MSE (with clusters: the heads kept apart, and
+                #    a guided run's labelled images in their source's cluster)
                 with amp:
-                    loss_r = F.mse_loss(model.decode(model.encode(x_in)), x)
+                    logits, z = model.parts(x_in)
+                    loss_r = F.mse_loss(model.decode(model.place(logits, z)), x)
+                    if s.clusters:
+                        loss_r = loss_r + head_cost(model.heads)
+                        if s.guided and (lab >= 0).any():
+                            loss_r = loss_r + F.cross_entropy(logits[lab >= 0].float(), lab[lab >= 0])
                 opt_ae.zero_grad(set_to_none=True)
                 loss_r.backward()
                 opt_ae.step()
                 # 2) discriminator: prior samples are real, the (detached) codes are fake
                 with amp:
-                    z = model.encode(x_in)
-                    real = model.prior.sample(m, g_dev, lab)  # guided: from each labelled image's component
+                    logits, z = model.parts(x_in)
+                    real = model.prior.sample(m, g_dev, lab)  # guided mixture: from each labelled image's component
                     eps = noise * torch.randn(2, m, z.shape[1], device=dev, generator=g_dev)  # instance noise
                     d_real = model.discriminate(real + eps[0], lab)
                     d_fake = model.discriminate(z.detach() + eps[1], lab)
                     loss_d = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                               + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+                    if s.clusters:  # the category: one-hot draws are real, the encoder's softmax is fake
+                        y = logits.float().softmax(1)
+                        onehot = F.one_hot(torch.randint(s.clusters, (m,), device=dev, generator=g_dev), s.clusters)
+                        c_real = model.cat_discriminator(onehot.to(y.dtype)).squeeze(1)
+                        c_fake = model.cat_discriminator(y.detach()).squeeze(1)
+                        loss_d = loss_d + (F.binary_cross_entropy_with_logits(c_real, torch.ones_like(c_real))
+                                           + F.binary_cross_entropy_with_logits(c_fake, torch.zeros_like(c_fake)))
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
-                # 3) generator: the encoder learns to make the frozen discriminator call its codes real
-                model.discriminator.requires_grad_(False)
+                # 3) generator: the encoder learns to make the frozen discriminators call its codes real
+                for c in critics:
+                    c.requires_grad_(False)
                 with amp:
                     d_gen = model.discriminate(z + eps[1], lab)
                     loss_g = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
+                    if s.clusters:
+                        c_gen = model.cat_discriminator(y).squeeze(1)
+                        loss_g = loss_g + F.binary_cross_entropy_with_logits(c_gen, torch.ones_like(c_gen))
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
-                model.discriminator.requires_grad_(True)
+                for c in critics:
+                    c.requires_grad_(True)
 
                 with torch.no_grad():
                     acc = ((d_real > 0).float().mean() + (d_fake < 0).float().mean()) / 2
@@ -304,12 +327,13 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
     items = ds.items
     codes = items["culture"].astype("category").cat.codes.to_numpy()
     guide, sources = None, None
-    if s.guided:  # one prior component per source culture
+    if s.guided:  # one prior component, or with clusters one cluster, per source culture
         guide, sources = labels.guide(items, s.label_holdout, s.seed, config.get("sources") if resume else None)
         if len(sources) < 2 or (np.bincount(guide[guide >= 0], minlength=len(sources)) == 0).any():
             raise UserError("a guided run needs at least two source cultures, each with images whose label it "
                             "may see; train it unguided")
-        s = replace(s, prior="mixture", prior_components=len(sources))
+        s = replace(s, clusters=max(s.clusters, len(sources))) if s.clusters else \
+            replace(s, prior="mixture", prior_components=len(sources))
     dev = pick_device(s.device)
     try:
         run.dir.mkdir(parents=True, exist_ok=True)

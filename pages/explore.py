@@ -135,7 +135,8 @@ colours = explore.culture_colours(enc["culture"])
 chosen, chosen_sites, context = filters(enc, run.name)
 keep = explore.filtered(enc, chosen, chosen_sites)
 legend = {c: colours[c] for c in colours if c in set(enc.loc[keep, "culture"])}  # what is shown, not all
-views = {p: explore.square_view(enc[f"{p}_x"], enc[f"{p}_y"], s["prior_std"] if p == "aae" else None)
+circles = None if s.get("clusters") else s["prior_std"]  # a cluster-head map: the prior is its style part's
+views = {p: explore.square_view(enc[f"{p}_x"], enc[f"{p}_y"], circles if p == "aae" else None)
          for p in ("aae", "umap")}  # fixed by the whole run: filtering never rescales a chart
 picks = st.session_state.setdefault("picks", {}).setdefault(run.name, {"ids": None, "gen": {}, "seen": {}})
 selection = [i for i in picks["ids"] if keep[i]] if picks["ids"] is not None else None
@@ -158,7 +159,10 @@ how = ("drag a box or click points in either chart to select them in both" if as
        f"over {explore.POINTS_UP_TO:,} figurines, so each chart shows density cells (colour: the most frequent "
        "culture; strength: how many); drag a box in either chart to select them in both")
 st.caption(f"{int(keep.sum()):,} of {len(enc):,} figurines shown · {how} · double-click clears the selection.")
-figures = {"aae": chart("aae", "AAE latent", s["prior_std"], thumbs),
+if s.get("clusters"):
+    st.caption(f"This run's map places each figurine at one of {s['clusters']} learned cluster heads plus its "
+               "style code: the prior's circles belong to the style part alone and are not drawn.")
+figures = {"aae": chart("aae", "AAE latent", circles, thumbs),
            "umap": chart("umap", "UMAP baseline", None, thumbs)}
 events = {}
 for prefix in ("aae", "umap"):
@@ -201,5 +205,6 @@ with st.expander("What the decoder draws across the prior (latent manifold)"):
         st.caption("A one-dimensional latent space has no 2-D manifold to draw.")
     else:
         st.image(manifold(str(run.dir), mtime), width=min(720, 9 * s["image_size"] * 2),
-                 caption=f"Decoded images on a 9 x 9 grid over ±2.5 prior sd (sd = {s['prior_std']:g}); "
-                         "up is +latent 2, right is +latent 1.")
+                 caption=("Decoded images on a 9 x 9 grid reaching 3 prior sd past the farthest cluster head"
+                          if s.get("clusters") else "Decoded images on a 9 x 9 grid over ±2.5 prior sd") +
+                 f" (sd = {s['prior_std']:g}); up is +latent 2, right is +latent 1.")

@@ -114,7 +114,11 @@ def settings_form() -> tuple[str, Settings] | None:
             checkpoint_every = c[1].number_input("Checkpoint every (epochs)", 1, 1000, base.checkpoint_every,
                                                  help="how often a resumable checkpoint is written; Explore opens "
                                                       "a run at its latest")
-            paper_exact = c[2].checkbox("Paper-exact", help="the study's settings exactly, stabilisers off: to "
+            clusters = c[2].number_input("Cluster heads (0: none)", 0, 64, base.clusters,
+                                         help="K > 0 draws the map as K learned cluster heads plus each figurine's "
+                                              "style (Makhzani et al. 2015, section 6): groups sit apart, and "
+                                              "distances are read within a cluster; guided runs get one per source")
+            paper_exact = c[3].checkbox("Paper-exact", help="the study's settings exactly, stabilisers off: to "
                                                             "reproduce its figures, not for new readings")
         if not st.form_submit_button("Launch training", type="primary"):
             return None
@@ -124,7 +128,7 @@ def settings_form() -> tuple[str, Settings] | None:
             lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
             latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced, guided=guided,
             augment=augment, paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed),
-            prior=prior, style=style, disc_width=int(disc_width), snapshot_every=int(snapshot_every),
+            prior=prior, style=style, clusters=int(clusters), disc_width=int(disc_width), snapshot_every=int(snapshot_every),
             checkpoint_every=int(checkpoint_every))
     except UserError as e:
         st.error(plain(str(e)))
@@ -216,8 +220,9 @@ def run_view(run: Run) -> None:
         st.session_state[f"{key}-newest"] = epochs[-1]
         pick = st.select_slider("Latent snapshot at epoch", epochs, key=key) if len(epochs) > 1 else epochs[0]
         codes = sample.assign(x=snaps[pick][:, 0], y=snaps[pick][:, 1] if snaps[pick].shape[1] > 1 else 0.0)
+        s = cfg["settings"]
         st.altair_chart(charts.snapshot(codes, culture_colours(sample["culture"]),
-                                        cfg["settings"]["prior_std"], pick), width="content")
+                                        None if s.get("clusters") else s["prior_std"], pick), width="content")
 
 
 def past_runs() -> str | None:

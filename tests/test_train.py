@@ -416,3 +416,33 @@ def test_augmented_and_guided_runs_train_and_resume(small_demo, tmp_path, tiny_s
     run = fit_run(tmp_path / "run", replace(tiny_settings, augment=True, epochs=1), str(small_demo))
     fit_run(run.dir, resume=True, overrides={"epochs": 2})
     assert run.metrics()["epoch"].tolist() == [1, 2] and run.config()["effective"]["augment"]
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_cluster_head_runs_train_resume_and_encode(small_demo, tmp_path, tiny_settings, guided):
+    """Makhzani et al.'s section 6 map: cluster heads kept apart plus a style code matched to the prior."""
+    from core import diagnostics
+    from core.embed import encode_run, spaces
+    from core.model import HEAD_GAP, load_model
+
+    run = fit_run(tmp_path / "run", replace(tiny_settings, clusters=2, guided=guided, epochs=2), str(small_demo))
+    assert run.config()["effective"]["clusters"] == (3 if guided else 2)  # guided: one per source at least
+    assert run.config()["effective"]["prior"] == "gaussian"
+    fit_run(run.dir, resume=True, overrides={"epochs": 3})
+    assert run.metrics()["epoch"].tolist() == [1, 2, 3]
+    enc, e = spaces(run.dir)
+    assert len(encode_run(run.dir)) == len(enc) and e["style"].shape == e["aae"].shape
+    model = load_model(run.load_checkpoint())
+    x = model.normalise(torch.from_numpy(np.zeros((4, 32, 32, 3), np.uint8) + 100))
+    logits, style = model.parts(x)
+    assert torch.allclose(model.encode(x), logits.softmax(1) @ model.heads * model.code_scale + style, atol=1e-5)
+    heads = model.heads.detach()
+    assert torch.pdist(heads).min() > HEAD_GAP * 0.8  # kept apart
+    assert diagnostics.for_run(run.dir)["prior"]["within_sd"][3] > 0  # measured on the style part
+
+
+def test_cluster_heads_are_refused_with_a_mixture_prior(tiny_settings):
+    with pytest.raises(UserError, match="gaussian prior for its style part"):
+        replace(tiny_settings, clusters=3, prior="mixture").validated()
+    with pytest.raises(UserError, match="clusters must be 0"):
+        replace(tiny_settings, clusters=1).validated()
