@@ -1,0 +1,200 @@
+"""Latent quality: the AAE variants against the UMAP and PCA-50 baselines, on the same figurines and folds.
+
+    python bench/quality.py [--data FOLDER] [--variants fast guided augment] [--epochs N] [--seeds 0 1]
+                            [--device auto|cpu|cuda] [--image-size N] [--out DIR] [--no-write]
+
+Each (variant, seed) is trained through the engine (`core.train.fit_run`, timed from a decoded cache) and
+encoded. Per run: balanced 10-NN culture accuracy (all cultures, and the sources alone) of the AAE codes, of
+the run's UMAP baseline and of the 50-D PCA space (`core.diagnostics.knn_accuracy`: the same folds; for a
+guided run all three only on the figurines whose labels it did not see), trustworthiness against the PCA
+space, the share of codes within 3 prior sd beside the share the run's own prior puts there, the mean
+reconstruction error and the training time. Prints a Markdown table, writes the raw numbers to
+OUT/quality.json and, unless --no-write, the section `quality-<cpu|gpu>-<data>` of bench/RESULTS.md. The
+default data is the demo, drawn at 64 px if missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shlex
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.run import RESULTS, machine, table, write_section  # noqa: E402
+from core.cli import printable  # noqa: E402
+from core.errors import UserError  # noqa: E402
+
+# variant -> (preset, Settings overrides). `paper` is for a GPU (about 15 hours on a 2-core CPU).
+VARIANTS = {
+    "fast": ("fast", {}),
+    "guided": ("fast", {"guided": True}),
+    "augment": ("fast", {"augment": True}),
+    "colour": ("fast", {"style": "colour"}),
+    "paper": ("paper", {}),
+}
+SPACES = {"aae": "AAE", "umap": "UMAP", "pca": "PCA-50"}
+
+
+def train(data: Path, run_dir: Path, variant: str, **given) -> dict:
+    """Train and encode one run of a variant (`given`: settings from the command line, None for the preset's);
+    its settings, the training's wall-clock seconds (the images decoded before the clock starts) and the
+    median epoch's."""
+    from core.dataset import load
+    from core.embed import encode_run
+    from core.settings import Settings
+    from core.train import fit_run
+
+    preset, overrides = VARIANTS[variant]
+    s = Settings.from_preset(preset, **{**overrides, **{k: v for k, v in given.items() if v is not None}})
+    ds = load(data, s.image_size, s.effective().background)
+    print(f"{variant}, seed {s.seed}: training into {run_dir}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    run = fit_run(str(run_dir), s, str(data),
+                  on_epoch=lambda row: print(f"  epoch {row['epoch']}/{s.epochs}", file=sys.stderr, flush=True))
+    seconds = time.perf_counter() - t0
+    state = run.status()
+    if state["state"] != "done":
+        raise UserError(f"run {run_dir} ended {state['state']}: {state.get('message', '')}")
+    encode_run(run_dir)
+    return {"variant": variant, "run_dir": str(run_dir), "preset": preset, "overrides": overrides,
+            "epochs": s.epochs, "image_size": s.image_size, "images": len(ds.items), "train_s": seconds,
+            "s_per_epoch": float(run.metrics()["seconds"].median())}
+
+
+def measure(run_dir: Path) -> dict:
+    """The run's quality figures; every accuracy on the figurines whose labels the run did not see, over all
+    cultures and over the source cultures alone (the demo's targets are drawn from the sources' styles)."""
+    from core.diagnostics import for_run, knn_accuracy
+    from core.embed import spaces
+    from core.influence import seen_by
+    from core.labels import target_culture
+    from core.runs import Run
+
+    d = for_run(run_dir)
+    enc, emb = spaces(run_dir)
+    keep = ~seen_by(Run(run_dir).config(), enc)
+    y = enc["culture"][keep].to_numpy()
+    src = y != target_culture(enc["culture"], enc["site"])
+    return {"figurines": int(keep.sum()), "accuracy": {n: knn_accuracy(emb[n][keep], y) for n in SPACES},
+            "source_accuracy": {n: knn_accuracy(emb[n][keep][src], y[src]) for n in SPACES},
+            "trustworthiness": {n: d["quality"][n]["trustworthiness"] for n in ("aae", "umap")},
+            "within_3sd": d["prior"]["within_sd"][3], "prior_within_3sd": d["prior"]["expected_within_sd"][3],
+            "recon_error": d["recon_error"], "diagnostics": d}
+
+
+def rows(r: dict, seed) -> list[list]:
+    """One table row per space for a run's figures (or their mean over seeds)."""
+    out = []
+    for n, label in SPACES.items():
+        aae = n == "aae"
+        trust = r["trustworthiness"].get(n)
+        out.append([r["variant"] if aae else "", seed if aae else "", label, r["figurines"], r["accuracy"][n],
+                    r["source_accuracy"][n], "(reference)" if trust is None else trust,
+                    f"{r['within_3sd']:.1%} ({r['prior_within_3sd']:.1%})" if aae else "",
+                    r["recon_error"] if aae else "", r["train_s"] if aae else "", r["s_per_epoch"] if aae else ""])
+    return out
+
+
+def mean(results: list[dict]) -> dict:
+    """The figures of several seeds of one variant, averaged."""
+    avg = lambda key, sub=None: float(np.nanmean([r[key][sub] if sub else r[key] for r in results]))
+    return {"variant": results[0]["variant"], "figurines": round(avg("figurines")),
+            "accuracy": {n: avg("accuracy", n) for n in SPACES},
+            "source_accuracy": {n: avg("source_accuracy", n) for n in SPACES},
+            "trustworthiness": {n: avg("trustworthiness", n) for n in ("aae", "umap")},
+            **{k: avg(k) for k in ("within_3sd", "prior_within_3sd", "recon_error", "train_s", "s_per_epoch")}}
+
+
+def finite(obj):
+    """obj with NaN and infinities as None: strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", help="a dataset folder (default: the demo, drawn at 64 px if missing)")
+    p.add_argument("--variants", nargs="+", default=["fast", "guided", "augment"], choices=list(VARIANTS))
+    p.add_argument("--epochs", type=int, help="default: each preset's")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--image-size", type=int, help="default: each preset's")
+    p.add_argument("--out", help="runs and quality.json (default: a new temporary folder)")
+    p.add_argument("--no-write", action="store_true", help="do not write the section of bench/RESULTS.md")
+    p.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    from core import demo, paths
+    from core.train import TrainingFailed, pick_device
+
+    try:
+        data = Path(a.data).expanduser().resolve() if a.data else demo.ensure(paths.DEMO, 64)
+        out = Path(a.out or tempfile.mkdtemp(prefix="figurines-quality-")).resolve()
+        gpu = pick_device(a.device).type == "cuda"
+        results = []
+        for variant in a.variants:
+            for seed in a.seeds:
+                run_dir = out / f"{variant}-{seed}"
+                r = train(data, run_dir, variant, epochs=a.epochs, seed=seed, device=a.device,
+                          image_size=a.image_size)
+                results.append({**r, "seed": seed, **measure(run_dir)})
+    except UserError as e:
+        print(f"error: {printable(e)}", file=sys.stderr)
+        return 2
+    except TrainingFailed as e:
+        print(f"training failed: {printable(e)}", file=sys.stderr)
+        return 1
+
+    body = []
+    for variant in a.variants:
+        mine = [r for r in results if r["variant"] == variant]
+        body += [row for r in mine for row in rows(r, r["seed"])]
+        if len(mine) > 1:
+            body += rows(mean(mine), "mean")
+    tab = table(["variant", "seed", "space", "figurines", "10-NN accuracy", "sources only", "trustworthiness",
+                 "codes within 3 sd (the prior's own)", "recon error", "training (s)", "s / epoch"], body)
+    when = datetime.now(timezone.utc)
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
+    epochs = sorted({r["epochs"] for r in results})
+    sizes = sorted({r["image_size"] for r in results})
+    section = (
+        f"## Latent quality on {data.name} ({'GPU' if gpu else 'CPU'}, {when:%Y-%m-%d %H:%M} UTC)\n\n"
+        f"{machine(a.device)}\n- Data: {data} ({results[0]['images']:,} images at "
+        f"{', '.join(map(str, sizes))} px), {', '.join(map(str, epochs))} epochs, seeds "
+        f"{', '.join(map(str, a.seeds))}\n- Command: `python bench/quality.py {command}`"
+        f"\n\n{tab}\n\nBalanced 10-NN culture accuracy by 5-fold cross-validation, the same folds in every space, over "
+        "all cultures and over the source cultures alone; for a guided run, in every space only on the figurines "
+        "whose labels it did not see (`figurines`). "
+        "Trustworthiness: of the 10 nearest neighbours, against the 50-D PCA space (on at most 2,000 of them, "
+        "drawn at random). Codes within 3 prior sd, "
+        "beside the share the run's own prior puts there. Reconstruction error: mean squared, in the model's "
+        "[-1, 1] pixel units. Training: wall-clock from a decoded cache; s / epoch: the median epoch, which other "
+        "work on the machine moves less.")
+    print(section)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = {"date": when.isoformat(), "data": str(data), "device": a.device, "gpu": gpu, "seeds": a.seeds,
+           "runs": results}
+    (out / "quality.json").write_text(json.dumps(finite(raw), indent=1))
+    print(f"\nraw numbers: {out / 'quality.json'}", file=sys.stderr)
+    if not a.no_write:
+        key = f"quality-{'gpu' if gpu else 'cpu'}-{re.sub(r'[^a-z0-9]+', '-', data.name.lower()).strip('-')}"
+        write_section(Path(a.results), key, section)
+        print(f"wrote the section {key} of {a.results}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
