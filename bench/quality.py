@@ -39,6 +39,9 @@ VARIANTS = {
     "guided": ("fast", {"guided": True}),
     "augment": ("fast", {"augment": True}),
     "colour": ("fast", {"style": "colour"}),
+    "clusters": ("fast", {"clusters": 4}),
+    "guided-clusters": ("fast", {"clusters": 3, "guided": True}),
+    "augment-clusters": ("fast", {"clusters": 4, "augment": True}),
     "paper": ("paper", {}),
 }
 SPACES = {"aae": "AAE", "umap": "UMAP", "pca": "PCA-50"}
