@@ -1,7 +1,8 @@
 """End to end in a real browser: `streamlit run` on loopback, headless Debian Chromium driven by Playwright.
 
-Data -> Train (a short run to completion) -> Explore (a site filter and a box selection), with no exception
-box on any page. Screenshots are saved to tests/artifacts/.
+Data -> Train (a short run, watched live, to completion) -> Explore (a one-site filter kept across pages, round
+prior circles, a box selection paged through, cleared by one double-click) -> Influence, with no exception box
+on any page, no request leaving the server's host and a clean server log. Screenshots: tests/artifacts/.
 """
 import os
 import shutil
@@ -29,6 +30,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+url_log = {}  # server URL -> its log file
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
@@ -36,10 +40,12 @@ def server(tmp_path_factory):
     env = {**os.environ, "FIGURINES_CACHE": str(tmp / "cache"), "FIGURINES_DATA": str(tmp / "data"),
            "FIGURINES_DATA_ROOTS": str(tmp / "data"),  # the app opens runs on data inside its roots only
            "FIGURINES_RUNS": str(tmp / "runs"), "FIGURINES_DEMO_SCALE": "0.1", "FIGURINES_AUTO_DEMO_RUN": "0"}
+    log = open(tmp / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    url_log[url] = tmp / "server.log"
     for _ in range(120):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -49,6 +55,7 @@ def server(tmp_path_factory):
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+    log.close()
     for run in list_runs(tmp / "runs"):  # a failed test must not leave a training running
         run.request_stop()
 
@@ -72,15 +79,54 @@ def _settle(page, timeout=180_000):
     page.wait_for_timeout(500)
 
 
-def _no_exception(page, name):
+def _shot(page, name):
+    """A screenshot of the whole page (Streamlit scrolls inside its main block: grow the window to fit it)."""
     ARTIFACTS.mkdir(exist_ok=True)
+    size = page.viewport_size
+    tall = page.evaluate("() => document.querySelector('[data-testid=stMain]')?.scrollHeight || 0")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(tall, 8000))})
+    page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def _no_exception(page, name):
+    _shot(page, name)
     assert page.locator("[data-testid=stException]").count() == 0, f"an exception box on {name}"
+
+
+def _nav(page, name):
+    """Go to a page through the sidebar (the same session; page.goto would start a new one)."""
+    page.locator("[data-testid=stSidebarNav] a", has_text=name).click()
+    _settle(page)
+
+
+def _points(page) -> list[int]:
+    """Figurines drawn in each chart (the points layer, not the grey context)."""
+    return page.evaluate("() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')].map("
+                         "c => c.querySelectorAll('.points_marks path').length)")
+
+
+def _rings(page) -> list[list[float]]:
+    """Drawn width and height of each prior circle in the page's charts, smallest first."""
+    return page.evaluate("() => [...document.querySelectorAll('.prior_marks path')].map(p => "
+                         "p.getBoundingClientRect()).map(r => [r.width, r.height]).sort((a, b) => a[0] - b[0])")
+
+
+def _box_select(page, chart, a=0.3, b=0.7):
+    box = chart.bounding_box()
+    x0, y0 = box["x"] + box["width"] * a, box["y"] + box["height"] * a
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * b, box["y"] + box["height"] * b, steps=8)
+    page.mouse.up()
 
 
 def test_data_train_explore(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.set_default_timeout(180_000)
+    hosts = set()
+    page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
 
     page.goto(f"{server}/data")  # a deep link as the server's very first request
     page.get_by_text("Files that could not be read").wait_for()
@@ -97,44 +143,72 @@ def test_data_train_explore(server, browser):
     page.goto(f"{server}/train")
     page.get_by_text("Run name").wait_for()
     page.get_by_label("Run name").fill("e2e-run")
-    page.get_by_label("Epochs", exact=True).fill("2")
+    page.get_by_label("Epochs", exact=True).fill("3")
     size = page.locator("[data-testid=stSelectbox]").filter(has_text="Image size")
     size.click()
     page.get_by_role("option", name="32", exact=True).click()
     page.get_by_role("button", name="Launch training").click()
     page.get_by_text("Run e2e-run", exact=True).wait_for(timeout=120_000)
-    page.get_by_text("Finished 2 epochs").wait_for(timeout=240_000)
+    page.get_by_text("Seconds per epoch").wait_for()
+    _shot(page, "3-train-live")
+    page.get_by_text("Finished 3 epochs").wait_for(timeout=240_000)
     _settle(page)
     _no_exception(page, "3-train")
+    rings = _rings(page)  # the latent snapshot
+    assert len(rings) == 3 and abs(rings[0][0] / rings[0][1] - 1) < 0.02, rings
 
     page.get_by_role("button", name="Open in Explore").click()
     page.get_by_text("AAE latent").first.wait_for(timeout=240_000)
     _settle(page)
-    shown = page.get_by_text("figurines shown").inner_text()
-    page.get_by_role("button", name="Remove Babylon").click()
+    everything, shown = _points(page), page.get_by_text("figurines shown").inner_text()
+    assert everything[0] == everything[1] > 0
+    page.get_by_role("button", name="Uruk", exact=True).click()  # one click: one site, in both charts
     _settle(page)
-    assert page.get_by_text("figurines shown").inner_text() != shown  # the filter applied (to both charts)
-    _no_exception(page, "4-explore-filtered")
+    uruk = _points(page)
+    assert uruk[0] == uruk[1] < everything[0] and page.get_by_text("figurines shown").inner_text() != shown
+    shown = page.get_by_text("figurines shown").inner_text()
+    rings = _rings(page)
+    assert len(rings) == 3 and abs(rings[0][0] / rings[0][1] - 1) < 0.02, rings  # the 1 sd circle is round
+
+    _nav(page, "Home")  # the filter is kept for the session across pages
+    _nav(page, "Explore")
+    page.get_by_text("figurines shown").wait_for()
+    assert page.get_by_text("figurines shown").inner_text() == shown and _points(page) == uruk
+
     folder = max((d for d in THUMBNAILS.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime)
     thumb = page.request.get(f"{server}/app/static/thumbnails/{folder.name}/0.jpg")  # what hovering shows
     assert thumb.ok and thumb.headers["content-type"] == "image/jpeg"
 
     chart = page.locator("[data-testid=stVegaLiteChart]").first
-    box = chart.bounding_box()
-    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.25
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move(x0 + box["width"] * 0.4, y0 + box["height"] * 0.4, steps=8)
-    page.mouse.up()
+    _box_select(page, chart, 0.1, 0.9)
     page.get_by_text("Selected figurines").wait_for(timeout=60_000)
     _settle(page)
-    _no_exception(page, "5-explore-selected")
+    _no_exception(page, "4-explore-uruk-selected")
+    total = int(page.get_by_text("Selected figurines").inner_text().split("(")[1].rstrip(")").replace(",", ""))
+    assert total > 48, "the box should hold more than one gallery page"
+    page.get_by_label("Page (of").fill("2")
+    page.keyboard.press("Enter")
+    page.get_by_text(f"Figurines 49 to {min(96, total)} of {total}").wait_for()
+    _settle(page)
+    _no_exception(page, "5-explore-gallery-page-2")
 
-    page.goto(f"{server}/influence")
-    page.get_by_text("On your photographs, when the answer is known").wait_for(timeout=240_000)
+    chart.dblclick(position={"x": chart.bounding_box()["width"] * 0.5, "y": chart.bounding_box()["height"] * 0.5})
+    page.get_by_text("Selected figurines").wait_for(state="detached", timeout=60_000)
+    _settle(page)
+    assert page.get_by_text("Selected figurines").count() == 0  # one double-click clears both charts
+
+    _nav(page, "Influence")
+    try:
+        page.get_by_text("On your photographs, when the answer is known").wait_for(timeout=300_000)
+    finally:
+        _shot(page, "6-influence")
     _settle(page)
     assert page.get_by_text("Verdict:").count() == 1
     _no_exception(page, "6-influence")
+    assert hosts == {server.split("/")[2]}, f"requests left the server: {hosts}"
+    log = url_log[server].read_text(errors="replace")
+    for noise in ("ScriptRunContext", "static folder", "Traceback", "Warning"):
+        assert noise not in log, f"the server log shows {noise!r}:\n{log[-3000:]}"
 
 
 def test_two_sessions_pressing_train_at_once(server, browser):
