@@ -390,3 +390,18 @@ def test_influence_page_with_a_culture_of_one_image(small_demo):
     at = page("influence", run=run.name)
     assert not at.exception, at.exception
     assert any(i.value.startswith("Verdict: ") for i in list(at.info) + list(at.warning) + list(at.error))
+
+
+def test_explore_says_which_run_trains_before_its_first_checkpoint(trained_run, tmp_path, monkeypatch):
+    import pages.common
+
+    monkeypatch.setattr(pages.common, "RUNS", tmp_path)  # no finished run anywhere
+    run = Run(tmp_path / "warming")
+    cfg = trained_run.config()
+    run.write_config({**cfg, "settings": {**cfg["settings"], "checkpoint_every": 5}})
+    run.set_status("running", epoch=3, epochs=30)
+    for name in ("explore", "influence"):
+        at = page(name)
+        assert not at.exception
+        assert any("Run **warming** is training: epoch 3 of 30" in i.value and "every 5 epochs" in i.value
+                   for i in at.info), [i.value for i in at.info]
