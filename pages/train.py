@@ -190,7 +190,7 @@ def run_view(run: Run) -> None:
     if state == "running" and total:
         st.progress(epoch / total, text=f"epoch {epoch} of {total} on {cfg.get('device', '?')}")
     b = st.columns([1, 1, 4])
-    if state == "running" and b[0].button("Stop", key=f"stop-{run.name}"):
+    if state == "running" and b[0].button("Stop training", key=f"stop-{run.name}"):
         run.request_stop()
         st.toast("Stop requested: the run stops after the current batch, with a checkpoint.")
     if state in ("stopped", "interrupted", "failed") and run.model_path.is_file() and \
