@@ -18,14 +18,15 @@ PREVIEW_SIZE = 64
 
 
 def navigation():
-    """The app's pages; streamlit_app.py runs the chosen one."""
+    """The app's pages; streamlit_app.py runs the chosen one. No page icons: the browser would fetch a page's
+    Material icon from fonts.gstatic.com as the tab's icon, and museum servers are often offline."""
     st.session_state["navigation"] = True
     return st.navigation([
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
-        st.Page("pages/influence.py", title="Influence", icon=":material/insights:"),
+        st.Page("pages/home.py", title="Home", default=True),
+        st.Page("pages/data.py", title="Data"),
+        st.Page("pages/train.py", title="Train"),
+        st.Page("pages/explore.py", title="Explore"),
+        st.Page("pages/influence.py", title="Influence"),
     ])
 
 
@@ -35,7 +36,7 @@ def app_page(path: str) -> None:
     if not st.session_state.get("navigation"):
         navigation()
         st.switch_page(path)
-    st.set_page_config(page_icon=str(STATIC / "icon.png"))  # not the page's Material icon, fetched from Google
+    st.set_page_config(page_icon=str(STATIC / "icon.png"))  # the app's own icon in every tab
 
 
 def plain(text: str) -> str:
@@ -179,7 +180,7 @@ def pick_run() -> Run | None:
         else:
             st.info("No trained run yet. Launch one on the Train page (the demo's fast preset takes a few "
                     "minutes on a laptop CPU); it appears here when its first checkpoint is written.")
-        st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+        st.page_link("pages/train.py", label="Go to Train")
         return None
     names = [r.name for r in done]
     want = st.session_state.get("run")
