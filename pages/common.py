@@ -11,7 +11,7 @@ from core import demo
 from core.dataset import Dataset, load
 from core.embed import encode_run, relink
 from core.errors import UserError
-from core.paths import DEMO, RUNS, STATIC, inside_roots, within_roots
+from core.paths import DEMO, RUNS, inside_roots, within_roots
 from core.runs import Run, checked_runs, list_runs
 
 PREVIEW_SIZE = 64
@@ -36,7 +36,6 @@ def app_page(path: str) -> None:
     if not st.session_state.get("navigation"):
         navigation()
         st.switch_page(path)
-    st.set_page_config(page_icon=str(STATIC / "icon.png"))  # the app's own icon in every tab
 
 
 def plain(text: str) -> str:
