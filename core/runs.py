@@ -243,7 +243,7 @@ class Run:
         if missing:
             return empty, f"its metrics.csv lacks the column(s) {', '.join(missing)}"
         numbers = m[METRIC_COLUMNS].apply(pd.to_numeric, errors="coerce")
-        if numbers["epoch"].isna().any() or numbers.isna().all(axis=None):
+        if numbers["epoch"].isna().any() or (len(m) and numbers.isna().all(axis=None)):
             return empty, "its metrics.csv holds rows that are not numbers"
         return m.assign(**numbers), None
 

@@ -194,6 +194,14 @@ def test_a_damaged_run_is_listed_with_the_reason(run_dir, tmp_path, kind):
     assert isinstance(bad.status(), dict) and isinstance(bad.metrics(), pd.DataFrame) and bad.snapshots() is not None
 
 
+def test_a_run_in_its_first_epoch_is_not_damaged(run_dir, tmp_path):
+    """Its metrics.csv holds the header only: the run stays listed (a running run once vanished from the
+    Train page's list for its whole first epoch, and the page switched to another run)."""
+    run = copy_of(run_dir, tmp_path, "young")
+    run.write_metrics([])
+    assert [r.name for r in list_runs(tmp_path)] == ["young"] and run.metrics().empty
+
+
 def test_a_damaged_lock_file_blocks_nothing(tmp_path):
     for text in ["[]", '{"run": "x", "pid": "abc"}', '{"pid": 1}', "\x00\xff"]:
         (tmp_path / ".training-cpu.lock").write_text(text)
