@@ -274,7 +274,8 @@ def parser() -> argparse.ArgumentParser:
                    help="K > 0: the map is one of K learned cluster heads plus a style code (Makhzani et al. 2015, "
                         "section 6); with --guided, one cluster per source culture at least")
     t.add_argument("--augment", action="store_true",
-                   help="encode each image mirrored at random and with a random patch hidden")
+                   help="the encoder sees each image as another photograph might show it: mirrored, rescaled, "
+                        "rotated and shifted at random, with a patch hidden (on colour: lit differently too)")
     t.add_argument("--balanced", action="store_true", help="sample each culture equally often")
     t.add_argument("--paper-exact", action="store_true", help="the study's settings exactly, stabilisers off")
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

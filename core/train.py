@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import labels
 from .errors import UserError
-from .model import AAEModel, head_cost
+from .model import FIGURE_LEVEL, AAEModel, head_cost
 from .runs import Run
 from .settings import Settings
 
@@ -65,17 +65,42 @@ def _batches(n: int, labels: np.ndarray | None, batch_size: int, g: torch.Genera
     return torch.multinomial(w, n, replacement=True, generator=g)
 
 
-def augmented(x: torch.Tensor, g: torch.Generator, area=(0.05, 0.25)) -> torch.Tensor:
-    """Normalised images (n, 3, H, W), each mirrored with probability 1/2 and with one random rectangle
-    (5-25% of the image, aspect 1:2 to 2:1) set to the neutral background: no single part, such as a base or
-    a head, may decide the code alone (random erasing, Zhong et al. 2017)."""
+# How far `augmented` varies each view: mirror, scale, rotation and shift of the framing, one hidden patch;
+# on colour, also brightness, contrast and saturation of the figure (the form style standardises them away).
+AUGMENT = dict(scale=1.15, degrees=10.0, shift=0.08, area=(0.05, 0.25), brightness=0.1, contrast=1.25,
+               saturation=1.3)
+
+
+def augmented(x: torch.Tensor, g: torch.Generator, colour: bool = False) -> torch.Tensor:
+    """Normalised images (n, 3, H, W) as a differently taken photograph might show them, each at random:
+    mirrored (p 1/2), rescaled (1/1.15 to 1.15), rotated (up to 10 degrees) and shifted (up to 8% of the
+    side), with neutral background filling what comes into view; one rectangle (5-25% of the image, aspect
+    1:2 to 2:1) set to the background, so that no single part, such as a base or a head, decides the code
+    alone (random erasing, Zhong et al. 2017); with `colour`, the figure's brightness, contrast and
+    saturation varied too. Computed on x's device, in one pass for the whole batch."""
+    a = AUGMENT
     n, _, h, w = x.shape
-    u = torch.rand(6, n, device=x.device, generator=g)
-    x = torch.where(u[0, :, None, None, None] < 0.5, x.flip(3), x)
-    a = area[0] + (area[1] - area[0]) * u[1]
-    r = torch.exp((u[2] - 0.5) * 2 * math.log(2))
-    bh, bw = (a * r).sqrt().clamp(max=1) * h, (a / r).sqrt().clamp(max=1) * w
-    top, left = u[3] * (h - bh), u[4] * (w - bw)
+    u = torch.rand(12, n, device=x.device, generator=g) * 2 - 1  # uniform in [-1, 1]
+    if colour:
+        fig = x.abs().sum(1, keepdim=True) > FIGURE_LEVEL
+        lum = x.mean(1, keepdim=True)
+        sat = a["saturation"] ** u[0]
+        con = a["contrast"] ** u[1]
+        x = torch.where(fig, ((lum + sat[:, None, None, None] * (x - lum)) * con[:, None, None, None]
+                              + a["brightness"] * u[2, :, None, None, None]).clamp(-1, 1), x)
+    # the affine map from each output pixel to where it is read in x (grid coordinates in [-1, 1])
+    inv = a["scale"] ** -u[3]
+    ang = u[4] * math.radians(a["degrees"])
+    flip = torch.where(u[5] < 0, -1.0, 1.0)
+    cos, sin = ang.cos() * inv, ang.sin() * inv
+    theta = torch.stack([torch.stack([cos * flip, -sin, 2 * a["shift"] * u[6]], 1),
+                         torch.stack([sin * flip, cos, 2 * a["shift"] * u[7]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), [n, 3, h, w], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    area = a["area"][0] + (a["area"][1] - a["area"][0]) * (u[8] + 1) / 2
+    r = torch.exp(u[9] * math.log(2))
+    bh, bw = (area * r).sqrt().clamp(max=1) * h, (area / r).sqrt().clamp(max=1) * w
+    top, left = (u[10] + 1) / 2 * (h - bh), (u[11] + 1) / 2 * (w - bw)
     ys = torch.arange(h, device=x.device)[None, :, None]
     xs = torch.arange(w, device=x.device)[None, None, :]
     box = ((ys >= top[:, None, None]) & (ys < (top + bh)[:, None, None])
@@ -210,7 +235,8 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 x = model.normalise(data[idx].to(dev, non_blocking=True))
                 m = len(idx)
                 lab = guide_t[idx].to(dev, non_blocking=True) if s.guided else None
-                x_in = augmented(x, g_dev) if s.augment else x  # what the encoder sees; the decoder draws x
+                # what the encoder sees; the decoder draws x as photographed
+                x_in = augmented(x, g_dev, colour=s.style == "colour") if s.augment else x
                 # 1) reconstruction: encoder + decoder on the MSE (with clusters: the heads kept apart, and
                 #    a guided run's labelled images in their source's cluster)
                 with amp:

@@ -69,9 +69,10 @@ def settings_form() -> tuple[str, Settings] | None:
                                 help="studio backgrounds of every shade become one neutral grey, so the map "
                                      "does not group figurines by how they were photographed")
         augment = c[3].checkbox("Vary each view", value=base.augment,
-                                help="each figurine is shown mirrored at random and with a patch hidden, so its "
-                                     "place does not hang on which way it faces or on one detail (on the demo it "
-                                     "did not help the readings: see the README)")
+                                help="each figurine is shown as another photograph might show it (mirrored, "
+                                     "closer or further, tilted, shifted, with a patch hidden; on colour, lit "
+                                     "differently), so its place does not hang on how it was photographed or on "
+                                     "one detail")
         with st.expander("Expert settings: the network and its optimisers"):
             c = st.columns(4)
             lr = c[0].number_input("Reconstruction learning rate", 1e-6, 1.0, base.lr, format="%.5f",

@@ -399,17 +399,31 @@ def test_the_label_hold_out_is_stable_per_file():
     assert (unseen(paths[:500], 0.4, seed=0) == hidden[:500]).all()  # adding files moves no other file
 
 
-def test_augmentation_mirrors_and_hides_one_patch_per_image():
+def test_augmentation_varies_the_framing_and_hides_one_patch_per_image():
     from core.train import augmented
 
-    x = torch.rand(64, 3, 32, 32) + 0.5  # no pixel is background (0) before
+    x = torch.full((200, 3, 32, 32), 0.5)
+    x[:, :, :, :16] = 0.9  # bright on the left: a mirrored view is bright on the right
     out = augmented(x, torch.Generator().manual_seed(0))
-    hidden = (out == 0).all(1).float().mean((1, 2))
-    assert out.shape == x.shape and ((hidden >= 0.02) & (hidden <= 0.3)).all()
-    seen = [(o[:, (o != 0).all(0)], xi[:, (o != 0).all(0)], xi.flip(2)[:, (o != 0).all(0)]) for o, xi in zip(out, x)]
-    mirrored = [torch.equal(o, m) for o, _, m in seen]
-    assert all(m or torch.equal(o, plain) for m, (o, plain, _) in zip(mirrored, seen))
-    assert 10 < sum(mirrored) < 54  # about half; the others as they were
+    assert out.shape == x.shape and torch.equal(out, augmented(x, torch.Generator().manual_seed(0)))
+    hidden = (out == 0).all(1).float().mean((1, 2))  # the patch, and the background brought into view
+    assert ((hidden >= 0.02) & (hidden <= 0.6)).all()
+    left, right = out[:, 0, 8:24, 2:10].mean((1, 2)), out[:, 0, 8:24, 22:30].mean((1, 2))
+    mirrored = (right > left).float().mean()
+    assert 0.35 < mirrored < 0.65  # about half are mirrored
+    assert out.min() >= 0 and out.max() <= 0.9 + 1e-6  # form: blends of the image and background, no tone added
+
+
+def test_colour_augmentation_varies_the_figure_and_keeps_the_background():
+    from core.train import augmented
+
+    x = torch.zeros(100, 3, 32, 32)
+    x[:, 0, 8:24, 8:24], x[:, 1, 8:24, 8:24], x[:, 2, 8:24, 8:24] = 0.6, 0.2, -0.2  # a red-brown figure
+    out = augmented(x, torch.Generator().manual_seed(1), colour=True)
+    assert (out[:, :, :3, :3] == 0).all()  # the corners stay neutral background
+    centre = out[:, :, 14:18, 14:18].mean((2, 3))  # inside the figure whatever the framing (unless hidden)
+    shown = centre.abs().sum(1) > 0.1
+    assert centre[shown, 0].std() > 0.02 and (centre[shown, 0] > centre[shown, 2]).all()  # varied, still red
 
 
 def test_augmented_and_guided_runs_train_and_resume(small_demo, tmp_path, tiny_settings):
