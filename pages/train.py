@@ -72,7 +72,8 @@ def settings_form() -> tuple[str, Settings] | None:
                                 help="each figurine is shown as another photograph might show it (mirrored, "
                                      "closer or further, tilted, shifted, with a patch hidden; on colour, lit "
                                      "differently), so its place does not hang on how it was photographed or on "
-                                     "one detail")
+                                     "one detail. On the demo it separates the cultures best but also sets the "
+                                     "local figurines apart, so their influence reading is withheld (README)")
         with st.expander("Expert settings: the network and its optimisers"):
             c = st.columns(4)
             lr = c[0].number_input("Reconstruction learning rate", 1e-6, 1.0, base.lr, format="%.5f",
