@@ -43,7 +43,7 @@ class Settings:
     clusters: int = 0              # K > 0: the map is one of K learned cluster heads plus a style code
     guided: bool = False           # source labels guide the map: one prior component (or cluster) per source
     label_holdout: float = 0.4     # share of each source culture whose labels a guided run never sees
-    augment: bool = False          # the encoder sees each image framed, lit and partly hidden at random (train.augmented)
+    augment: bool = False          # the encoder sees each view framed, lit and partly hidden at random
     scale_codes: bool = True       # the encoder's last layer works in units of the prior's sd
     # training
     epochs: int = 30

@@ -243,7 +243,7 @@ def test_two_sessions_pressing_train_at_once(server, browser):
     assert loser.get_by_text(f"run {name} is already training on the cpu").count() == 1
     _no_exception(loser, "7-race-refused")
     try:
-        winner.locator(f".st-key-stop-{name} button").first.click()  # by key: a redraw may leave its old copy beside it
+        winner.locator(f".st-key-stop-{name} button").first.click()  # by key: a redraw may leave an old copy
         winner.get_by_text("Stopped after epoch").wait_for(timeout=120_000)
     finally:
         _shot(winner, "7-race-winner")
