@@ -252,7 +252,7 @@ def relink(run_dir, data) -> str:
 
 def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
     model = load_model(run.load_checkpoint("cpu"), pick_device(device))
-    codes = encode(model, ds.images)
+    codes, style = encode(model, ds.images, style=True)
     pcs, emb = baseline(ds, baseline_of(run))
     files = _files(ds)
     df = files[["path", "culture", "site"]].copy()
@@ -267,7 +267,6 @@ def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
     df = pd.concat([df, files[["_bytes", "_mtime_ns"]],
                     pd.DataFrame(pcs, columns=[f"_pca_{i}" for i in range(pcs.shape[1])])], axis=1)
     if model.settings.clusters:  # the style part, which the prior is matched to
-        style = encode(model, ds.images, style=True)
         df["_style_x"], df["_style_y"] = style[:, 0], style[:, 1] if style.shape[1] > 1 else 0.0
     write_encodings(run, df, key)
     return df

@@ -122,15 +122,20 @@ def normalised_batches(model: AAEModel, images, batch_size: int = 500):
 
 
 @torch.no_grad()
-def encode(model: AAEModel, images, batch_size: int = 500, style: bool = False) -> np.ndarray:
-    """Codes of uint8 images (n, H, W, 3), in batches, on the model's device: their place on the map, or
-    with `style` their style code (the same for a model without clusters)."""
+def encode(model: AAEModel, images, batch_size: int = 500, style: bool = False):
+    """Codes of uint8 images (n, H, W, 3), in batches, on the model's device: their place on the map; with
+    `style`, (place, style code) from the same pass (the two are the same for a model without clusters)."""
     was_training = model.training
     model.eval()
-    out = [(model.parts(x)[1] if style else model.encode(x)).float().cpu()
-           for x in normalised_batches(model, images, batch_size)]
+    places, styles = [], []
+    for x in normalised_batches(model, images, batch_size):
+        logits, z = model.parts(x)
+        places.append(model.place(logits, z).float().cpu())
+        styles.append(z.float().cpu())
     model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, model.settings.latent_dim), np.float32)
+    empty = np.zeros((0, model.settings.latent_dim), np.float32)
+    place, z = (torch.cat(places).numpy(), torch.cat(styles).numpy()) if places else (empty, empty)
+    return (place, z) if style else place
 
 
 @dataclass
