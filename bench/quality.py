@@ -38,6 +38,7 @@ VARIANTS = {
     "fast": ("fast", {}),
     "guided": ("fast", {"guided": True}),
     "augment": ("fast", {"augment": True}),
+    "guided-augment": ("fast", {"guided": True, "augment": True}),
     "colour": ("fast", {"style": "colour"}),
     "clusters": ("fast", {"clusters": 4}),
     "guided-clusters": ("fast", {"clusters": 3, "guided": True}),

@@ -3,11 +3,13 @@
 Groups: the target culture (Hellenistic Babylonian, else the one with find-sites) as a whole and each
 of its find-sites; sources: every other culture. In each representation (the AAE latent, the UMAP
 baseline, the 50-D PCA space) the shares come from `quantify.ShareEstimator` (EM on a classifier
-fitted to the source figurines, intervals that resample and refit everything), and three checks decide
+fitted to the source figurines, intervals that resample and refit everything), and four checks decide
 whether they are shown as a reading or withheld ("cannot tell"):
 
 - the self-check: known mixtures of held-out source figurines, estimated the same way;
-- the domain shift: whether the target figurines look like a mixture of the sources at all;
+- the domain shift: whether the target figurines look like a mixture of the sources at all; the
+  self-check's mixtures moved as far from the sources (`quantify.shifted_check`) say how far that can
+  bias the shares, and every interval is widened by that much;
 - the conditioning: whether the method can tell the sources apart;
 - the agreement: two representations that pass their own checks but read the groups differently
   (`agree`) show that the reading depends on the representation, not on the figurines.
@@ -34,7 +36,7 @@ BAR = {"mae": 0.08, "coverage": 0.85}      # the product's quality bar for the s
 FAIL = {"mae": 0.15, "coverage": 0.70}     # beyond this the self-check has failed: nothing is shown
 DISJOINT = 0.1  # two representations whose 95% intervals are disjoint for more of the values than this disagree
 EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "pca": "50-D PCA space"}
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,20 @@ class InfluenceSettings:
 def verdict(check: dict, shift: float, conditioning: float, confusion: np.ndarray, sources: list[str]) -> dict:
     """`level` (good, caution or withheld) and the reasons, in plain words."""
     withheld, caution = [], []
+    moved = check.get("shift")
     if shift > APART_AUC:
         withheld.append(f"the target figurines sit apart from every source in this representation (a classifier "
                         f"tells them from the sources with AUC {shift:.2f}): what they share, such as local "
                         f"clay and making, would be read as influence")
+    elif moved and moved["mae"] > FAIL["mae"]:
+        withheld.append(f"known mixtures of your source photographs, moved as far from the sources as the target "
+                        f"figurines sit (AUC {shift:.2f}), are read off by {moved['mae']:.2f} on average: the "
+                        f"target figurines' local making would be read as influence")
+    elif moved and (moved["mae"] > BAR["mae"] or shift > CAUTION_AUC):
+        caution.append(f"the target figurines sit partly apart from the sources (AUC {shift:.2f}); known mixtures "
+                       f"moved as far are read off by {moved['mae']:.2f}, so the intervals are widened by "
+                       f"{moved['allowance']:.2f} on each side, which holds their answer "
+                       f"{moved['coverage_widened']:.0%} of the time")
     elif shift > CAUTION_AUC:
         caution.append(f"the target figurines sit partly apart from the sources (AUC {shift:.2f}): the shares may "
                        f"be off by more than their intervals, which carry sampling error only, show")
@@ -98,11 +110,15 @@ def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
     est = ShareEstimator(settings.degree, settings.n_boot, settings.level, settings.seed).fit(emb[is_source], y)
     res = est.estimate(emb[targets], groups)
     sizes = [len(ix) for ix in groups.values() if len(ix) >= MIN_GROUP] or [MIN_GROUP]
-    check = self_check(emb[is_source], y, sizes, est, settings.self_check_groups, settings.holdout)
     shift = domain_shift(emb[is_source], y, emb[targets], res[target]["shares"], est.classes_, settings.seed)
+    readable = shift <= APART_AUC and est.conditioning_ >= MIN_CONDITIONING  # else withheld: no widening needed
+    check = self_check(emb[is_source], y, sizes, est, settings.self_check_groups, settings.holdout,
+                       shift if readable else None)
     v = verdict(check, shift, est.conditioning_, est.confusion_, sources)
+    wide = check.get("shift", {}).get("allowance", 0.0)
     rows = [{"group": g, "source": s, "n": r["n"], "share": float(r["shares"][j]),
              "sampling_low": float(r["low"][j]), "sampling_high": float(r["high"][j]),
+             "low": max(0.0, float(r["low"][j]) - wide), "high": min(1.0, float(r["high"][j]) + wide),
              "too_small": r["n"] < MIN_GROUP}
             for g, r in res.items() for j, s in enumerate(sources)]
     check.pop("group_rows", None)
@@ -112,11 +128,11 @@ def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
 
 
 def _shown(result: dict) -> dict:
-    """Set which estimates are shown and their intervals: the sampling interval (widened to span another
-    representation's reading where `agree` found one), or [0, 1] when withheld."""
+    """Set which estimates are shown and their intervals: the sampling interval widened for the targets' shift
+    (and to span another representation's reading where `agree` found one), or [0, 1] when withheld."""
     t = result["table"]
     shown = (result["verdict"]["level"] != "withheld") & ~t["too_small"]
-    low, high = t.get("span_low", t["sampling_low"]), t.get("span_high", t["sampling_high"])
+    low, high = t.get("span_low", t["low"]), t.get("span_high", t["high"])
     result["table"] = t.assign(ci_low=low.where(shown, 0.0), ci_high=high.where(shown, 1.0), shown=shown)
     return result
 
@@ -144,8 +160,7 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
                            | (tb["sampling_low"] > ta["sampling_high"])).mean())
             if gap <= BAR["mae"] and apart <= DISJOINT:
                 continue
-            low = np.minimum(ta["sampling_low"], tb["sampling_low"])
-            high = np.maximum(ta["sampling_high"], tb["sampling_high"])
+            low, high = np.minimum(ta["low"], tb["low"]), np.maximum(ta["high"], tb["high"])
             for n, other in ((a, b), (b, a)):
                 r, v = results[n], results[n]["verdict"]
                 reason = (f"the {EMBEDDINGS.get(other, other)} reads the same groups differently (the shares differ by "
@@ -160,8 +175,8 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
                 t = r["table"]
                 rows = pd.MultiIndex.from_frame(t[key])  # rows the other lacks keep their own interval
                 r["table"] = t.assign(
-                    span_low=np.fmin(t.get("span_low", t["sampling_low"]), low.reindex(rows).to_numpy()),
-                    span_high=np.fmax(t.get("span_high", t["sampling_high"]), high.reindex(rows).to_numpy()))
+                    span_low=np.fmin(t.get("span_low", t["low"]), low.reindex(rows).to_numpy()),
+                    span_high=np.fmax(t.get("span_high", t["high"]), high.reindex(rows).to_numpy()))
     return {n: _shown(r) if not r["table"].empty else r for n, r in results.items()}
 
 
@@ -182,8 +197,10 @@ def as_json(results: dict[str, dict], settings: InfluenceSettings = InfluenceSet
     out["checks"] = {
         "about": ("self_check: error (mae) and 95%-interval coverage on known mixtures of held-out source "
                   "figurines; domain_shift_auc: how well the target figurines are told from the sources weighted "
-                  f"to their mixture (above {APART_AUC}: apart, nothing read); conditioning: 1 = sources told "
-                  f"apart, below {MIN_CONDITIONING}: confused; verdict: good, caution or withheld"),
+                  f"to their mixture (above {APART_AUC}: apart, nothing read); self_check.shift: the known "
+                  f"mixtures moved as far from the sources, and the widening of the intervals (allowance, each "
+                  f"side) that holds their answer; conditioning: 1 = sources told apart, below "
+                  f"{MIN_CONDITIONING}: confused; verdict: good, caution or withheld"),
         **{n: {"verdict": r["verdict"], "self_check": r["self_check"], "domain_shift_auc": r["domain_shift"],
                "conditioning": r["conditioning"]} for n, r in results.items() if not r["table"].empty}}
     return out

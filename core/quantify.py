@@ -9,14 +9,17 @@ for the classifier's own confusion between them. Chosen by measurement: k-NN pos
 calibrated, gave the same errors but intervals that held the answer 72% of the time instead of 92%.
 
 Intervals resample the source figurines (within each culture) and the group's figurines, and refit the
-classifier and EM in every resample. Three checks say when a number should not be read:
+classifier and EM in every resample. Four checks say when a number should not be read, or how far:
 - `conditioning`: the smallest singular value of the classifier's cross-validated confusion matrix
   (1: sources told apart perfectly, 0: two sources the method cannot tell apart);
 - `self_check`: groups of known mixtures built from held-out source figurines, estimated the same way:
   the error and interval coverage on the user's own photographs;
 - `domain_shift`: how well a classifier tells the group from the sources re-weighted to its estimated
   mixture (AUC 0.5: the group looks like a mixture of the sources; near 1: it sits apart from them all,
-  so shares read in this representation are not influence).
+  so shares read in this representation are not influence);
+- `shifted_check`: the self-check's mixtures moved as far from the sources as the group sits, in
+  directions that would bias them: how far off that makes the shares, and how much wider the intervals
+  must be to hold their answer.
 """
 from __future__ import annotations
 
@@ -95,18 +98,21 @@ class ShareEstimator:
         self.conditioning_ = float(np.linalg.svd(self.confusion_, compute_uv=False).min())
         return self
 
+    def _resampled_models(self) -> list:
+        """Classifiers refitted to `n_boot` resamples of the sources (within each culture: the sizes stay)."""
+        if not hasattr(self, "boot_models_"):
+            rng = np.random.default_rng([self.seed, 1])
+            by_class = [np.flatnonzero(self.y_ == j) for j in range(len(self.classes_))]
+            self.boot_models_ = []
+            for _ in range(self.n_boot):
+                idx = np.concatenate([rng.choice(ix, len(ix)) for ix in by_class])
+                self.boot_models_.append(_classifier(self.degree, self.X_.shape[1]).fit(self.X_[idx], self.y_[idx]))
+        return self.boot_models_
+
     def _resampled_posteriors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posteriors of X (n_boot, n, k) under classifiers refitted to resampled sources, and their priors."""
-        rng = np.random.default_rng([self.seed, 1])
-        k = len(self.classes_)
-        by_class = [np.flatnonzero(self.y_ == j) for j in range(k)]
-        posts, priors = [], []
-        for _ in range(self.n_boot):
-            idx = np.concatenate([rng.choice(ix, len(ix)) for ix in by_class])
-            model = _classifier(self.degree, self.X_.shape[1]).fit(self.X_[idx], self.y_[idx])
-            posts.append(_posteriors(model, X, k))
-            priors.append(self.prior_)  # resampled within each culture: the sizes stay
-        return np.stack(posts), np.stack(priors)
+        """Posteriors of X (n_boot, n, k) under the resampled classifiers, and their priors."""
+        posts = np.stack([_posteriors(m, X, len(self.classes_)) for m in self._resampled_models()])
+        return posts, np.broadcast_to(self.prior_, (self.n_boot, len(self.prior_)))
 
     def estimate(self, X: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict]:
         """Per group: `shares` (k,), `low`, `high` (the interval), `n`, and the bootstrap draws."""
@@ -153,11 +159,13 @@ def mixture_groups(pools: list[np.ndarray], sizes: list[int], n_groups: int, rng
 
 
 def self_check(X: np.ndarray, y, sizes: list[int], estimator: ShareEstimator, n_groups: int = 24,
-               holdout: float = 0.4) -> dict:
+               holdout: float = 0.4, shift_auc: float | None = None) -> dict:
     """How far off the estimator is, and how often its intervals hold the answer, on known mixtures.
 
     Holds out `holdout` of each source culture, fits the estimator to the rest, and estimates groups of
-    known mixtures (sizes cycling through `sizes`) drawn from the held-out figurines.
+    known mixtures (sizes cycling through `sizes`) drawn from the held-out figurines. With `shift_auc` (the
+    target figurines' domain shift), also `shift`: the same groups moved as far from the sources
+    (`shifted_check`), and the widening of the intervals that holds their answer.
     """
     y = np.asarray(y)
     classes = np.unique(y)
@@ -185,9 +193,76 @@ def self_check(X: np.ndarray, y, sizes: list[int], estimator: ShareEstimator, n_
         rows.append({"n": len(ix), "truth": w.tolist(), "shares": r["shares"].tolist(),
                      "low": r["low"].tolist(), "high": r["high"].tolist()})
     err, inside = np.array(err), np.array(inside)
-    return {"mae": float(err.mean()), "coverage": float(inside.mean()), "groups": len(groups),
-            "holdout": holdout, "sources": classes.tolist(), "mae_per_source": err.mean(0).tolist(),
-            "coverage_per_source": inside.mean(0).tolist(), "group_rows": rows}
+    out = {"mae": float(err.mean()), "coverage": float(inside.mean()), "groups": len(groups),
+           "holdout": holdout, "sources": classes.tolist(), "mae_per_source": err.mean(0).tolist(),
+           "coverage_per_source": inside.mean(0).tolist(), "group_rows": rows}
+    if shift_auc is not None:
+        out["shift"] = shifted_check(est, X[pool], groups, shift_auc, rng)
+    return out
+
+
+def _discriminant_directions(X: np.ndarray, y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` random unit directions (rows) in the span that separates the classes, measured in within-class sd.
+
+    Whitened by the pooled within-class covariance, the class means span a (k - 1)-D subspace; a shift
+    there moves figurines between the classes, a shift outside it leaves the estimate alone.
+    """
+    classes = np.unique(y)
+    resid = np.concatenate([X[y == c] - X[y == c].mean(0) for c in classes])
+    cov = np.atleast_2d(np.cov(resid.T)) + 1e-9 * np.eye(X.shape[1])
+    chol = np.linalg.cholesky(cov)
+    means = np.array([X[y == c].mean(0) for c in classes])
+    basis, _ = np.linalg.qr(np.linalg.solve(chol, (means - means.mean(0)).T))
+    basis = basis[:, :max(1, min(len(classes) - 1, X.shape[1]))]
+    u = rng.standard_normal((n, basis.shape[1])) @ basis.T
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    return u @ chol.T
+
+
+def shifted_check(est: ShareEstimator, X_pool: np.ndarray,
+                  groups: list[tuple[np.ndarray, np.ndarray]], auc: float, rng: np.random.Generator,
+                  directions: int = 8) -> dict:
+    """Known mixtures moved as far from the sources as the target figurines sit: the widening that holds them.
+
+    The sampling intervals ignore that the target figurines differ from the sources (local clay and
+    making): `domain_shift` measures how far (`auc`), not in which direction. Here held-out source
+    figurines are translated along random directions that separate the sources (the direction the
+    shift could take that would bias the shares) by the distance at which the same classifier tells them
+    from the sources with that AUC; their groups of known mixtures are estimated as the sites are.
+    `allowance` is the smallest widening of the intervals (both sides, in steps of 0.01) that holds the
+    known shares `est.level` of the time: a sensitivity analysis, not a correction.
+    """
+    classes = est.classes_
+    X_ref, y_ref = est.X_, classes[est.y_]
+    d = _discriminant_directions(X_ref, y_ref, directions, rng)
+
+    def apart(distance: float) -> float:
+        """The domain shift of the held-out figurines moved this far, measured as the targets' is: against the
+        sources weighted to the mixture EM reads in them (which absorbs whatever part of the move looks
+        like another mixture)."""
+        aucs = []
+        for v in d[:2]:
+            moved = X_pool + distance * v
+            read = em_shares(_posteriors(est.model_, moved, len(classes)), est.prior_)
+            aucs.append(domain_shift(X_ref, y_ref, moved, read, classes, est.seed))
+        return float(np.mean(aucs))
+
+    lo, hi, a_lo, a_hi = 0.0, 0.25, 0.5, apart(0.25)
+    while a_hi < auc and hi < 8:
+        lo, hi, a_lo = hi, hi * 2, a_hi
+        a_hi = apart(hi)
+    distance = 0.0 if auc <= 0.5 else hi if a_hi <= auc else max(0.0, lo + (hi - lo) * (auc - a_lo) / max(a_hi - a_lo, 1e-9))
+    named = {str(g): ix for g, (ix, _) in enumerate(groups)}
+    truth = np.array([w for _, w in groups] * len(d))
+    res = [est.estimate(X_pool + distance * v, named) for v in d]
+    shares, low, high = (np.array([r[g][f] for r in res for g in named]) for f in ("shares", "low", "high"))
+    miss = np.maximum(np.maximum(low - truth, truth - high), 0).reshape(len(d), -1)
+    allowance = float(np.ceil(np.quantile(miss, est.level, axis=1).max() * 100) / 100)
+    held = (low - allowance <= truth + 1e-9) & (truth <= high + allowance + 1e-9)
+    return {"auc": float(auc), "distance": float(distance), "mae": float(np.abs(shares - truth).mean()),
+            "coverage": float(((low <= truth) & (truth <= high)).mean()), "allowance": allowance,
+            "coverage_widened": float(held.mean()),
+            "groups": len(truth)}
 
 
 def domain_shift(X_src: np.ndarray, y_src, X_group: np.ndarray, shares: np.ndarray, classes,

@@ -34,8 +34,13 @@ def self_check(r: dict) -> None:
     if "mae" in c:
         st.markdown(f"#### On your photographs, when the answer is known, this method is off by {c['mae']:.2f} on "
                     f"average and its 95% intervals contain the answer {c['coverage']:.0%} of the time.")
+        moved = c.get("shift")
         st.caption(f"{c['groups']} groups of known mixtures of source figurines held out from the classifier "
-                   f"({c['holdout']:.0%} of each source culture), estimated as the sites are (AAE latent).")
+                   f"({c['holdout']:.0%} of each source culture), estimated as the sites are (AAE latent)."
+                   + (f" Moved as far from the sources as the target figurines sit, in directions that would "
+                      f"bias them, the same groups are off by {moved['mae']:.2f}: every interval is widened by "
+                      f"{moved['allowance']:.2f} on each side, which holds their answer "
+                      f"{moved['coverage_widened']:.0%} of the time." if moved else ""))
     text = {"good": "The AAE latent's shares can be read as estimates.",
             "caution": "Read the AAE latent's shares with care: " + "; ".join(v["reasons"]) + ".",
             "withheld": "Cannot tell: " + "; ".join(v["reasons"]) + ". No shares are shown as a reading."}
@@ -46,15 +51,20 @@ def method_checks(res: dict) -> None:
     rows = {EMBEDDINGS[n]: {"self-check error": r["self_check"].get("mae"),
                             "self-check coverage": r["self_check"].get("coverage"),
                             "apart from the sources (AUC)": r["domain_shift"],
+                            "moved as far: error": r["self_check"].get("shift", {}).get("mae"),
+                            "intervals widened by": r["self_check"].get("shift", {}).get("allowance"),
                             "sources told apart (conditioning)": r["conditioning"],
                             "reading": r["verdict"]["level"]} for n, r in res.items()}
     st.dataframe(pd.DataFrame(rows).T, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.2f") for c in
                                 ("self-check error", "self-check coverage", "apart from the sources (AUC)",
-                                 "sources told apart (conditioning)")})
+                                 "moved as far: error", "intervals widened by", "sources told apart (conditioning)")})
     st.caption(f"Apart: a classifier telling the target figurines from the sources weighted to their estimated "
                f"mixture (0.5: they look like that mixture; above {influence.APART_AUC}: they sit apart, and "
-               f"nothing is read). Conditioning: 1 when the sources are told apart perfectly, below "
+               f"nothing is read). Moved as far: the self-check's known mixtures moved that far from the "
+               f"sources, in random directions that separate them; the intervals are widened until they hold "
+               f"95% of those answers in every direction tried (not computed where the reading is withheld "
+               f"anyway). Conditioning: 1 when the sources are told apart perfectly, below "
                f"{influence.MIN_CONDITIONING} the method cannot tell them apart.")
 
 
@@ -119,9 +129,10 @@ cols = [c for c in cols if c in full]
 st.dataframe(full[cols], hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                             ("share", "ci_low", "ci_high", "known", "error", "sampling_low", "sampling_high")})
-st.caption("ci_low, ci_high: the 95% interval to read ([0, 1] where the tool cannot tell; spanning another "
-           "representation's reading where the two disagree); sampling_low, "
-           "sampling_high: the bootstrap's interval, which ignores what the checks found.")
+st.caption("ci_low, ci_high: the 95% interval to read: the bootstrap's, widened for how far the target figurines "
+           "sit from the sources ([0, 1] where the tool cannot tell; spanning another representation's reading "
+           "where the two disagree); sampling_low, sampling_high: the bootstrap's interval, which ignores what "
+           "the checks found.")
 d1, d2 = st.columns(2)
 d1.download_button("Estimates (CSV)", export.csv(full[cols]), f"{run.name}-influence.csv", "text/csv",
                    icon=":material/download:")

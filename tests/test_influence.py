@@ -116,6 +116,44 @@ def test_a_group_apart_from_every_source_is_not_read():
     assert out["checks"]["aae"]["verdict"]["level"] == "withheld" and out["checks"]["aae"]["domain_shift_auc"] > 0.7
 
 
+def test_a_group_partly_apart_gets_intervals_that_hold_its_answer():
+    """Local making that moves every target figurine a little towards one source biases the shares beyond
+    sampling error; the intervals, widened by the shifted self-check, still hold the known mixture."""
+    rng = np.random.default_rng(9)
+    truth = np.array([0.5, 0.3, 0.2])
+    centres = np.array([[0, 0], [3, 0], [1.5, 2.6]])
+    parts = [(s, "", cloud(rng, c, 300)) for s, c in zip((A, B, C), centres)]
+    sites = {}
+    for site in ("Uruk", "Kish", "Nippur"):
+        counts = rng.multinomial(300, truth)
+        sites[site] = np.concatenate([cloud(rng, c, k) for c, k in zip(centres, counts)]) + [1.0, 0.0]
+    r = influence.estimate(*frame(parts + [(T, s, x) for s, x in sites.items()]), FAST)
+    t = r["table"].assign(known=np.tile(truth, 4))
+    sampled = ((t["sampling_low"] <= t["known"]) & (t["known"] <= t["sampling_high"])).mean()
+    held = ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean()
+    moved = r["self_check"]["shift"]
+    # EM reads most of the move as another mixture: what is left is hard to see, the error is not
+    assert 0.5 < r["domain_shift"] <= influence.CAUTION_AUC and (t["share"] - t["known"]).abs().mean() > 0.1
+    assert moved["distance"] > 0 and moved["mae"] > influence.BAR["mae"] and moved["coverage_widened"] >= 0.95
+    assert sampled < 0.5 and held == 1, (sampled, held)
+    assert r["verdict"]["level"] == "caution" and "widened by" in r["verdict"]["reasons"][0]
+    assert (t["ci_low"] == (t["sampling_low"] - moved["allowance"]).clip(lower=0)).all()
+
+
+def test_the_widening_grows_with_the_shift():
+    """Not moved at all (AUC 0.5), the intervals stay as the bootstrap gives them; the further apart the target
+    figurines sit, the further known mixtures are moved and the wider the intervals."""
+    rng = np.random.default_rng(11)
+    emb, cul, _ = overlapping(rng, [1 / 3] * 3)
+    src = (cul != T).to_numpy()
+    est = quantify.ShareEstimator(n_boot=30).fit(emb[src], cul[src])
+    moved = [quantify.self_check(emb[src], cul[src].to_numpy(), [100, 60], est, 8, shift_auc=auc)["shift"]
+             for auc in (0.5, 0.55, 0.65)]
+    assert all(m["groups"] == 8 * 8 for m in moved)
+    assert moved[0]["distance"] == 0 and moved[0]["allowance"] <= 0.02
+    assert 0 < moved[1]["distance"] < moved[2]["distance"] and moved[1]["allowance"] < moved[2]["allowance"]
+
+
 def test_small_groups_are_flagged_and_read_as_such():
     rng = np.random.default_rng(3)
     emb, cul, site = frame([(A, "", cloud(rng, [0, 0], 100)), (B, "", cloud(rng, [9, 0], 100)),
@@ -161,10 +199,9 @@ def test_demo_ground_truth(demo_run):
         t = influence.with_known(r["table"], truth).dropna(subset=["known"])
         inside = ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean()
         print(name, r["verdict"]["level"], round(t["error"].mean(), 3), round(inside, 2), round(r["domain_shift"], 2))
-        if r["verdict"]["level"] == "good":
-            assert t["error"].mean() <= 0.10 and inside >= 0.8, (name, r["verdict"])
-        elif r["verdict"]["level"] == "caution":  # read with care: never far off, though its intervals may miss
-            assert t["error"].mean() <= influence.FAIL["mae"], (name, r["verdict"])
+        if r["verdict"]["level"] != "withheld":  # the product's bar: within 0.10, 20 of 24 intervals hold it
+            assert t["error"].mean() <= 0.10 and inside >= 20 / 24, (name, r["verdict"])
+        if r["verdict"]["level"] == "caution":
             assert r["verdict"]["reasons"]  # and says why
         check = r["self_check"]
         assert check["groups"] == FAST.self_check_groups and 0 <= check["mae"] <= 1
