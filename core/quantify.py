@@ -228,9 +228,10 @@ def shifted_check(est: ShareEstimator, X_pool: np.ndarray,
     making): `domain_shift` measures how far (`auc`), not in which direction. Here held-out source
     figurines are translated along random directions that separate the sources (the direction the
     shift could take that would bias the shares) by the distance at which the same classifier tells them
-    from the sources with that AUC; their groups of known mixtures are estimated as the sites are.
-    `allowance` is the smallest widening of the intervals (both sides, in steps of 0.01) that holds the
-    known shares `est.level` of the time: a sensitivity analysis, not a correction.
+    from the sources with that AUC (measured as for the targets); their groups of known mixtures are
+    estimated as the sites are. `allowance` is the smallest widening of the intervals (both sides, in steps
+    of 0.01) that holds the known shares `est.level` of the time in every direction tried: whichever way
+    the targets' difference goes. A sensitivity analysis, not a correction.
     """
     classes = est.classes_
     X_ref, y_ref = est.X_, classes[est.y_]
@@ -247,11 +248,13 @@ def shifted_check(est: ShareEstimator, X_pool: np.ndarray,
             aucs.append(domain_shift(X_ref, y_ref, moved, read, classes, est.seed))
         return float(np.mean(aucs))
 
-    lo, hi, a_lo, a_hi = 0.0, 0.25, 0.5, apart(0.25)
-    while a_hi < auc and hi < 8:
-        lo, hi, a_lo = hi, hi * 2, a_hi
-        a_hi = apart(hi)
-    distance = 0.0 if auc <= 0.5 else hi if a_hi <= auc else max(0.0, lo + (hi - lo) * (auc - a_lo) / max(a_hi - a_lo, 1e-9))
+    distance = 0.0  # in within-culture sd: doubled until the move is seen as well as the targets, then interpolated
+    if auc > 0.5:
+        lo, hi, a_lo, a_hi = 0.0, 0.25, 0.5, apart(0.25)
+        while a_hi < auc and hi < 8:
+            lo, hi, a_lo = hi, hi * 2, a_hi
+            a_hi = apart(hi)
+        distance = hi if a_hi <= auc else lo + (hi - lo) * (auc - a_lo) / max(a_hi - a_lo, 1e-9)
     named = {str(g): ix for g, (ix, _) in enumerate(groups)}
     truth = np.array([w for _, w in groups] * len(d))
     res = [est.estimate(X_pool + distance * v, named) for v in d]
