@@ -38,9 +38,10 @@ def self_check(r: dict) -> None:
         st.caption(f"{c['groups']} groups of known mixtures of source figurines held out from the classifier "
                    f"({c['holdout']:.0%} of each source culture), estimated as the sites are (AAE latent)."
                    + (f" Moved as far from the sources as the target figurines sit, in directions that would "
-                      f"bias them, the same groups are off by {moved['mae']:.2f}: every interval is widened by "
-                      f"{moved['allowance']:.2f} on each side, which holds their answer "
-                      f"{moved['coverage_widened']:.0%} of the time." if moved else ""))
+                      f"bias them, the same groups are off by {moved['mae']:.2f}" if moved else "")
+                   + (f": every interval is widened by {moved['allowance']:.2f} on each side, which holds their "
+                      f"answer {moved['coverage_widened']:.0%} of the time." if moved and v["level"] != "withheld"
+                      else "." if moved else ""))
     text = {"good": "The AAE latent's shares can be read as estimates.",
             "caution": "Read the AAE latent's shares with care: " + "; ".join(v["reasons"]) + ".",
             "withheld": "Cannot tell: " + "; ".join(v["reasons"]) + ". No shares are shown as a reading."}
