@@ -99,7 +99,8 @@ class ShareEstimator:
         return self
 
     def _resampled_models(self) -> list:
-        """Classifiers refitted to `n_boot` resamples of the sources (within each culture: the sizes stay)."""
+        """Classifiers refitted to `n_boot` resamples of the sources (within each culture: the sizes, and so the
+        prior, stay)."""
         if not hasattr(self, "boot_models_"):
             rng = np.random.default_rng([self.seed, 1])
             by_class = [np.flatnonzero(self.y_ == j) for j in range(len(self.classes_))]
@@ -109,16 +110,11 @@ class ShareEstimator:
                 self.boot_models_.append(_classifier(self.degree, self.X_.shape[1]).fit(self.X_[idx], self.y_[idx]))
         return self.boot_models_
 
-    def _resampled_posteriors(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posteriors of X (n_boot, n, k) under the resampled classifiers, and their priors."""
-        posts = np.stack([_posteriors(m, X, len(self.classes_)) for m in self._resampled_models()])
-        return posts, np.broadcast_to(self.prior_, (self.n_boot, len(self.prior_)))
-
     def estimate(self, X: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, dict]:
         """Per group: `shares` (k,), `low`, `high` (the interval), `n`, and the bootstrap draws."""
         X = np.asarray(X, np.float64)
         full = _posteriors(self.model_, X, len(self.classes_))
-        boot_post, boot_prior = self._resampled_posteriors(X)
+        boot_post = np.stack([_posteriors(m, X, len(self.classes_)) for m in self._resampled_models()])
         rng = np.random.default_rng([self.seed, 2])
         alpha = (1 - self.level) / 2
         out = {}
@@ -128,7 +124,7 @@ class ShareEstimator:
                 continue
             shares = em_shares(full[idx], self.prior_)
             pick = idx[rng.integers(0, len(idx), (self.n_boot, len(idx)))]  # (n_boot, n)
-            draws = em_shares(np.take_along_axis(boot_post, pick[..., None], axis=1), boot_prior)
+            draws = em_shares(np.take_along_axis(boot_post, pick[..., None], axis=1), self.prior_)
             low, high = np.quantile(draws, [alpha, 1 - alpha], axis=0)
             out[name] = {"n": len(idx), "shares": shares, "low": np.minimum(low, shares),
                          "high": np.maximum(high, shares), "draws": draws}
