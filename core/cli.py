@@ -80,7 +80,7 @@ def cmd_train(a) -> int:
                                         "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise", "style",
                                         "label_holdout", "clusters")}
     given.update(balanced=a.balanced or None, paper_exact=a.paper_exact or None, guided=a.guided or None,
-                 augment=a.augment or None)
+                 augment=a.augment)
     given = {k: v for k, v in given.items() if v is not None}
     if a.device:
         given["device"] = a.device
@@ -209,12 +209,17 @@ def cmd_influence(a) -> int:
             known = f"  {row.known:.2f}  {row.error:.2f}" if "known" in t and row.known == row.known else ""
             print(f"  {printable(row.group):<24} {printable(row.source):<34} {row.share:.2f} "
                   f"[{row.ci_low:.2f}, {row.ci_high:.2f}]{known}{flag}")
-    print()
-    for line in influence.reading(results["aae"], printable):
+    lead = influence.lead(results)
+    v = results[lead]["verdict"]
+    print("\nthe reading: " + ("none, every representation's is withheld" if v["level"] == "withheld" else
+                               f"the {influence.EMBEDDINGS[lead]}'s, which passes its checks best"
+                               + (f" (the AAE latent's: {results['aae']['verdict']['level']})" if lead != "aae"
+                                  else "")))
+    for line in influence.reading(results[lead], printable):
         print(line)
-    v = results["aae"]["verdict"]
-    for reason in v["reasons"][1:] if v["level"] == "withheld" else v["reasons"]:
-        print(f"Read with care: {printable(reason)}.")
+    withheld = v["level"] == "withheld"
+    for reason in v["reasons"][1:] if withheld else v["reasons"]:
+        print(f"{'Also' if withheld else 'Read with care'}: {printable(reason)}.")
     return 0
 
 
@@ -277,9 +282,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--clusters", type=int,
                    help="K > 0: the map is one of K learned cluster heads plus a style code (Makhzani et al. 2015, "
                         "section 6); with --guided, one cluster per source culture at least")
-    t.add_argument("--augment", action="store_true",
+    t.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="the encoder sees each image as another photograph might show it: mirrored, rescaled, "
-                        "rotated and shifted at random, with a patch hidden (on colour: lit differently too)")
+                        "rotated and shifted at random, with a patch hidden (on colour: lit differently too); "
+                        "default: the preset's (fast: on, paper: off)")
     t.add_argument("--balanced", action="store_true", help="sample each culture equally often")
     t.add_argument("--paper-exact", action="store_true", help="the study's settings exactly, stabilisers off")
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

@@ -14,6 +14,8 @@ whether they are shown as a reading or withheld ("cannot tell"):
 - the agreement: two representations that pass their own checks but read the groups differently
   (`agree`) show that the reading depends on the representation, not on the figurines.
 
+The reading that leads (`lead`) is the one that passes its checks best, whichever representation gives it.
+
 A withheld estimate keeps its number for the record, with the interval [0, 1]: the tool cannot say.
 Results are cached in the run folder (`influence.json`), keyed by the encodings they were computed from.
 """
@@ -178,6 +180,16 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
                     span_low=np.fmin(t.get("span_low", t["low"]), low.reindex(rows).to_numpy()),
                     span_high=np.fmax(t.get("span_high", t["high"]), high.reindex(rows).to_numpy()))
     return {n: _shown(r) if not r["table"].empty else r for n, r in results.items()}
+
+
+def lead(results: dict[str, dict]) -> str:
+    """The representation whose reading leads: the one that passes its checks best (good before caution),
+    the AAE latent first among equals, then the UMAP baseline, then the PCA space; where every reading is
+    withheld, the AAE latent's, which then says why it cannot tell."""
+    rank = {"good": 0, "caution": 1}
+    passed = [n for n in EMBEDDINGS if n in results and not results[n]["table"].empty
+              and results[n]["verdict"]["level"] in rank]
+    return min(passed, key=lambda n: rank[results[n]["verdict"]["level"]]) if passed else "aae"
 
 
 def as_json(results: dict[str, dict], settings: InfluenceSettings = InfluenceSettings()) -> dict:

@@ -28,7 +28,7 @@ def checks(run_dir: str, checkpoint_mtime: int) -> dict:
     return diagnostics.for_run(run_dir)
 
 
-def self_check(r: dict) -> None:
+def self_check(r: dict, space: str) -> None:
     """The lead: how the method does on the user's own photographs when the answer is known."""
     c, v = r["self_check"], r["verdict"]
     if "mae" in c:
@@ -36,16 +36,25 @@ def self_check(r: dict) -> None:
                     f"average and its 95% intervals contain the answer {c['coverage']:.0%} of the time.")
         moved = c.get("shift")
         st.caption(f"{c['groups']} groups of known mixtures of source figurines held out from the classifier "
-                   f"({c['holdout']:.0%} of each source culture), estimated as the sites are (AAE latent)."
+                   f"({c['holdout']:.0%} of each source culture), estimated as the sites are ({space})."
                    + (f" Moved as far from the sources as the target figurines sit, in directions that would "
                       f"bias them, the same groups are off by {moved['mae']:.2f}" if moved else "")
                    + (f": every interval is widened by {moved['allowance']:.2f} on each side, which holds their "
                       f"answer {moved['coverage_widened']:.0%} of the time." if moved and v["level"] != "withheld"
                       else "." if moved else ""))
-    text = {"good": "The AAE latent's shares can be read as estimates.",
-            "caution": "Read the AAE latent's shares with care: " + "; ".join(v["reasons"]) + ".",
+    text = {"good": f"The {space}'s shares can be read as estimates.",
+            "caution": f"Read the {space}'s shares with care: " + "; ".join(v["reasons"]) + ".",
             "withheld": "Cannot tell: " + "; ".join(v["reasons"]) + ". No shares are shown as a reading."}
     ALERT[v["level"]](text[v["level"]])
+
+
+def lead_note(res: dict, name: str) -> None:
+    """Why the reading comes from a baseline rather than the run's own AAE latent."""
+    v = res["aae"]["verdict"]
+    how = {"withheld": "is withheld", "caution": "is to be read with care", "good": "also passes its checks"}
+    st.info(f"The reading below is the {EMBEDDINGS[name]}'s, made from the same photographs: it passes its checks "
+            f"best. The AAE latent's {how[v['level']]}" + (f": {v['reasons'][0]}." if v["reasons"] else ".")
+            + " Both stand side by side in the heatmaps and the checks below.")
 
 
 def method_checks(res: dict) -> None:
@@ -103,10 +112,13 @@ if res["aae"]["table"].empty:
     st.warning("This dataset has only one culture: there are no source cultures to compare with.")
     st.stop()
 
-self_check(res["aae"])
+lead = influence.lead(res)
+self_check(res[lead], EMBEDDINGS[lead])
+if lead != "aae":
+    lead_note(res, lead)
 
 st.subheader("Reading")
-for line in influence.reading(res["aae"], quote=plain):
+for line in influence.reading(res[lead], quote=plain):
     st.markdown(f"- {line}")
 
 truth = influence.known_answer(run.config().get("data", ""))

@@ -242,6 +242,22 @@ def test_representations_that_read_the_groups_differently_are_not_a_finding():
     assert all(r["verdict"]["level"] == "good" and r["table"]["shown"].all() for r in same.values())
 
 
+def test_the_reading_that_passes_its_checks_leads():
+    """A withheld AAE reading does not hide a baseline's that passes its checks; the AAE leads among equals."""
+    rng = np.random.default_rng(9)
+    apart = influence.estimate(*frame([(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [6, 0], 300)),
+                                       (T, "Uruk", cloud(rng, [3, 6], 200))]), FAST)
+    fine = influence.estimate(*frame([(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [9, 0], 300)),
+                                      (T, "Uruk", np.concatenate([cloud(rng, [0, 0], 140),
+                                                                  cloud(rng, [9, 0], 60)]))]), FAST)
+    assert apart["verdict"]["level"] == "withheld" and fine["verdict"]["level"] == "good"
+    assert influence.lead({"aae": apart, "umap": fine, "pca": apart}) == "umap"
+    assert influence.lead({"aae": fine, "umap": fine}) == "aae"
+    assert influence.lead({"aae": apart, "umap": apart}) == "aae"  # nothing passes: the AAE says why
+    caution = {**fine, "verdict": {"level": "caution", "reasons": ["partly apart"]}}
+    assert influence.lead({"aae": caution, "umap": fine}) == "umap"
+
+
 def test_readings_apart_beyond_sampling_error_are_read_with_intervals_that_span_both():
     rng = np.random.default_rng(7)
     sources = [(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [9, 0], 300))]

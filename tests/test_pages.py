@@ -250,7 +250,10 @@ def test_influence_page(trained_run):
     lead = at.markdown[0].value
     assert lead.startswith("#### On your photographs, when the answer is known, this method is off by ")
     verdicts = [a.value for a in list(at.success) + list(at.warning) + list(at.error)]
-    assert any(v.startswith(("The AAE latent's shares", "Read the AAE", "Cannot tell:")) for v in verdicts)
+    assert any(v.startswith(("The AAE latent's shares", "Read the AAE", "The UMAP baseline's shares",
+                              "Read the UMAP", "Cannot tell:")) for v in verdicts)
+    led_by_umap = any(v.startswith(("The UMAP baseline's shares", "Read the UMAP")) for v in verdicts)
+    assert led_by_umap == any(i.value.startswith("The reading below is the UMAP baseline's") for i in at.info)
     assert len(charts(at)) == 2  # AAE and UMAP heatmaps
     table = next(d.value for d in at.dataframe if "embedding" in d.value)
     assert set(table["embedding"]) == {"AAE latent", "UMAP baseline", "50-D PCA space"}
