@@ -1,6 +1,6 @@
 """Influence estimates against the demo's known answer, per training variant and seed, through the CLI.
 
-    python bench/influence.py --out /tmp/influence [--variants form colour guided] [--seeds 0 1] [--epochs 30]
+    python bench/influence.py --out /tmp/influence [--variants form unaugmented colour guided] [--seeds 0 1] [--epochs 30]
 
 For each (variant, seed): demo -> train (fast preset) -> influence --json, then the error of every site's
 shares against `truth.json`, how many of the 24 true values lie inside the bootstrap's own 95% interval
@@ -18,8 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ("aae", "umap", "pca")
 VARIANTS = {"colour": ["--style", "colour"], "form": ["--style", "form"],
-            "guided": ["--style", "form", "--guided"], "augmented": ["--style", "form", "--augment"],
-            "guided, augmented": ["--style", "form", "--guided", "--augment"]}
+            "unaugmented": ["--style", "form", "--no-augment"], "guided": ["--style", "form", "--guided"],
+            "guided, unaugmented": ["--style", "form", "--guided", "--no-augment"],
+            "guided, balanced": ["--style", "form", "--guided", "--balanced"]}
 
 
 def cli(*args) -> str:
@@ -42,7 +43,7 @@ def score(result: dict, truth: dict) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
-    p.add_argument("--variants", nargs="+", default=["form", "colour"], choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=["form", "unaugmented"], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--size", type=int, default=64)

@@ -1,6 +1,6 @@
 """Latent quality: the AAE variants against the UMAP and PCA-50 baselines, on the same figurines and folds.
 
-    python bench/quality.py [--data FOLDER] [--variants fast guided augment] [--epochs N] [--seeds 0 1]
+    python bench/quality.py [--data FOLDER] [--variants fast unaugmented guided] [--epochs N] [--seeds 0 1]
                             [--device auto|cpu|cuda] [--image-size N] [--out DIR] [--no-write]
 
 Each (variant, seed) is trained through the engine (`core.train.fit_run`, timed from a decoded cache) and
@@ -36,13 +36,14 @@ from core.errors import UserError  # noqa: E402
 # variant -> (preset, Settings overrides). `paper` is for a GPU (about 15 hours on a 2-core CPU).
 VARIANTS = {
     "fast": ("fast", {}),
+    "unaugmented": ("fast", {"augment": False}),
     "guided": ("fast", {"guided": True}),
-    "augment": ("fast", {"augment": True}),
-    "guided-augment": ("fast", {"guided": True, "augment": True}),
+    "guided-unaugmented": ("fast", {"guided": True, "augment": False}),
+    "guided-balanced": ("fast", {"guided": True, "balanced": True}),
     "colour": ("fast", {"style": "colour"}),
     "clusters": ("fast", {"clusters": 4}),
     "guided-clusters": ("fast", {"clusters": 3, "guided": True}),
-    "augment-clusters": ("fast", {"clusters": 4, "augment": True}),
+    "unaugmented-clusters": ("fast", {"clusters": 4, "augment": False}),
     "paper": ("paper", {}),
 }
 SPACES = {"aae": "AAE", "umap": "UMAP", "pca": "PCA-50"}
@@ -132,7 +133,7 @@ def finite(obj):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", help="a dataset folder (default: the demo, drawn at 64 px if missing)")
-    p.add_argument("--variants", nargs="+", default=["fast", "guided", "augment"], choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=["fast", "unaugmented", "guided"], choices=list(VARIANTS))
     p.add_argument("--epochs", type=int, help="default: each preset's")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

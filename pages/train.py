@@ -72,8 +72,9 @@ def settings_form() -> tuple[str, Settings] | None:
                                 help="each figurine is shown as another photograph might show it (mirrored, "
                                      "closer or further, tilted, shifted, with a patch hidden; on colour, lit "
                                      "differently), so its place does not hang on how it was photographed or on "
-                                     "one detail. On the demo it separates the cultures best but also sets the "
-                                     "local figurines apart, so their influence reading is withheld (README)")
+                                     "one detail. It separates the cultures best; on the demo it also sets the "
+                                     "local figurines apart, so the AAE's influence reading is withheld there and "
+                                     "the UMAP baseline's leads (README)")
         with st.expander("Expert settings: the network and its optimisers"):
             c = st.columns(4)
             lr = c[0].number_input("Reconstruction learning rate", 1e-6, 1.0, base.lr, format="%.5f",

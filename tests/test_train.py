@@ -364,10 +364,12 @@ def test_form_style_discounts_clay_colour_and_tone_but_keeps_the_figure():
     assert (colour[0] - colour[1]).abs().max() > 0.2
 
 
-def test_runs_from_before_the_style_setting_were_shown_colour():
+def test_runs_from_before_the_style_and_augment_settings_were_shown_colour_as_it_is():
     stored = Settings().to_dict()
-    del stored["style"]
+    del stored["style"], stored["augment"]
     assert Settings.from_run(stored).style == "colour" and Settings.from_dict(stored).style == "form"
+    assert not Settings.from_run(stored).augment and Settings.from_dict(stored).augment
+    assert Settings.from_preset("fast").augment and not Settings.from_preset("paper").augment
     with pytest.raises(UserError, match="style"):
         Settings.from_preset("fast", style="texture")
 
