@@ -37,6 +37,7 @@ from core.errors import UserError  # noqa: E402
 VARIANTS = {
     "fast": ("fast", {}),
     "unaugmented": ("fast", {"augment": False}),
+    "wide": ("fast", {"width": 32}),
     "guided": ("fast", {"guided": True}),
     "guided-unaugmented": ("fast", {"guided": True, "augment": False}),
     "guided-balanced": ("fast", {"guided": True, "balanced": True}),
