@@ -50,10 +50,10 @@ def self_check(r: dict, space: str) -> None:
 
 def lead_note(res: dict, name: str) -> None:
     """Why the reading comes from a baseline rather than the run's own AAE latent."""
-    v = res["aae"]["verdict"]
-    how = {"withheld": "is withheld", "caution": "is to be read with care", "good": "also passes its checks"}
+    v = res["aae"]["verdict"]  # withheld or caution: a good AAE reading leads itself
+    how = "is withheld" if v["level"] == "withheld" else "is to be read with care"
     st.info(f"The reading below is the {EMBEDDINGS[name]}'s, made from the same photographs: it passes its checks "
-            f"best. The AAE latent's {how[v['level']]}" + (f": {v['reasons'][0]}." if v["reasons"] else ".")
+            f"best. The AAE latent's {how}" + (f": {v['reasons'][0]}." if v["reasons"] else ".")
             + " Both stand side by side in the heatmaps and the checks below.")
 
 
