@@ -20,7 +20,9 @@ SPACES = ("aae", "umap", "pca")
 VARIANTS = {"colour": ["--style", "colour"], "form": ["--style", "form"],
             "unaugmented": ["--style", "form", "--no-augment"], "guided": ["--style", "form", "--guided"],
             "guided, unaugmented": ["--style", "form", "--guided", "--no-augment"],
-            "guided, balanced": ["--style", "form", "--guided", "--balanced"]}
+            "guided, balanced": ["--style", "form", "--guided", "--balanced"],
+            "balanced": ["--style", "form", "--balanced"], "local": ["--style", "form", "--local"],
+            "local, balanced": ["--style", "form", "--local", "--balanced"]}
 
 
 def cli(*args) -> str:

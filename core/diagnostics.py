@@ -92,6 +92,7 @@ def for_run(run_dir) -> dict:
 
     from .embed import spaces
     from .influence import seen_by
+    from .labels import is_target
     from .model import Prior
     from .runs import Run
     from .settings import Settings
@@ -102,6 +103,8 @@ def for_run(run_dir) -> dict:
     draws = None if s.prior == "gaussian" else Prior(s).sample(len(enc), torch.Generator().manual_seed(0)).numpy()
     prior = prior_match(e.get("style", e["aae"]), s.prior_std, prior=draws)  # a cluster-head map: its style part
     keep = ~seen_by(config, enc)  # a guided run's separation: on figurines whose labels it did not see
+    if s.local:  # told which figurines are targets: its separation is read among the sources alone
+        keep &= ~is_target(enc)
     y = enc["culture"][keep]
     quality = {n: embedding_quality(e[n][keep], e["pca"][keep], y) for n in ("aae", "umap")}
     recon = float(enc["recon_error"].mean())

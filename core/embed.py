@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from .dataset import Dataset, cache_root, load, scan
 from .errors import UserError
+from .labels import is_target
 from .model import AAEModel, form, load_model
 from .runs import Run, atomic_write
 from .train import encode, normalised_batches, pick_device
@@ -144,10 +145,14 @@ def stored_key(path) -> dict | None:
 
 
 @torch.no_grad()
-def reconstruction_errors(model, images) -> np.ndarray:
-    """Per-image mean squared reconstruction error, in the model's [-1, 1] pixel units."""
-    out = [((model.decode(model.encode(x)) - x) ** 2).mean(dim=(1, 2, 3)).float().cpu()
-           for x in normalised_batches(model, images)]
+def reconstruction_errors(model, images, local: np.ndarray | None = None, batch_size: int = 500) -> np.ndarray:
+    """Per-image mean squared reconstruction error, in the model's [-1, 1] pixel units; `local`: which images are
+    of the target culture (what a `local` run's decoder is told)."""
+    flags = torch.from_numpy(np.zeros(len(images), bool) if local is None else np.array(local, dtype=bool))
+    out = []
+    for i, x in enumerate(normalised_batches(model, images, batch_size)):
+        made = flags[i * batch_size:i * batch_size + len(x)].to(x.device)
+        out.append(((model.decode(model.encode(x), made) - x) ** 2).mean(dim=(1, 2, 3)).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
@@ -262,7 +267,7 @@ def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
     if codes.shape[1] == 1:
         df["aae_y"] = 0.0
     df["umap_x"], df["umap_y"] = emb[:, 0], emb[:, 1]
-    df["recon_error"] = reconstruction_errors(model, ds.images)
+    df["recon_error"] = reconstruction_errors(model, ds.images, is_target(ds.items))
     # file sizes and times (to tell what changed later) and the PCA baseline (to open the run without its folder)
     df = pd.concat([df, files[["_bytes", "_mtime_ns"]],
                     pd.DataFrame(pcs, columns=[f"_pca_{i}" for i in range(pcs.shape[1])])], axis=1)

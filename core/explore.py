@@ -131,7 +131,7 @@ def prior_circles(std: float, ks=(1, 2, 3), n: int = 120) -> pd.DataFrame:
 @torch.no_grad()
 def manifold(model, n: int = 9, extent: float = 2.5) -> np.ndarray:
     """What the decoder draws on an n x n grid over +-extent prior sds (first two latent dims), one image; a
-    cluster-head map's grid reaches 3 sd beyond its farthest head."""
+    cluster-head map's grid reaches 3 sd beyond its farthest head; a `local` run's draws them as source figurines."""
     s = model.settings
     if s.clusters:
         extent = float(model.heads.detach().abs().max()) + 3
@@ -147,8 +147,9 @@ def manifold(model, n: int = 9, extent: float = 2.5) -> np.ndarray:
 
 
 @torch.no_grad()
-def reconstructions(model, images: np.ndarray) -> np.ndarray:
-    """The model's reconstructions of uint8 images."""
+def reconstructions(model, images: np.ndarray, local: np.ndarray | None = None) -> np.ndarray:
+    """The model's reconstructions of uint8 images; `local`: which are of the target culture (see Settings.local)."""
     dev = next(model.parameters()).device
     x = model.normalise(torch.from_numpy(np.array(images)).to(dev))
-    return model.denormalise(model.decode(model.encode(x)))
+    made = None if local is None else torch.from_numpy(np.array(local, dtype=bool)).to(dev)
+    return model.denormalise(model.decode(model.encode(x), made))

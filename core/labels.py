@@ -23,6 +23,11 @@ def target_culture(cultures: pd.Series, sites: pd.Series) -> str:
     return with_sites.value_counts().index[0] if len(with_sites) else cultures.value_counts().index[0]
 
 
+def is_target(items: pd.DataFrame) -> np.ndarray:
+    """Whether each figurine (a table with culture and site) is of the target culture."""
+    return (items["culture"] == target_culture(items["culture"], items["site"])).to_numpy()
+
+
 def unseen(paths, share: float, seed: int) -> np.ndarray:
     """Whether each file is in the `share` whose label stays hidden: a hash of its path and the seed, so the
     split does not change when files are added or the folder moves."""

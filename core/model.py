@@ -6,6 +6,8 @@ K > 0 the encoder also gives a categorical code, and the 2-D map is a learned cl
 (Makhzani et al. 2015, section 6): `encode` returns that map, `parts` the two codes.
 Images enter as uint8 (n, H, W, 3) and are normalised on the model's device (mean 0.5, sd 0.5); with
 `style="form"` the model sees each figure's brightness standardised within it, without colour (`form`).
+With `local` the decoder is also told whether it draws a figurine of the target culture, so that what all of
+them share and no source has (local clay, bases, coatings) is drawn from that flag, not from the map.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ def dense_encoder(s: Settings) -> nn.Module:
 
 
 def dense_decoder(s: Settings) -> nn.Module:
-    return nn.Sequential(nn.Linear(s.latent_dim, s.width), nn.ReLU(), nn.Linear(s.width, s.width), nn.ReLU(),
+    return nn.Sequential(nn.Linear(s.latent_dim + s.local, s.width), nn.ReLU(), nn.Linear(s.width, s.width), nn.ReLU(),
                          nn.Linear(s.width, 3 * s.image_size ** 2), nn.Tanh(),
                          nn.Unflatten(1, (3, s.image_size, s.image_size)))
 
@@ -44,7 +46,7 @@ def conv_encoder(s: Settings) -> nn.Module:
 
 def conv_decoder(s: Settings) -> nn.Module:
     chans = _channels(s)[::-1]
-    layers = [nn.Linear(s.latent_dim, chans[0] * 64), nn.LeakyReLU(0.2), nn.Unflatten(1, (chans[0], 8, 8))]
+    layers = [nn.Linear(s.latent_dim + s.local, chans[0] * 64), nn.LeakyReLU(0.2), nn.Unflatten(1, (chans[0], 8, 8))]
     for c_in, c in zip(chans, chans[1:]):
         layers += [nn.ConvTranspose2d(c_in, c, 4, 2, 1), nn.LeakyReLU(0.2)]
     return nn.Sequential(*layers, nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1), nn.Tanh())
@@ -166,8 +168,14 @@ class AAEModel(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.place(*self.parts(x))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z / self.code_scale)
+    def decode(self, z: torch.Tensor, local: torch.Tensor | None = None) -> torch.Tensor:
+        """Images drawn from codes; with `Settings.local`, as figurines of the target culture where `local` (one
+        flag per code; default: as source figurines)."""
+        z = z / self.code_scale
+        if self.settings.local:
+            flag = torch.zeros(len(z), device=z.device) if local is None else local
+            z = torch.cat([z, flag.to(z.dtype)[:, None]], 1)
+        return self.decoder(z)
 
     def discriminate(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of "drawn from the prior"; a guided run with a mixture prior also gets each code's source

@@ -18,7 +18,7 @@ PRESETS = {
 # What the study did, where our defaults differ from it.
 PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, scale_codes=False, balanced=False,
                    background="keep", style="colour", guided=False,
-                   augment=False, clusters=0)
+                   augment=False, clusters=0, local=False)
 # What counts as style: what the model is shown of each photograph (see model.AAEModel.normalise).
 STYLES = {"form": "shape and relief: each figure's brightness standardised within it, colour dropped, so that "
                   "clay colour, firing and coatings do not decide",
@@ -45,6 +45,8 @@ class Settings:
     guided: bool = False           # source labels guide the map: one prior component (or cluster) per source
     label_holdout: float = 0.4     # share of each source culture whose labels a guided run never sees
     augment: bool = True           # the encoder sees each view framed, lit and partly hidden at random
+    local: bool = False            # the decoder is told which figurines are of the target culture: what they all
+    #                                share (local clay, bases, coatings) need not take a place in the map
     scale_codes: bool = True       # the encoder's last layer works in units of the prior's sd
     # training
     epochs: int = 30

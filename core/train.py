@@ -166,11 +166,12 @@ class _StopFlag:
 
 def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = None, run: Run | None = None,
           resume: bool = False, on_batch: OnBatch | None = None, on_epoch: OnEpoch | None = None,
-          guide: np.ndarray | None = None) -> Trained:
+          guide: np.ndarray | None = None, local: np.ndarray | None = None) -> Trained:
     """Train an AAE on uint8 images (n, H, W, 3). With `run`, write metrics, snapshots and checkpoints.
 
     `labels` (integer culture codes) are needed for `balanced` sampling; `guide` (each image's prior
-    component, -1 where its label is not to be seen; see labels.guide) for a `guided` run.
+    component, -1 where its label is not to be seen; see labels.guide) for a `guided` run; `local` (whether
+    each image is of the target culture) for a `local` run.
     """
     s = settings.effective()
     n = len(images)
@@ -180,6 +181,8 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
         raise UserError(f"images are {images.shape[1]} px but the settings say {s.image_size} px")
     if s.balanced and labels is None:
         raise UserError("balanced sampling needs the images' culture labels")
+    if s.local and (local is None or len(local) != n):
+        raise UserError("a local run needs to know which images are of the target culture (fit_run sets it)")
     slots = s.clusters or (s.prior_components if s.prior == "mixture" else 0)
     if s.guided and (not slots or guide is None or len(guide) != n or guide.max() >= slots):
         raise UserError("a guided run needs clusters or the mixture prior, and each image's source index below "
@@ -216,6 +219,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
         data = data.pin_memory()
     label_arr = np.asarray(labels) if s.balanced else None
     guide_t = torch.as_tensor(np.asarray(guide), dtype=torch.long).to(data.device) if s.guided else None
+    local_t = torch.from_numpy(np.array(local, dtype=bool)).to(data.device) if s.local else None
     sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(data.device)
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type in AMP_DEVICES and s.amp)
     noise = s.disc_noise * s.prior_std
@@ -246,7 +250,8 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 #    a guided run's labelled images in their source's cluster)
                 with amp:
                     logits, z = model.parts(x_in)
-                    loss_r = F.mse_loss(model.decode(model.place(logits, z)), x)
+                    made = local_t[idx].to(dev, non_blocking=True) if s.local else None  # drawn as a target
+                    loss_r = F.mse_loss(model.decode(model.place(logits, z), made), x)
                     if s.clusters:
                         loss_r = loss_r + head_cost(model.heads)
                         if s.guided and (lab >= 0).any():
@@ -380,7 +385,7 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
     except OSError as e:
         raise UserError(f"cannot write to the run folder {run.dir}: {e.strerror or e}") from None
     try:
-        result = train(s, ds.images, codes, run, resume, on_batch, on_epoch, guide)
+        result = train(s, ds.images, codes, run, resume, on_batch, on_epoch, guide, labels.is_target(items))
     except (TrainingFailed, UserError) as e:
         run.set_status("failed", message=str(e))
         raise

@@ -7,6 +7,7 @@ from core import charts, explore, export
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
+from core.labels import target_culture
 from core.paths import STATIC, THUMBNAILS
 from pages.common import app_page, encodings, pick_run, plain, relink_form, short_name
 
@@ -80,7 +81,7 @@ def filters(enc: pd.DataFrame, run_name: str) -> tuple[list[str], list[str], boo
     return chosen or cultures, chosen_sites or sites, context
 
 
-def gallery(rows: pd.DataFrame, images, model, style: str, run_name: str) -> None:
+def gallery(rows: pd.DataFrame, images, model, style: str, run_name: str, target: str) -> None:
     """The selected figurines, page by page, ordered by culture and site, with the selection's make-up."""
     st.subheader(f"Selected figurines ({len(rows):,})")
     make_up = rows.assign(site=rows["site"].replace("", "no find-site")).groupby(["culture", "site"]).size()
@@ -104,7 +105,8 @@ def gallery(rows: pd.DataFrame, images, model, style: str, run_name: str) -> Non
         " (it sees form: each figure's brightness standardised within it, without colour):" if style == "form"
         else ":"))
     grid = st.columns(8)
-    for i, a in enumerate(explore.reconstructions(model, images[shown.index[:8]])):
+    first = shown.iloc[:8]
+    for i, a in enumerate(explore.reconstructions(model, images[first.index], (first["culture"] == target).to_numpy())):
         grid[i % 8].image(a, width="stretch")
 
 
@@ -191,7 +193,8 @@ if selection and kept:
     st.dataframe(enc.loc[selection].drop(columns=["id"]), hide_index=True)
 elif selection:
     gallery(enc.loc[selection], images_of(cfg["data"], s["image_size"], s.get("background", "flatten")),
-            model(str(run.dir), mtime), cfg["effective"].get("style", "colour"), run.name)
+            model(str(run.dir), mtime), cfg["effective"].get("style", "colour"), run.name,
+            target_culture(enc["culture"], enc["site"]))
 
 d = st.columns(3)
 d[0].download_button("Filtered table (CSV)", lambda: export.csv(enc[keep].drop(columns=["id"])),

@@ -56,7 +56,7 @@ def settings_form() -> tuple[str, Settings] | None:
                          format_func=lambda k: f"{k}: {STYLES[k]}",
                          help="form suits terracottas: local clay, firing and coatings, shared by every figurine "
                               "made in one place, are not read as influence")
-        c = st.columns(4)
+        c = st.columns(5)
         guided = c[0].checkbox("Guided by source labels", value=base.guided,
                                help="the source cultures' labels guide the map: each gets its own region of the "
                                     "prior; the target figurines "
@@ -68,6 +68,12 @@ def settings_form() -> tuple[str, Settings] | None:
         flatten = c[2].checkbox("Flatten backgrounds", value=base.background == "flatten",
                                 help="studio backgrounds of every shade become one neutral grey, so the map "
                                      "does not group figurines by how they were photographed")
+        local = c[4].checkbox("Tell it which are local", value=base.local,
+                              help="the decoder is told which figurines are of the target culture, so that what "
+                                   "they all share and no source has (local clay, bases, coatings) is drawn from "
+                                   "that, not given a place in the map: they sit nearer the sources whose models "
+                                   "they follow. The run's separation figures are then read among the sources "
+                                   "alone (README)")
         augment = c[3].checkbox("Vary each view", value=base.augment,
                                 help="each figurine is shown as another photograph might show it (mirrored, "
                                      "closer or further, tilted, shifted, with a patch hidden; on colour, lit "
@@ -130,7 +136,7 @@ def settings_form() -> tuple[str, Settings] | None:
             preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
             lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
             latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced, guided=guided,
-            augment=augment, paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed),
+            local=local, augment=augment, paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed),
             prior=prior, style=style, clusters=int(clusters), disc_width=int(disc_width), snapshot_every=int(snapshot_every),
             checkpoint_every=int(checkpoint_every))
     except UserError as e:

@@ -462,3 +462,37 @@ def test_cluster_heads_are_refused_with_a_mixture_prior(tiny_settings):
         replace(tiny_settings, clusters=3, prior="mixture").validated()
     with pytest.raises(UserError, match="clusters must be 0"):
         replace(tiny_settings, clusters=1).validated()
+
+
+def test_a_local_run_tells_its_decoder_which_figurines_are_targets(small_demo, tmp_path, tiny_settings):
+    """Settings.local: the decoder draws from the code and a target flag; everything downstream passes the flag."""
+    from core import diagnostics, explore
+    from core.dataset import load
+    from core.embed import encode_run, reconstruction_errors
+    from core.labels import is_target
+    from core.model import load_model
+
+    run = fit_run(tmp_path / "run", replace(tiny_settings, local=True, epochs=2), str(small_demo))
+    fit_run(run.dir, resume=True, overrides={"epochs": 3})
+    assert run.metrics()["epoch"].tolist() == [1, 2, 3] and run.config()["effective"]["local"]
+    model = load_model(run.load_checkpoint())
+    z = torch.zeros(2, 2)
+    as_source, as_target = model.decode(z), model.decode(z, torch.tensor([True, True]))
+    assert torch.equal(as_source, model.decode(z, torch.tensor([False, False])))  # the default: as sources
+    assert not torch.allclose(as_source, as_target)  # the flag is an input of the decoder
+    ds = load(small_demo, 32)
+    target = is_target(ds.items)
+    assert 0 < target.mean() < 1
+    enc = encode_run(run.dir)
+    errors = reconstruction_errors(model, ds.images, target, batch_size=64)  # flags follow the batches
+    assert np.allclose(enc["recon_error"], errors, atol=1e-6)
+    assert not np.allclose(errors[target], reconstruction_errors(model, ds.images[target]))
+    first = np.flatnonzero(target)[:3]
+    assert np.array_equal(explore.reconstructions(model, ds.images[first], target[first]),
+                          explore.reconstructions(model, ds.images[first], np.ones(3, bool)))
+    d = diagnostics.for_run(run.dir)  # told which are targets: separation read among the sources alone
+    src = enc[~is_target(enc)]
+    assert d["quality"]["aae"]["knn_accuracy"] == diagnostics.knn_accuracy(enc.loc[src.index, ["aae_x", "aae_y"]].to_numpy(),
+                                                                          src["culture"])
+    paper = Settings.from_preset("paper", local=True, paper_exact=True).effective()
+    assert not paper.local  # the study's settings exactly
