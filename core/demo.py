@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -228,12 +229,24 @@ def _plan(scale: float) -> list[tuple[str, str]]:
     return [(c, site) for c, per_site in counts(scale).items() for site, n in per_site.items() for _ in range(n)]
 
 
+def _style(rng: np.random.Generator, site: str) -> str:
+    """The source culture a site's figurine follows, drawn with the site's mixing weights (the rng's first draw)."""
+    return SOURCES[rng.choice(3, p=SITES[site][1])]
+
+
+def drawn_style(path: str, site: str, seed: int) -> str | None:
+    """The source whose style the demo drew one of its Hellenistic Babylonian figurines in, from the file's name
+    (`hellenistic_00042.jpg`) and site; None for a file the demo did not draw so."""
+    m = re.fullmatch(r"hellenistic_(\d+)\.(jpg|TIF)", os.path.basename(path))
+    return _style(np.random.default_rng([seed, int(m.group(1))]), site) if m and site in SITES else None
+
+
 def _render_chunk(args: tuple[str, int, int, list[tuple[int, str, str]]]) -> None:
     out, size, seed, jobs = args
     for i, culture, site in jobs:
         rng = np.random.default_rng([seed, i])
         local = culture == HB
-        style = SOURCES[rng.choice(3, p=SITES[site][1])] if local else culture
+        style = _style(rng, site) if local else culture
         img = figurine(style, rng, size, local)
         tif = rng.random() < 0.1  # the study mixed .jpg and .TIF, independent of culture
         folder = Path(out, culture, site)

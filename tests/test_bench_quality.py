@@ -16,6 +16,7 @@ def test_quality_bench_on_a_tiny_demo(tmp_path, small_demo, capsys):
         for acc in (r["accuracy"], r["source_accuracy"]):
             assert set(acc) == {"aae", "umap", "pca"} and all(0 <= v <= 1 for v in acc.values())
         assert all(0 <= v <= 1 for v in r["trustworthiness"].values())
+        assert set(r["beside"]) == {"aae", "umap", "pca"} and all(0 <= v <= 1 for v in r["beside"].values())
         assert 0 <= r["within_3sd"] <= 1 and 0.9 < r["prior_within_3sd"] <= 1
         assert r["recon_error"] > 0 and r["train_s"] > 0 and 0 < r["s_per_epoch"] < r["train_s"]
         assert r["epochs"] == 2 and r["image_size"] == 32 and r["images"] == images
