@@ -96,7 +96,8 @@ def measure(run_dir: Path) -> dict:
     y = enc["culture"][keep].to_numpy()
     src = y != target_culture(enc["culture"], enc["site"])
     told = config["effective"].get("local")  # a local run was told which are targets: no all-culture figure
-    return {"figurines": int(keep.sum()), "beside": beside(config["data"], enc[keep], {n: emb[n][keep] for n in SPACES}),
+    return {"figurines": int(keep.sum()),
+            "beside": beside(config["data"], enc[keep], {n: emb[n][keep] for n in SPACES}),
             "accuracy": {n: float("nan") if told and n == "aae" else knn_accuracy(emb[n][keep], y)
                          for n in SPACES},
             "source_accuracy": {n: knn_accuracy(emb[n][keep][src], y[src]) for n in SPACES},

@@ -131,7 +131,7 @@ def prior_circles(std: float, ks=(1, 2, 3), n: int = 120) -> pd.DataFrame:
 @torch.no_grad()
 def manifold(model, n: int = 9, extent: float = 2.5) -> np.ndarray:
     """What the decoder draws on an n x n grid over +-extent prior sds (first two latent dims), one image; a
-    cluster-head map's grid reaches 3 sd beyond its farthest head; a `local` run's draws them as source figurines."""
+    cluster-head map's grid reaches 3 sd beyond its farthest head; a `local` run's decoder draws source figurines."""
     s = model.settings
     if s.clusters:
         extent = float(model.heads.detach().abs().max()) + 3
