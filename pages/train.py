@@ -56,7 +56,7 @@ def settings_form() -> tuple[str, Settings] | None:
                          format_func=lambda k: f"{k}: {STYLES[k]}",
                          help="form suits terracottas: local clay, firing and coatings, shared by every figurine "
                               "made in one place, are not read as influence")
-        c = st.columns(5)
+        c = st.columns(3)
         guided = c[0].checkbox("Guided by source labels", value=base.guided,
                                help="the source cultures' labels guide the map: each gets its own region of the "
                                     "prior; the target figurines "
@@ -65,16 +65,17 @@ def settings_form() -> tuple[str, Settings] | None:
         balanced = c[1].checkbox("Each culture equally often", value=base.balanced,
                                  help="a large culture does not shape the map alone: the study's data was 70% one "
                                       "culture, and this was its proposed fix")
-        flatten = c[2].checkbox("Flatten backgrounds", value=base.background == "flatten",
-                                help="studio backgrounds of every shade become one neutral grey, so the map "
-                                     "does not group figurines by how they were photographed")
-        local = c[4].checkbox("Tell it which are local", value=base.local,
+        local = c[2].checkbox("Tell it which are local", value=base.local,
                               help="the decoder is told which figurines are of the target culture, so that what "
                                    "they all share and no source has (local clay, bases, coatings) is drawn from "
                                    "that, not given a place in the map: they sit nearer the sources whose models "
                                    "they follow. The run's separation figures are then read among the sources "
                                    "alone (README)")
-        augment = c[3].checkbox("Vary each view", value=base.augment,
+        c = st.columns(3)
+        flatten = c[0].checkbox("Flatten backgrounds", value=base.background == "flatten",
+                                help="studio backgrounds of every shade become one neutral grey, so the map "
+                                     "does not group figurines by how they were photographed")
+        augment = c[1].checkbox("Vary each view", value=base.augment,
                                 help="each figurine is shown as another photograph might show it (mirrored, "
                                      "closer or further, tilted, shifted, with a patch hidden; on colour, lit "
                                      "differently), so its place does not hang on how it was photographed or on "
@@ -243,7 +244,7 @@ def past_runs() -> str | None:
         rows.append({"run": r.name, "state": st_.get("state"), "epoch": st_.get("epoch", 0),
                      "preset": s.get("preset"), "image size": s.get("image_size"), "epochs": s.get("epochs"),
                      "style": s.get("style", "colour"), "guided": s.get("guided", False),
-                     "balanced": s.get("balanced"), "data": cfg.get("data"), "device": cfg.get("device")})
+                     "local": s.get("local", False), "balanced": s.get("balanced"), "data": cfg.get("data"), "device": cfg.get("device")})
     if not rows:
         st.info("No runs yet: launch one above.")
         return None
