@@ -137,7 +137,8 @@ def settings_form() -> tuple[str, Settings] | None:
             preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
             lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
             latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced, guided=guided,
-            local=local, augment=augment, paper_exact=paper_exact, background="flatten" if flatten else "keep", seed=int(seed),
+            local=local, augment=augment, paper_exact=paper_exact, background="flatten" if flatten else "keep",
+            seed=int(seed),
             prior=prior, style=style, clusters=int(clusters), disc_width=int(disc_width), snapshot_every=int(snapshot_every),
             checkpoint_every=int(checkpoint_every))
     except UserError as e:
@@ -244,7 +245,8 @@ def past_runs() -> str | None:
         rows.append({"run": r.name, "state": st_.get("state"), "epoch": st_.get("epoch", 0),
                      "preset": s.get("preset"), "image size": s.get("image_size"), "epochs": s.get("epochs"),
                      "style": s.get("style", "colour"), "guided": s.get("guided", False),
-                     "local": s.get("local", False), "balanced": s.get("balanced"), "data": cfg.get("data"), "device": cfg.get("device")})
+                     "local": s.get("local", False), "balanced": s.get("balanced"), "data": cfg.get("data"),
+                     "device": cfg.get("device")})
     if not rows:
         st.info("No runs yet: launch one above.")
         return None

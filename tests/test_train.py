@@ -492,7 +492,7 @@ def test_a_local_run_tells_its_decoder_which_figurines_are_targets(small_demo, t
                               explore.reconstructions(model, ds.images[first], np.zeros(3, bool)))
     d = diagnostics.for_run(run.dir)  # told which are targets: separation read among the sources alone
     src = enc[~is_target(enc)]
-    assert d["quality"]["aae"]["knn_accuracy"] == diagnostics.knn_accuracy(enc.loc[src.index, ["aae_x", "aae_y"]].to_numpy(),
+    assert d["quality"]["aae"]["knn_accuracy"] == diagnostics.knn_accuracy(src[["aae_x", "aae_y"]].to_numpy(),
                                                                           src["culture"])
     paper = Settings.from_preset("paper", local=True, paper_exact=True).effective()
     assert not paper.local  # the study's settings exactly
