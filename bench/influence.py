@@ -22,7 +22,8 @@ VARIANTS = {"colour": ["--style", "colour"], "form": ["--style", "form"],
             "guided, unaugmented": ["--style", "form", "--guided", "--no-augment"],
             "guided, balanced": ["--style", "form", "--guided", "--balanced"],
             "balanced": ["--style", "form", "--balanced"], "local": ["--style", "form", "--local"],
-            "local, balanced": ["--style", "form", "--local", "--balanced"]}
+            "local, balanced": ["--style", "form", "--local", "--balanced"],
+            "local, neighbours": ["--style", "form", "--local", "--neighbours"]}
 
 
 def cli(*args) -> str:

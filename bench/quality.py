@@ -42,6 +42,7 @@ VARIANTS = {
     "balanced": ("fast", {"balanced": True}),
     "local": ("fast", {"local": True}),
     "local-balanced": ("fast", {"local": True, "balanced": True}),
+    "local-neighbours": ("fast", {"local": True, "neighbours": True}),
     "guided": ("fast", {"guided": True}),
     "guided-unaugmented": ("fast", {"guided": True, "augment": False}),
     "guided-balanced": ("fast", {"guided": True, "balanced": True}),

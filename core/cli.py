@@ -80,7 +80,7 @@ def cmd_train(a) -> int:
                                         "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise", "style",
                                         "label_holdout", "clusters")}
     given.update(balanced=a.balanced or None, paper_exact=a.paper_exact or None, guided=a.guided or None,
-                 local=a.local or None, augment=a.augment)
+                 local=a.local or None, neighbours=a.neighbours or None, augment=a.augment)
     given = {k: v for k, v in given.items() if v is not None}
     if a.device:
         given["device"] = a.device
@@ -290,6 +290,10 @@ def parser() -> argparse.ArgumentParser:
                    help="the decoder is told which figurines are of the target culture, so that what they all share "
                         "(local clay, bases, coatings) is drawn from that, not placed in the map: they sit nearer "
                         "the sources whose models they follow; separation is then read among the sources alone")
+    t.add_argument("--neighbours", action="store_true",
+                   help="figurines alike in their pixels (nearest neighbours in a 50-D PCA) are kept near each other "
+                        "in the map, from the 6th epoch on; with --local, the target figurines then sit beside the "
+                        "sources whose models they follow (README)")
     t.add_argument("--balanced", action="store_true", help="sample each culture equally often")
     t.add_argument("--paper-exact", action="store_true", help="the study's settings exactly, stabilisers off")
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

@@ -18,7 +18,7 @@ PRESETS = {
 # What the study did, where our defaults differ from it.
 PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, scale_codes=False, balanced=False,
                    background="keep", style="colour", guided=False,
-                   augment=False, clusters=0, local=False)
+                   augment=False, clusters=0, local=False, neighbours=False)
 # What counts as style: what the model is shown of each photograph (see model.AAEModel.normalise).
 STYLES = {"form": "shape and relief: each figure's brightness standardised within it, colour dropped, so that "
                   "clay colour, firing and coatings do not decide",
@@ -47,6 +47,8 @@ class Settings:
     augment: bool = True           # the encoder sees each view framed, lit and partly hidden at random
     local: bool = False            # the decoder is told which figurines are of the target culture: what they all
     #                                share (local clay, bases, coatings) need not take a place in the map
+    neighbours: bool = False       # figurines alike in their pixels are kept near each other in the map (from
+    #                                the 6th epoch on, as parametric UMAP does), so the map reads as UMAP's does
     scale_codes: bool = True       # the encoder's last layer works in units of the prior's sd
     # training
     epochs: int = 30

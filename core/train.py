@@ -108,6 +108,41 @@ def augmented(x: torch.Tensor, g: torch.Generator, colour: bool = False) -> torc
     return x.masked_fill(box[:, None], 0.0)
 
 
+# The neighbourhood term (`Settings.neighbours`): each code is drawn toward one of its figurine's K nearest
+# neighbours in the PCA space of the model's inputs, and NEGATIVES other codes of the batch are kept further
+# away than it by (KERNEL prior sd)^2 in squared distance (a margin, so nothing is pushed out of the prior), from
+# epoch AFTER + 1 on, once the codes match the prior.
+NEIGHBOURS = dict(k=15, pca=50, fit_rows=5000, weight=0.2, kernel=0.5, negatives=5, after=5)
+
+
+@torch.no_grad()
+def neighbour_graph(model: AAEModel, images, seed: int) -> torch.Tensor:
+    """(n, K) indices of each image's nearest neighbours (itself left out) in the PCA space of what the model
+    sees; the PCA fitted on at most `fit_rows` images drawn at random."""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    a = NEIGHBOURS
+    rows = np.sort(np.random.default_rng(seed).permutation(len(images))[:a["fit_rows"]])
+    fit = np.concatenate([b.flatten(1).float().cpu().numpy() for b in normalised_batches(model, images[rows])])
+    pca = PCA(min(a["pca"], len(rows) - 1, fit.shape[1]), random_state=seed).fit(fit)
+    pcs = np.concatenate([pca.transform(b.flatten(1).float().cpu().numpy())
+                          for b in normalised_batches(model, images)])
+    k = min(a["k"], len(pcs) - 1)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(pcs).kneighbors(pcs)[1]
+    # drop each image itself (not always listed first: a duplicate photograph is as near)
+    not_self = np.argsort(idx == np.arange(len(idx))[:, None], axis=1, kind="stable")
+    return torch.from_numpy(np.take_along_axis(idx, not_self, 1)[:, :k].copy())
+
+
+def neighbour_cost(z: torch.Tensor, z_near: torch.Tensor) -> torch.Tensor:
+    """The margin cost of codes (in prior sds) against their neighbours' codes and other codes of the batch."""
+    a = NEIGHBOURS
+    d_near = ((z - z_near) ** 2).sum(1) / a["kernel"] ** 2
+    d_other = torch.stack([((z - z.roll(r, 0)) ** 2).sum(1) for r in range(1, a["negatives"] + 1)]) / a["kernel"] ** 2
+    return a["weight"] * F.relu(d_near[None] - d_other + 1.0).mean()
+
+
 def snapshot_rows(n: int, size: int, seed: int) -> np.ndarray:
     """The fixed random sample of rows that every latent snapshot of a run shows."""
     return np.sort(np.random.default_rng(seed).permutation(n)[:min(size, n)])
@@ -221,6 +256,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
     guide_t = torch.as_tensor(np.asarray(guide), dtype=torch.long).to(data.device) if s.guided else None
     local_t = torch.from_numpy(np.array(local, dtype=bool)).to(data.device) if s.local else None
     sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(data.device)
+    near = neighbour_graph(model, data, s.seed).to(data.device) if s.neighbours and n > 2 else None
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type in AMP_DEVICES and s.amp)
     noise = s.disc_noise * s.prior_std
     n_batches = math.ceil(n / s.batch_size)
@@ -251,7 +287,14 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 with amp:
                     logits, z = model.parts(x_in)
                     made = local_t[idx].to(dev, non_blocking=True) if s.local else None  # drawn as a target
-                    loss_r = F.mse_loss(model.decode(model.place(logits, z), made), x)
+                    zz = model.place(logits, z)
+                    loss_r = F.mse_loss(model.decode(zz, made), x)
+                    if near is not None and epoch > NEIGHBOURS["after"]:  # one neighbour of each, as seen
+                        pick = torch.randint(near.shape[1], (m,), generator=g).to(near.device)
+                        x_near = model.normalise(data[near[idx, pick]].to(dev, non_blocking=True))
+                        if s.augment:
+                            x_near = augmented(x_near, g_dev, colour=s.style == "colour")
+                        loss_r = loss_r + neighbour_cost(zz / model.code_scale, model.encode(x_near) / model.code_scale)
                     if s.clusters:
                         loss_r = loss_r + head_cost(model.heads)
                         if s.guided and (lab >= 0).any():

@@ -82,6 +82,11 @@ def settings_form() -> tuple[str, Settings] | None:
                                      "one detail. It separates the cultures best; on the demo it also sets the "
                                      "local figurines apart, so the AAE's influence reading is withheld there and "
                                      "the UMAP baseline's leads (README)")
+        neighbours = c[2].checkbox("Keep look-alikes together", value=base.neighbours,
+                                   help="figurines that look alike in their pixels are kept near each other in "
+                                        "the map, as the UMAP baseline does; told which are local too, the "
+                                        "target figurines then sit beside the sources whose models they follow "
+                                        "(README)")
         with st.expander("Expert settings: the network and its optimisers"):
             c = st.columns(4)
             lr = c[0].number_input("Reconstruction learning rate", 1e-6, 1.0, base.lr, format="%.5f",
@@ -137,7 +142,7 @@ def settings_form() -> tuple[str, Settings] | None:
             preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
             lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
             latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced, guided=guided,
-            local=local, augment=augment, paper_exact=paper_exact, background="flatten" if flatten else "keep",
+            local=local, neighbours=neighbours, augment=augment, paper_exact=paper_exact, background="flatten" if flatten else "keep",
             seed=int(seed),
             prior=prior, style=style, clusters=int(clusters), disc_width=int(disc_width), snapshot_every=int(snapshot_every),
             checkpoint_every=int(checkpoint_every))

@@ -496,3 +496,28 @@ def test_a_local_run_tells_its_decoder_which_figurines_are_targets(small_demo, t
                                                                           src["culture"])
     paper = Settings.from_preset("paper", local=True, paper_exact=True).effective()
     assert not paper.local  # the study's settings exactly
+
+
+def test_the_neighbourhood_term_keeps_look_alikes_together(small_demo, tmp_path, tiny_settings, monkeypatch):
+    """Settings.neighbours: each figurine's pixel neighbours, a margin cost, and a run that trains, resumes and
+    encodes with it."""
+    from core import train as T
+    from core.embed import encode_run
+    from core.model import AAEModel
+
+    twins = np.repeat(np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), 2, axis=0)
+    monkeypatch.setitem(T.NEIGHBOURS, "k", 1)
+    near = T.neighbour_graph(AAEModel(tiny_settings), torch.from_numpy(twins), seed=0)
+    assert near[:, 0].tolist() == [i ^ 1 for i in range(20)]  # each image's nearest is its twin
+    z = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [-3.0, 0.0], [0.0, -3.0], [3.0, 3.0]])
+    assert T.neighbour_cost(z, z) == 0  # neighbours in place, every other code far enough
+    assert T.neighbour_cost(z, -z) > 0  # neighbours further than the other codes
+
+    monkeypatch.setitem(T.NEIGHBOURS, "after", 1)  # the term from the 2nd epoch of a tiny run
+    s = replace(tiny_settings, neighbours=True, local=True, epochs=2)
+    run = fit_run(tmp_path / "run", s, str(small_demo))
+    fit_run(run.dir, resume=True, overrides={"epochs": 3})
+    assert run.metrics()["epoch"].tolist() == [1, 2, 3] and run.config()["effective"]["neighbours"]
+    plain = fit_run(tmp_path / "plain", replace(s, neighbours=False, epochs=3), str(small_demo))
+    assert not np.allclose(encode_run(run.dir)[["aae_x", "aae_y"]], encode_run(plain.dir)[["aae_x", "aae_y"]])
+    assert not Settings.from_preset("paper", neighbours=True, paper_exact=True).effective().neighbours
