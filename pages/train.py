@@ -142,7 +142,8 @@ def settings_form() -> tuple[str, Settings] | None:
             preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
             lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
             latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced, guided=guided,
-            local=local, neighbours=neighbours, augment=augment, paper_exact=paper_exact, background="flatten" if flatten else "keep",
+            local=local, neighbours=neighbours, augment=augment, paper_exact=paper_exact,
+            background="flatten" if flatten else "keep",
             seed=int(seed),
             prior=prior, style=style, clusters=int(clusters), disc_width=int(disc_width), snapshot_every=int(snapshot_every),
             checkpoint_every=int(checkpoint_every))
