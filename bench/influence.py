@@ -1,8 +1,9 @@
 """Influence estimates against the demo's known answer, per training variant and seed, through the CLI.
 
-    python bench/influence.py --out /tmp/influence [--variants form unaugmented colour guided] [--seeds 0 1] [--epochs 30]
+    python bench/influence.py --out /tmp/influence [--variants default form unaugmented colour guided] [--seeds 0 1] [--epochs 30]
 
-For each (variant, seed): demo -> train (fast preset) -> influence --json, then the error of every site's
+For each (variant, seed): demo -> train (fast preset: `default` as it is, the others as VARIANTS change it) ->
+influence --json, then the error of every site's
 shares against `truth.json`, how many of the 24 true values lie inside the bootstrap's own 95% interval
 (`sampling_ci`) and inside the interval shown (a withheld reading shows [0, 1]), the self-check's error and
 coverage, the domain shift, the known mixtures moved as far (their error, and the widening of the intervals),
@@ -17,13 +18,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ("aae", "umap", "pca")
-VARIANTS = {"colour": ["--style", "colour"], "form": ["--style", "form"],
-            "unaugmented": ["--style", "form", "--no-augment"], "guided": ["--style", "form", "--guided"],
-            "guided, unaugmented": ["--style", "form", "--guided", "--no-augment"],
-            "guided, balanced": ["--style", "form", "--guided", "--balanced"],
-            "balanced": ["--style", "form", "--balanced"], "local": ["--style", "form", "--local"],
-            "local, balanced": ["--style", "form", "--local", "--balanced"],
-            "local, neighbours": ["--style", "form", "--local", "--neighbours"]}
+PLAIN = ["--no-local", "--no-neighbours"]  # the fast preset as it was before these joined it (2026-12-01)
+VARIANTS = {"default": [], "neighbours": ["--no-local"], "local": ["--no-neighbours"],
+            "local, balanced": ["--no-neighbours", "--balanced"],
+            "colour": ["--style", "colour", *PLAIN], "form": ["--style", "form", *PLAIN],
+            "unaugmented": ["--style", "form", "--no-augment", *PLAIN], "guided": ["--style", "form", "--guided", *PLAIN],
+            "guided, unaugmented": ["--style", "form", "--guided", "--no-augment", *PLAIN],
+            "guided, balanced": ["--style", "form", "--guided", "--balanced", *PLAIN],
+            "balanced": ["--style", "form", "--balanced", *PLAIN]}
 
 
 def cli(*args) -> str:
@@ -46,7 +48,7 @@ def score(result: dict, truth: dict) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", required=True)
-    p.add_argument("--variants", nargs="+", default=["form", "unaugmented"], choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--size", type=int, default=64)

@@ -35,21 +35,23 @@ from core.cli import printable  # noqa: E402
 from core.errors import UserError  # noqa: E402
 
 # variant -> (preset, Settings overrides). `paper` is for a GPU (about 15 hours on a 2-core CPU).
+PLAIN = {"local": False, "neighbours": False}  # the fast preset as it was before these joined it (2026-12-01)
 VARIANTS = {
     "fast": ("fast", {}),
-    "unaugmented": ("fast", {"augment": False}),
-    "wide": ("fast", {"width": 32}),
-    "balanced": ("fast", {"balanced": True}),
-    "local": ("fast", {"local": True}),
-    "local-balanced": ("fast", {"local": True, "balanced": True}),
-    "local-neighbours": ("fast", {"local": True, "neighbours": True}),
-    "guided": ("fast", {"guided": True}),
-    "guided-unaugmented": ("fast", {"guided": True, "augment": False}),
-    "guided-balanced": ("fast", {"guided": True, "balanced": True}),
-    "colour": ("fast", {"style": "colour"}),
-    "clusters": ("fast", {"clusters": 4}),
-    "guided-clusters": ("fast", {"clusters": 3, "guided": True}),
-    "unaugmented-clusters": ("fast", {"clusters": 4, "augment": False}),
+    "augmented": ("fast", PLAIN),
+    "local": ("fast", {"neighbours": False}),
+    "neighbours": ("fast", {"local": False}),
+    "local-balanced": ("fast", {"balanced": True, "neighbours": False}),
+    "unaugmented": ("fast", {"augment": False, **PLAIN}),
+    "wide": ("fast", {"width": 32, **PLAIN}),
+    "balanced": ("fast", {"balanced": True, **PLAIN}),
+    "guided": ("fast", {"guided": True, **PLAIN}),
+    "guided-unaugmented": ("fast", {"guided": True, "augment": False, **PLAIN}),
+    "guided-balanced": ("fast", {"guided": True, "balanced": True, **PLAIN}),
+    "colour": ("fast", {"style": "colour", **PLAIN}),
+    "clusters": ("fast", {"clusters": 4, **PLAIN}),
+    "guided-clusters": ("fast", {"clusters": 3, "guided": True, **PLAIN}),
+    "unaugmented-clusters": ("fast", {"clusters": 4, "augment": False, **PLAIN}),
     "paper": ("paper", {}),
 }
 SPACES = {"aae": "AAE", "umap": "UMAP", "pca": "PCA-50"}
@@ -146,7 +148,10 @@ def rows(r: dict, seed) -> list[list]:
 
 def mean(results: list[dict]) -> dict:
     """The figures of several seeds of one variant, averaged."""
-    avg = lambda key, sub=None: float(np.nanmean([r[key][sub] if sub else r[key] for r in results]))
+    def avg(key, sub=None) -> float:  # NaN where every seed's is (a local run's all-culture figure)
+        v = np.array([r[key][sub] if sub else r[key] for r in results], float)
+        return float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+
     return {"variant": results[0]["variant"], "figurines": round(avg("figurines")),
             "accuracy": {n: avg("accuracy", n) for n in SPACES},
             "source_accuracy": {n: avg("source_accuracy", n) for n in SPACES},

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from core import labels  # noqa: E402
 from core.dataset import load  # noqa: E402
 from core.model import AAEModel  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -105,15 +106,16 @@ def train(root: str, preset: str, size: int, epochs: int, device: str, limit: in
         n = json.loads((Path(run_dir) / "config.json").read_text())["images"]
     else:
         ds = load(root, size)
-        images = ds.images[:limit] if limit else ds.images
+        images, items = (ds.images[:limit], ds.items.iloc[:limit]) if limit else (ds.images, ds.items)
         n = len(images)
-        train_images(s, images, on_epoch=lambda row: ends.append(time.perf_counter()))
+        train_images(s, images, on_epoch=lambda row: ends.append(time.perf_counter()), local=labels.is_target(items))
     return _rates(n, t_start, ends, pick_device(device))
 
 
 def _rates(n: int, t_start: float, ends: list[float], dev: torch.device) -> dict:
     per_epoch = float(np.median(np.diff(ends))) if len(ends) > 1 else ends[0] - t_start
     return {"images": n, "epochs": len(ends), "first_epoch_s": ends[0] - t_start, "s_per_epoch": per_epoch,
+            "last_epoch_s": ends[-1] - ends[-2] if len(ends) > 1 else per_epoch,
             "images_per_s": n / per_epoch, "total_s": ends[-1] - t_start, **_gpu(dev)}
 
 

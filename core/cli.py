@@ -80,7 +80,7 @@ def cmd_train(a) -> int:
                                         "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise", "style",
                                         "label_holdout", "clusters")}
     given.update(balanced=a.balanced or None, paper_exact=a.paper_exact or None, guided=a.guided or None,
-                 local=a.local or None, neighbours=a.neighbours or None, augment=a.augment)
+                 local=a.local, neighbours=a.neighbours, augment=a.augment)
     given = {k: v for k, v in given.items() if v is not None}
     if a.device:
         given["device"] = a.device
@@ -286,14 +286,16 @@ def parser() -> argparse.ArgumentParser:
                    help="the encoder sees each image as another photograph might show it: mirrored, rescaled, "
                         "rotated and shifted at random, with a patch hidden (on colour: lit differently too); "
                         "default: the preset's (fast: on, paper: off)")
-    t.add_argument("--local", action="store_true",
-                   help="the decoder is told which figurines are of the target culture, so that what they all share "
+    t.add_argument("--local", action=argparse.BooleanOptionalAction,
+                   help="the decoder is told which figurines are of the target culture (when there is one: "
+                        "Hellenistic Babylonian, or the culture with find-sites), so that what they all share "
                         "(local clay, bases, coatings) is drawn from that, not placed in the map: they sit nearer "
-                        "the sources whose models they follow; separation is then read among the sources alone")
-    t.add_argument("--neighbours", action="store_true",
+                        "the sources whose models they follow; separation is then read among the sources alone; "
+                        "default: the preset's (fast: on, paper: off)")
+    t.add_argument("--neighbours", action=argparse.BooleanOptionalAction,
                    help="figurines alike in their pixels (nearest neighbours in a 50-D PCA) are kept near each other "
                         "in the map, from the 6th epoch on; with --local, the target figurines then sit beside the "
-                        "sources whose models they follow (README)")
+                        "sources whose models they follow (README); default: the preset's (fast: on, paper: off)")
     t.add_argument("--balanced", action="store_true", help="sample each culture equally often")
     t.add_argument("--paper-exact", action="store_true", help="the study's settings exactly, stabilisers off")
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])

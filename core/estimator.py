@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import torch
@@ -25,11 +27,13 @@ class AAE:
     def get_params(self, deep: bool = True) -> dict:
         return {"preset": self.preset, **self.settings}
 
-    def fit(self, X: np.ndarray, y=None) -> "AAE":
-        """Train on images X; y (culture labels) is used only for `balanced=True` sampling."""
-        self.settings_ = Settings.from_preset(self.preset, **{"image_size": X.shape[1], **self.settings})
+    def fit(self, X: np.ndarray, y=None, is_target=None) -> "AAE":
+        """Train on images X; y (culture labels) is used only for `balanced=True` sampling, `is_target`
+        (whether each image is of the target culture) only by a `local` run: without it the run is not local."""
+        s = Settings.from_preset(self.preset, **{"image_size": X.shape[1], **self.settings})
+        self.settings_ = replace(s, local=s.local and is_target is not None)
         labels = pd.factorize(np.asarray(y))[0] if y is not None else None
-        result = train(self.settings_, X, labels)
+        result = train(self.settings_, X, labels, local=is_target)
         self.model_, self.history_ = result.model, result.history
         return self
 
@@ -37,8 +41,8 @@ class AAE:
         """Latent codes (n, latent_dim)."""
         return encode(self.model_, X)
 
-    def fit_transform(self, X: np.ndarray, y=None) -> np.ndarray:
-        return self.fit(X, y).transform(X)
+    def fit_transform(self, X: np.ndarray, y=None, is_target=None) -> np.ndarray:
+        return self.fit(X, y, is_target).transform(X)
 
     @torch.no_grad()
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:

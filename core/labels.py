@@ -23,6 +23,12 @@ def target_culture(cultures: pd.Series, sites: pd.Series) -> str:
     return with_sites.value_counts().index[0] if len(with_sites) else cultures.value_counts().index[0]
 
 
+def has_target(items: pd.DataFrame) -> bool:
+    """Whether a culture is asked about: Hellenistic Babylonian, or one with find-sites (else `target_culture`
+    falls back on the largest)."""
+    return bool((items["culture"] == TARGET).any() or (items["site"] != "").any())
+
+
 def is_target(items: pd.DataFrame) -> np.ndarray:
     """Whether each figurine (a table with culture and site) is of the target culture."""
     return (items["culture"] == target_culture(items["culture"], items["site"])).to_numpy()

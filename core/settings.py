@@ -9,11 +9,15 @@ PRESETS = {
     # The reference study's model and schedule (see DESIGN.md), with the stabilisers the AAE literature
     # uses switched on; `paper_exact=True` switches them off and reproduces the study's settings exactly.
     "paper": dict(arch="dense", image_size=256, width=1000, disc_width=1000, prior_std=5.0, batch_size=100,
-                  epochs=200, lr=1e-3, beta1=0.9, snapshot_every=20, checkpoint_every=20, augment=False),
+                  epochs=200, lr=1e-3, beta1=0.9, snapshot_every=20, checkpoint_every=20, augment=False,
+                  local=False, neighbours=False),
     # A small convolutional autoencoder for CPUs and laptops: better reconstructions in minutes. Each view
-    # varied at random, because that is what separates the cultures best on unseen labels (README, bench/quality.py).
+    # varied at random, because that is what separates the cultures best on unseen labels; the target culture's
+    # shared making told to the decoder and pixel neighbours kept together, because that is what places the
+    # target figurines beside the sources they follow (README, bench/quality.py, bench/influence.py).
     "fast": dict(arch="conv", image_size=64, width=16, disc_width=256, prior_std=5.0, batch_size=100,
-                 epochs=30, lr=2e-3, beta1=0.9, snapshot_every=5, checkpoint_every=5, augment=True),
+                 epochs=30, lr=2e-3, beta1=0.9, snapshot_every=5, checkpoint_every=5, augment=True,
+                 local=True, neighbours=True),
 }
 # What the study did, where our defaults differ from it.
 PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, scale_codes=False, balanced=False,
@@ -45,9 +49,9 @@ class Settings:
     guided: bool = False           # source labels guide the map: one prior component (or cluster) per source
     label_holdout: float = 0.4     # share of each source culture whose labels a guided run never sees
     augment: bool = True           # the encoder sees each view framed, lit and partly hidden at random
-    local: bool = False            # the decoder is told which figurines are of the target culture: what they all
+    local: bool = True             # the decoder is told which figurines are of the target culture: what they all
     #                                share (local clay, bases, coatings) need not take a place in the map
-    neighbours: bool = False       # figurines alike in their pixels are kept near each other in the map (from
+    neighbours: bool = True        # figurines alike in their pixels are kept near each other in the map (from
     #                                the 6th epoch on, as parametric UMAP does), so the map reads as UMAP's does
     scale_codes: bool = True       # the encoder's last layer works in units of the prior's sd
     # training
@@ -88,9 +92,10 @@ class Settings:
 
     @classmethod
     def from_run(cls, d: dict) -> "Settings":
-        """A run's stored settings; runs from before `style` existed were shown colour photographs, and runs
-        from before `augment` existed saw each image as it is."""
-        return cls.from_dict({"style": "colour", "augment": False, **d})
+        """A run's stored settings; runs from before `style` existed were shown colour photographs, runs
+        from before `augment` existed saw each image as it is, and those from before `local` and
+        `neighbours` had neither."""
+        return cls.from_dict({"style": "colour", "augment": False, "local": False, "neighbours": False, **d})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,6 +28,7 @@ from .settings import Settings
 OnBatch = Callable[[int, int, int], None]   # (epoch, batch, n_batches)
 OnEpoch = Callable[[dict], None]            # the epoch's metric row
 AMP_DEVICES = ("cuda",)  # bf16 autocast where it pays; on CPUs without bf16 units it is slower
+SEEN_BYTES = 2 << 30  # the most memory that the normalised images may take to be computed once (see train)
 
 
 class TrainingFailed(Exception):
@@ -111,8 +112,9 @@ def augmented(x: torch.Tensor, g: torch.Generator, colour: bool = False) -> torc
 # The neighbourhood term (`Settings.neighbours`): each code is drawn toward one of its figurine's K nearest
 # neighbours in the PCA space of the model's inputs, and NEGATIVES other codes of the batch are kept further
 # away than it by (KERNEL prior sd)^2 in squared distance (a margin, so nothing is pushed out of the prior), from
-# epoch AFTER + 1 on, once the codes match the prior.
-NEIGHBOURS = dict(k=15, pca=50, fit_rows=5000, weight=0.2, kernel=0.5, negatives=5, after=5)
+# epoch AFTER + 1 on, once the codes match the prior; SHARE of each batch (in random order) stands for it, which
+# spares most of the neighbours' encoder pass.
+NEIGHBOURS = dict(k=15, pca=50, fit_rows=5000, weight=0.2, kernel=0.5, negatives=5, after=5, share=0.75)
 
 
 @torch.no_grad()
@@ -257,6 +259,14 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
     local_t = torch.from_numpy(np.array(local, dtype=bool)).to(data.device) if s.local else None
     sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(data.device)
     near = neighbour_graph(model, data, s.seed).to(data.device) if s.neighbours and n > 2 else None
+    # What the model sees of each image does not change (the augmentation comes after it): on a CPU it is
+    # computed once, when it fits in SEEN_BYTES, rather than in every step.
+    seen = torch.cat(list(normalised_batches(model, data))) if dev.type == "cpu" and data.numel() * 4 <= SEEN_BYTES \
+        else None
+
+    def view(rows: torch.Tensor) -> torch.Tensor:
+        return seen[rows] if seen is not None else model.normalise(data[rows].to(dev, non_blocking=True))
+
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type in AMP_DEVICES and s.amp)
     noise = s.disc_noise * s.prior_std
     n_batches = math.ceil(n / s.batch_size)
@@ -277,7 +287,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
             sums = torch.zeros(5, device=dev)
             for b in range(n_batches):
                 idx = order[b * s.batch_size:(b + 1) * s.batch_size]
-                x = model.normalise(data[idx].to(dev, non_blocking=True))
+                x = view(idx)
                 m = len(idx)
                 lab = guide_t[idx].to(dev, non_blocking=True) if s.guided else None
                 # what the encoder sees; the decoder draws x as photographed
@@ -289,12 +299,14 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                     made = local_t[idx].to(dev, non_blocking=True) if s.local else None  # drawn as a target
                     zz = model.place(logits, z)
                     loss_r = F.mse_loss(model.decode(zz, made), x)
-                    if near is not None and epoch > NEIGHBOURS["after"]:  # one neighbour of each, as seen
-                        pick = torch.randint(near.shape[1], (m,), generator=g).to(near.device)
-                        x_near = model.normalise(data[near[idx, pick]].to(dev, non_blocking=True))
+                    if near is not None and epoch > NEIGHBOURS["after"] and m > 1:  # a neighbour each, as seen
+                        h = max(2, round(m * NEIGHBOURS["share"]))
+                        pick = torch.randint(near.shape[1], (h,), generator=g).to(near.device)
+                        x_near = view(near[idx[:h], pick])
                         if s.augment:
                             x_near = augmented(x_near, g_dev, colour=s.style == "colour")
-                        loss_r = loss_r + neighbour_cost(zz / model.code_scale, model.encode(x_near) / model.code_scale)
+                        loss_r = loss_r + neighbour_cost(zz[:h] / model.code_scale,
+                                                         model.encode(x_near) / model.code_scale)
                     if s.clusters:
                         loss_r = loss_r + head_cost(model.heads)
                         if s.guided and (lab >= 0).any():
@@ -413,6 +425,8 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
                             "may see; train it unguided")
         s = replace(s, clusters=max(s.clusters, len(sources))) if s.clusters else \
             replace(s, prior="mixture", prior_components=len(sources))
+    if s.local and not labels.has_target(items):  # no culture is asked about: nothing to tell the decoder
+        s = replace(s, local=False)
     dev = pick_device(s.device)
     try:
         run.dir.mkdir(parents=True, exist_ok=True)

@@ -66,11 +66,12 @@ def settings_form() -> tuple[str, Settings] | None:
                                  help="a large culture does not shape the map alone: the study's data was 70% one "
                                       "culture, and this was its proposed fix")
         local = c[2].checkbox("Tell it which are local", value=base.local,
-                              help="the decoder is told which figurines are of the target culture, so that what "
-                                   "they all share and no source has (local clay, bases, coatings) is drawn from "
-                                   "that, not given a place in the map: they sit nearer the sources whose models "
-                                   "they follow. The run's separation figures are then read among the sources "
-                                   "alone (README)")
+                              help="the decoder is told which figurines are of the target culture (Hellenistic "
+                                   "Babylonian, or the culture with find-sites; without one, nothing is told), so "
+                                   "that what they all share and no source has (local clay, bases, coatings) is "
+                                   "drawn from that, not given a place in the map: they sit nearer the sources "
+                                   "whose models they follow. The run's separation figures are then read among the "
+                                   "sources alone (README)")
         c = st.columns(3)
         flatten = c[0].checkbox("Flatten backgrounds", value=base.background == "flatten",
                                 help="studio backgrounds of every shade become one neutral grey, so the map "

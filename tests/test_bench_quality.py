@@ -14,7 +14,9 @@ def test_quality_bench_on_a_tiny_demo(tmp_path, small_demo, capsys):
     assert set(runs) == {"fast", "guided"}
     for r in runs.values():
         for acc in (r["accuracy"], r["source_accuracy"]):
-            assert set(acc) == {"aae", "umap", "pca"} and all(0 <= v <= 1 for v in acc.values())
+            assert set(acc) == {"aae", "umap", "pca"} and all(0 <= v <= 1 for v in acc.values() if v is not None)
+        # the fast default is local: told which figurines are targets, its AAE has no all-culture figure
+        assert (r["accuracy"]["aae"] is None) == (r["variant"] == "fast") and None not in r["source_accuracy"].values()
         assert all(0 <= v <= 1 for v in r["trustworthiness"].values())
         assert set(r["beside"]) == {"aae", "umap", "pca"} and all(0 <= v <= 1 for v in r["beside"].values())
         assert 0 <= r["within_3sd"] <= 1 and 0.9 < r["prior_within_3sd"] <= 1

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from core import labels
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
@@ -43,33 +44,44 @@ def test_a_run_folder_holds_everything(small_demo, tmp_path, tiny_settings):
 
 def test_reproducible_on_cpu(small_demo, tiny_settings):
     ds = load(small_demo, 32)
-    a = train(replace(tiny_settings, epochs=2), ds.images)
-    b = train(replace(tiny_settings, epochs=2), ds.images)
+    s, local = replace(tiny_settings, epochs=7), labels.is_target(ds.items)  # the neighbours from epoch 6
+    a, b = train(s, ds.images, local=local), train(s, ds.images, local=local)
     pd.testing.assert_frame_equal(a.history.drop(columns="seconds"), b.history.drop(columns="seconds"))
     for p, q in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(p, q)
 
 
 def test_the_gpu_code_path_runs_on_cpu(small_demo, tiny_settings, monkeypatch):
-    """What CUDA runs (bf16 autocast around all three steps, one host sync per epoch), here on the CPU."""
+    """What CUDA runs (bf16 autocast around all three steps, each batch normalised on the device, the
+    neighbourhood term, one host sync per epoch), here on the CPU."""
     import core.train
 
     monkeypatch.setattr(core.train, "AMP_DEVICES", ("cuda", "cpu"))
-    syncs = []
+    monkeypatch.setattr(core.train, "SEEN_BYTES", 0)
+    monkeypatch.setitem(core.train.NEIGHBOURS, "after", 0)
+    syncs, counting = [], [True]
 
     def counted(name):
         real = getattr(torch.Tensor, name)
 
         def f(t, *a, **k):
-            if sys._getframe(1).f_code.co_filename == core.train.__file__:  # the trainer's own reads only
+            if counting[0] and sys._getframe(1).f_code.co_filename == core.train.__file__:  # the trainer's own
                 syncs.append(name)
             return real(t, *a, **k)
         return f
 
+    def graph(*a, real=core.train.neighbour_graph):  # found once before training, on the host
+        counting[0] = False
+        try:
+            return real(*a)
+        finally:
+            counting[0] = True
+
     for name in ("tolist", "item", "cpu", "numpy", "__bool__", "__float__"):  # how a value reaches the host
         monkeypatch.setattr(torch.Tensor, name, counted(name))
-    images = load(small_demo, 32).images
-    out = train(replace(tiny_settings, epochs=2), images)
+    monkeypatch.setattr(core.train, "neighbour_graph", graph)
+    ds = load(small_demo, 32)
+    out = train(replace(tiny_settings, epochs=2), ds.images, local=labels.is_target(ds.items))
     assert syncs == ["tolist", "tolist"]  # the metrics, once per epoch
     assert np.isfinite(out.history.drop(columns="seconds").to_numpy()).all()
     assert out.history["recon_loss"].iloc[-1] < out.history["recon_loss"].iloc[0]
@@ -299,7 +311,7 @@ def test_devices():
 
 def test_mixture_prior_and_larger_latent(small_demo):
     s = Settings.from_preset("fast", image_size=32, width=8, disc_width=16, epochs=1, latent_dim=3,
-                             prior="mixture", prior_components=4, device="cpu")
+                             prior="mixture", prior_components=4, device="cpu", local=False)
     result = train(s, load(small_demo, 32).images)
     z = result.model.prior.sample(1000)
     assert z.shape == (1000, 3) and result.history["epoch"].tolist() == [1]
@@ -345,6 +357,9 @@ def test_estimator_face(small_demo, tmp_path, tiny_settings):
     est = AAE("fast", width=8, disc_width=16, epochs=1, device="cpu")
     codes = est.fit_transform(ds.images, ds.items["culture"])
     assert codes.shape == (len(ds.items), 2) and len(est.history_) == 1
+    assert not est.settings_.local  # told nothing of a target culture
+    told = AAE("fast", width=8, disc_width=16, epochs=1, device="cpu").fit(ds.images, is_target=labels.is_target(ds.items))
+    assert told.settings_.local and told.model_.decoder[0].in_features == 3  # the code and the flag
     assert est.inverse_transform(codes[:3]).shape == (3, 32, 32, 3)
     fit_run(tmp_path / "run", tiny_settings, str(small_demo))
     loaded = AAE.load(tmp_path / "run", device="cpu")
@@ -375,7 +390,7 @@ def test_runs_from_before_the_style_and_augment_settings_were_shown_colour_as_it
 
 
 def test_a_guided_run_sees_source_labels_but_never_the_held_out_ones(small_demo, tmp_path, tiny_settings):
-    from core import influence, labels
+    from core import influence
     from core.demo import HB, SOURCES
     from core.embed import encode_run
 
@@ -521,3 +536,37 @@ def test_the_neighbourhood_term_keeps_look_alikes_together(small_demo, tmp_path,
     plain = fit_run(tmp_path / "plain", replace(s, neighbours=False, epochs=3), str(small_demo))
     assert not np.allclose(encode_run(run.dir)[["aae_x", "aae_y"]], encode_run(plain.dir)[["aae_x", "aae_y"]])
     assert not Settings.from_preset("paper", neighbours=True, paper_exact=True).effective().neighbours
+
+
+def test_the_fast_default_is_local_with_neighbours_where_a_culture_is_asked_about(small_demo, tmp_path, tiny_settings):
+    """The fast preset tells its decoder which figurines are targets and keeps look-alikes together; a folder
+    without a target culture trains unlocal; the paper preset and runs from before the settings have neither."""
+    from core.cli import parser
+    from core.demo import SOURCES
+
+    fast, paper = Settings.from_preset("fast"), Settings.from_preset("paper")
+    assert fast.local and fast.neighbours and not paper.local and not paper.neighbours
+    assert not Settings.from_run({k: v for k, v in fast.to_dict().items() if k not in ("local", "neighbours")}).local
+    train_args = parser().parse_args(["train", "--data", "d", "--run-dir", "r", "--no-local", "--no-neighbours"])
+    assert train_args.local is False and train_args.neighbours is False
+
+    sources = tmp_path / "sources"  # two cultures, no find-sites: no culture is asked about
+    for culture in SOURCES[:2]:
+        (sources / culture).mkdir(parents=True)
+        for p in list((small_demo / culture).rglob("*.*"))[:20]:
+            (sources / culture / p.name).write_bytes(p.read_bytes())
+    run = fit_run(tmp_path / "run", replace(tiny_settings, epochs=1), str(sources))
+    assert not run.config()["effective"]["local"] and run.config()["effective"]["neighbours"]
+
+
+def test_normalised_once_or_in_every_step_the_training_is_the_same(small_demo, tiny_settings, monkeypatch):
+    """What the model sees is computed once on a CPU when it fits (SEEN_BYTES), else per batch: the same run."""
+    import core.train as T
+
+    ds = load(small_demo, 32)
+    s, local = replace(tiny_settings, epochs=2), labels.is_target(ds.items)
+    once = train(s, ds.images, local=local)
+    monkeypatch.setattr(T, "SEEN_BYTES", 0)
+    each = train(s, ds.images, local=local)
+    for p, q in zip(once.model.parameters(), each.model.parameters()):
+        assert torch.equal(p, q)
