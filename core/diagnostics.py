@@ -65,10 +65,11 @@ def embedding_quality(emb: np.ndarray, high: np.ndarray, labels, n: int = 2000, 
 
     y = np.asarray(labels)
     sub = np.random.default_rng(seed).permutation(len(y))[:n]
+    k = min(10, (len(sub) - 1) // 2)  # fewer neighbours where few figurines are measured
     return {"knn_accuracy": knn_accuracy(emb, y),
-            "trustworthiness": float(trustworthiness(high[sub], emb[sub], n_neighbors=10)),
+            "trustworthiness": float(trustworthiness(high[sub], emb[sub], n_neighbors=k)) if k else float("nan"),
             "silhouette": float(silhouette_score(emb, y, sample_size=min(n, len(y)), random_state=seed))
-            if len(np.unique(y)) > 1 else float("nan")}
+            if 1 < len(np.unique(y)) < len(y) else float("nan")}
 
 
 def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float) -> str:

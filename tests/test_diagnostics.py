@@ -32,3 +32,14 @@ def test_a_culture_of_one_image_leaves_the_checks_working():
     assert np.isfinite(list(q.values())).all()
     assert np.isnan(knn_accuracy(emb[:41], y[:41]))  # one culture left: nothing to separate
     assert np.isnan(embedding_quality(emb[:40], emb[:40], y[:40])["silhouette"])
+
+
+def test_few_measured_figurines_get_fewer_neighbours_not_an_error():
+    """A guided local run on a small collection measures only a handful of unseen source figurines."""
+    from core.diagnostics import embedding_quality
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b"], [10, 9])
+    emb = rng.normal(0, 1, (19, 2)) + (y == "b")[:, None] * 8
+    assert 0 <= embedding_quality(emb, np.hstack([emb, rng.normal(0, 0.1, (19, 8))]), y)["trustworthiness"] <= 1
+    assert np.isnan(embedding_quality(emb[:2], emb[:2], y[[0, 10]])["trustworthiness"])
