@@ -112,24 +112,28 @@ def augmented(x: torch.Tensor, g: torch.Generator, colour: bool = False) -> torc
 # The neighbourhood term (`Settings.neighbours`): each code is drawn toward one of its figurine's K nearest
 # neighbours in the PCA space of the model's inputs, and NEGATIVES other codes of the batch are kept further
 # away than it by (KERNEL prior sd)^2 in squared distance (a margin, so nothing is pushed out of the prior), from
-# epoch AFTER + 1 on, once the codes match the prior; SHARE of each batch (in random order) stands for it, which
-# spares most of the neighbours' encoder pass.
+# epoch AFTER + 1 on, once the codes match the prior; the first SHARE of each batch (in random order) stands for
+# it, which spares a quarter of the neighbours' encoder pass (so the fast preset keeps to its 3 minutes).
 NEIGHBOURS = dict(k=15, pca=50, fit_rows=5000, weight=0.2, kernel=0.5, negatives=5, after=5, share=0.75)
 
 
 @torch.no_grad()
-def neighbour_graph(model: AAEModel, images, seed: int) -> torch.Tensor:
+def neighbour_graph(view: Callable[[torch.Tensor], torch.Tensor], n: int, seed: int,
+                    batch_size: int = 500) -> torch.Tensor:
     """(n, K) indices of each image's nearest neighbours (itself left out) in the PCA space of what the model
-    sees; the PCA fitted on at most `fit_rows` images drawn at random."""
+    sees (`view(rows)`: the normalised images at `rows`); the PCA fitted on at most `fit_rows` drawn at random."""
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
 
+    def flat(rows: torch.Tensor) -> np.ndarray:
+        return np.concatenate([view(rows[i:i + batch_size]).flatten(1).float().cpu().numpy()
+                               for i in range(0, len(rows), batch_size)])
+
     a = NEIGHBOURS
-    rows = np.sort(np.random.default_rng(seed).permutation(len(images))[:a["fit_rows"]])
-    fit = np.concatenate([b.flatten(1).float().cpu().numpy() for b in normalised_batches(model, images[rows])])
-    pca = PCA(min(a["pca"], len(rows) - 1, fit.shape[1]), random_state=seed).fit(fit)
-    pcs = np.concatenate([pca.transform(b.flatten(1).float().cpu().numpy())
-                          for b in normalised_batches(model, images)])
+    fit = flat(torch.from_numpy(np.sort(np.random.default_rng(seed).permutation(n)[:a["fit_rows"]])))
+    pca = PCA(min(a["pca"], len(fit) - 1, fit.shape[1]), random_state=seed).fit(fit)
+    pcs = np.concatenate([pca.transform(flat(torch.arange(i, min(i + batch_size, n))))
+                          for i in range(0, n, batch_size)])
     k = min(a["k"], len(pcs) - 1)
     idx = NearestNeighbors(n_neighbors=k + 1).fit(pcs).kneighbors(pcs)[1]
     # drop each image itself (not always listed first: a duplicate photograph is as near)
@@ -258,7 +262,6 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
     guide_t = torch.as_tensor(np.asarray(guide), dtype=torch.long).to(data.device) if s.guided else None
     local_t = torch.from_numpy(np.array(local, dtype=bool)).to(data.device) if s.local else None
     sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(data.device)
-    near = neighbour_graph(model, data, s.seed).to(data.device) if s.neighbours and n > 2 else None
     # What the model sees of each image does not change (the augmentation comes after it): on a CPU it is
     # computed once, when it fits in SEEN_BYTES, rather than in every step.
     seen = torch.cat(list(normalised_batches(model, data))) if dev.type == "cpu" and data.numel() * 4 <= SEEN_BYTES \
@@ -267,6 +270,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
     def view(rows: torch.Tensor) -> torch.Tensor:
         return seen[rows] if seen is not None else model.normalise(data[rows].to(dev, non_blocking=True))
 
+    near = neighbour_graph(view, n, s.seed).to(data.device) if s.neighbours and n > 2 else None
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type in AMP_DEVICES and s.amp)
     noise = s.disc_noise * s.prior_std
     n_batches = math.ceil(n / s.batch_size)

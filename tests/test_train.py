@@ -523,7 +523,8 @@ def test_the_neighbourhood_term_keeps_look_alikes_together(small_demo, tmp_path,
 
     twins = np.repeat(np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), 2, axis=0)
     monkeypatch.setitem(T.NEIGHBOURS, "k", 1)
-    near = T.neighbour_graph(AAEModel(tiny_settings), torch.from_numpy(twins), seed=0)
+    model, pixels = AAEModel(tiny_settings), torch.from_numpy(twins)
+    near = T.neighbour_graph(lambda rows: model.normalise(pixels[rows]), len(twins), seed=0)
     assert near[:, 0].tolist() == [i ^ 1 for i in range(20)]  # each image's nearest is its twin
     z = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [-3.0, 0.0], [0.0, -3.0], [3.0, 3.0]])
     assert T.neighbour_cost(z, z) == 0  # neighbours in place, every other code far enough
