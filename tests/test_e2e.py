@@ -244,7 +244,9 @@ def test_two_sessions_pressing_train_at_once(server, browser):
     _no_exception(loser, "7-race-refused")
     try:
         winner.locator(f".st-key-stop-{name} button").first.click()  # by key: a redraw may leave an old copy
-        winner.get_by_text("Stopped after epoch").wait_for(timeout=120_000)
+        winner.get_by_text("Stopped after epoch").first.wait_for(timeout=120_000)  # a redraw may hold two
+        _settle(winner)
+        assert winner.get_by_text("Stopped after epoch").count() == 1
     finally:
         _shot(winner, "7-race-winner")
         (ARTIFACTS / "7-race-winner.html").write_text(winner.content())
