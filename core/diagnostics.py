@@ -53,9 +53,15 @@ def prior_match(codes: np.ndarray, prior_std: float, seed: int = 0, prior: np.nd
     c2st = float(HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(xa, ya).score(xb, yb))
     d = codes.shape[1]
     expected = expected or {k: expected_within_sd(k, d) for k in (1, 2, 3)}
+    cov = np.cov(codes.T).reshape(d, d)
     return {"within_sd": within_sd(codes, prior_std), "expected_within_sd": expected,
-            "mean": codes.mean(axis=0).tolist(), "cov": np.cov(codes.T).reshape(d, d).tolist(),
-            "prior_var": prior_std ** 2, "c2st_accuracy": c2st}
+            "mean": codes.mean(axis=0).tolist(), "cov": cov.tolist(), "prior_var": prior_std ** 2,
+            "spread": _spread(cov) / _spread(np.cov(prior.T).reshape(d, d)), "c2st_accuracy": c2st}
+
+
+def _spread(cov: np.ndarray) -> float:
+    """The geometric mean sd of a covariance: 0 when the points lie on a line or a point."""
+    return float(max(np.linalg.det(cov), 0.0) ** (0.5 / len(cov)))
 
 
 def embedding_quality(emb: np.ndarray, high: np.ndarray, labels, n: int = 2000, seed: int = 0) -> dict:
@@ -72,16 +78,26 @@ def embedding_quality(emb: np.ndarray, high: np.ndarray, labels, n: int = 2000, 
             if 1 < len(np.unique(y)) < len(y) else float("nan")}
 
 
-def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float) -> str:
-    """One plain sentence: can distances be read from this run?"""
+COLLAPSED = 0.1  # codes spread less than a tenth of the prior's sd (geometric mean over the map's directions)
+
+
+def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float, chance: float) -> str:
+    """One plain sentence: can distances be read from this run? Separation is judged by how far the 10-NN
+    accuracy lies from `chance` to 1."""
     inside3, c2st = prior["within_sd"][3], prior["c2st_accuracy"]
     if inside3 < 0.5:
         return "codes lie far outside the prior: do not read distances from this run"
+    if prior["spread"] < COLLAPSED:
+        return (f"codes have collapsed onto nearly one point (their spread is {prior['spread']:.0%} of the "
+                "prior's): do not read distances from this run")
     parts = ["codes match the prior" if inside3 >= 0.95 and c2st <= 0.6 else "codes match the prior only roughly"]
     parts.append("reconstructions are good" if recon_error < 0.02 else
                  "reconstructions are blurry" if recon_error < 0.06 else "reconstructions are poor")
-    strength = "well" if aae_acc >= 0.8 else "moderately" if aae_acc >= 0.5 else "weakly"
-    parts.append(f"cultures separate {strength} (balanced 10-NN accuracy {aae_acc:.2f}; UMAP {umap_acc:.2f})"
+    lift = (aae_acc - chance) / (1 - chance)
+    strength = ("separate well" if lift >= 0.7 else "separate moderately" if lift >= 0.3 else
+                "separate weakly" if lift >= 0.1 else "do not separate beyond chance")
+    parts.append(f"cultures {strength} (balanced 10-NN accuracy {aae_acc:.2f}, chance {chance:.2f}; "
+                 f"UMAP {umap_acc:.2f})"
                  if aae_acc == aae_acc else "culture separation cannot be measured (fewer than two cultures "
                  "with two images or more)")
     return "; ".join(parts)
@@ -110,4 +126,5 @@ def for_run(run_dir) -> dict:
     quality = {n: embedding_quality(e[n][keep], e["pca"][keep], y) for n in ("aae", "umap")}
     recon = float(enc["recon_error"].mean())
     return {"prior": prior, "quality": quality, "recon_error": recon,
-            "verdict": verdict(prior, recon, quality["aae"]["knn_accuracy"], quality["umap"]["knn_accuracy"])}
+            "verdict": verdict(prior, recon, quality["aae"]["knn_accuracy"], quality["umap"]["knn_accuracy"],
+                               chance=1 / max(2, y.nunique()))}

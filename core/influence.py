@@ -38,7 +38,7 @@ BAR = {"mae": 0.08, "coverage": 0.85}      # the product's quality bar for the s
 FAIL = {"mae": 0.15, "coverage": 0.70}     # beyond this the self-check has failed: nothing is shown
 DISJOINT = 0.1  # two representations whose 95% intervals are disjoint for more of the values than this disagree
 EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "pca": "50-D PCA space"}
-CACHE_VERSION = 4
+CACHE_VERSION = 5  # 5: the self-check records its intervals' mean width
 
 
 @dataclass(frozen=True)

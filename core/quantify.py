@@ -181,15 +181,17 @@ def self_check(X: np.ndarray, y, sizes: list[int], estimator: ShareEstimator, n_
     local_pools = [np.array([local[i] for i in p]) for p in pools]
     groups = mixture_groups(local_pools, sizes, n_groups, rng)
     res = est.estimate(X[pool], {str(g): ix for g, (ix, _) in enumerate(groups)})
-    err, inside, rows = [], [], []
+    err, inside, width, rows = [], [], [], []
     for g, (ix, w) in enumerate(groups):
         r = res[str(g)]
         err.append(np.abs(r["shares"] - w))
         inside.append((r["low"] <= w) & (w <= r["high"]))
+        width.append(r["high"] - r["low"])
         rows.append({"n": len(ix), "truth": w.tolist(), "shares": r["shares"].tolist(),
                      "low": r["low"].tolist(), "high": r["high"].tolist()})
     err, inside = np.array(err), np.array(inside)
-    out = {"mae": float(err.mean()), "coverage": float(inside.mean()), "groups": len(groups),
+    out = {"mae": float(err.mean()), "coverage": float(inside.mean()), "width": float(np.mean(width)),
+           "groups": len(groups),
            "holdout": holdout, "sources": classes.tolist(), "mae_per_source": err.mean(0).tolist(),
            "coverage_per_source": inside.mean(0).tolist(), "group_rows": rows}
     if shift_auc is not None:

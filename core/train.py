@@ -288,7 +288,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
             g = torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)  # the same order after a resume
             g_dev = torch.Generator(dev).manual_seed(s.seed * 1_000_003 + epoch)
             order = _batches(n, label_arr, s.batch_size, g).to(data.device)
-            sums = torch.zeros(5, device=dev)
+            sums = torch.zeros(6, device=dev)
             for b in range(n_batches):
                 idx = order[b * s.batch_size:(b + 1) * s.batch_size]
                 x = view(idx)
@@ -302,7 +302,8 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                     logits, z = model.parts(x_in)
                     made = local_t[idx].to(dev, non_blocking=True) if s.local else None  # drawn as a target
                     zz = model.place(logits, z)
-                    loss_r = F.mse_loss(model.decode(zz, made), x)
+                    mse = F.mse_loss(model.decode(zz, made), x)
+                    loss_r = mse
                     if near is not None and epoch > NEIGHBOURS["after"] and m > 1:  # a neighbour each, as seen
                         h = max(2, round(m * NEIGHBOURS["share"]))
                         pick = torch.randint(near.shape[1], (h,), generator=g).to(near.device)
@@ -355,7 +356,8 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 with torch.no_grad():
                     acc = ((d_real > 0).float().mean() + (d_fake < 0).float().mean()) / 2
                     inside = (z.detach().float().norm(dim=1) <= 3 * s.prior_std).float().mean()
-                    sums += torch.stack([loss_r.detach(), loss_d.detach(), loss_g.detach(), acc, inside]).float()
+                    sums += torch.stack([mse.detach(), (loss_r - mse).detach(), loss_d.detach(), loss_g.detach(),
+                                         acc, inside]).float()
                 if on_batch:
                     on_batch(epoch, b + 1, n_batches)
                 if stop:
@@ -365,7 +367,8 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 checkpoint(epoch - 1)
                 break
             vals = (sums / n_batches).tolist()  # the only host synchronisation of the epoch
-            row = dict(zip(["recon_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd"], vals))
+            # recon_loss is the MSE alone; map_loss the costs on the map beside it (neighbours, cluster heads)
+            row = dict(zip(["recon_loss", "map_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd"], vals))
             row.update(epoch=epoch, seconds=time.perf_counter() - t0)
             bad = [k for k, v in row.items() if not math.isfinite(v)]
             if bad:

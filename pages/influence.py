@@ -33,7 +33,8 @@ def self_check(r: dict, space: str) -> None:
     c, v = r["self_check"], r["verdict"]
     if "mae" in c:
         st.markdown(f"#### On your photographs, when the answer is known, this method is off by {c['mae']:.2f} on "
-                    f"average and its 95% intervals contain the answer {c['coverage']:.0%} of the time.")
+                    f"average and its 95% intervals, {c['width']:.2f} wide on average, contain the answer "
+                    f"{c['coverage']:.0%} of the time.")
         moved = c.get("shift")
         st.caption(f"{c['groups']} groups of known mixtures of source figurines held out from the classifier "
                    f"({c['holdout']:.0%} of each source culture), estimated as the sites are ({space})."
@@ -81,8 +82,9 @@ def method_checks(res: dict) -> None:
 def trust(d: dict) -> None:
     st.subheader("Does the latent space match its prior?")
     verdict = d["verdict"]
-    worried = verdict.startswith("codes lie far") or any(w in verdict for w in ("roughly", "poor", "blurry", "weakly"))
-    (st.error if verdict.startswith("codes lie far") else st.warning if worried else st.info)(f"Verdict: {verdict}.")
+    unreadable = "do not read distances" in verdict
+    worried = any(w in verdict for w in ("roughly", "poor", "blurry", "weakly", "beyond chance"))
+    (st.error if unreadable else st.warning if worried else st.info)(f"Verdict: {verdict}.")
     p = d["prior"]
     c = st.columns(5)
     for i, k in enumerate((1, 2, 3)):

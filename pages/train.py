@@ -11,6 +11,7 @@ from core.explore import culture_colours
 from core.paths import RUNS
 from core.runs import Run
 from core.settings import PRESETS, STYLES, Settings
+from core.train import NEIGHBOURS
 from pages.common import active_dataset, app_page, data_root, is_demo, plain, runs
 
 app_page("pages/train.py")
@@ -87,7 +88,8 @@ def settings_form() -> tuple[str, Settings] | None:
                                    help="figurines that look alike in their pixels are kept near each other in "
                                         "the map, as the UMAP baseline does; told which are local too, the "
                                         "target figurines then sit beside the sources whose models they follow "
-                                        "(README)")
+                                        f"(README). It starts after epoch {NEIGHBOURS['after']}, once the map "
+                                        "has taken shape: a shorter run is not changed by it")
         with st.expander("Expert settings: the network and its optimisers"):
             c = st.columns(4)
             lr = c[0].number_input("Reconstruction learning rate", 1e-6, 1.0, base.lr, format="%.5f",

@@ -77,6 +77,19 @@ def test_self_check_on_known_mixtures_meets_the_bar():
         maes.append(check["mae"])
         covs.append(check["coverage"])
     assert np.mean(maes) <= 0.08 and np.mean(covs) >= 0.85, (maes, covs)
+    assert check["width"] < 0.4
+
+
+def test_the_self_check_says_how_wide_its_intervals_are():
+    """A space that holds nothing of the cultures (noise) gets intervals that contain every answer because they
+    span nearly everything: the width says so where the coverage alone reads as reassurance."""
+    rng = np.random.default_rng(10)
+    emb, cul, site = overlapping(rng, [1 / 3] * 3)
+    src = (cul != T).to_numpy()
+    noise = rng.normal(size=emb[src].shape)
+    est = quantify.ShareEstimator(n_boot=100, seed=0).fit(noise, cul[src])
+    check = quantify.self_check(noise, cul[src].to_numpy(), [100, 60, 40], est, n_groups=16)
+    assert check["coverage"] >= 0.95 and check["width"] > 0.8 and check["mae"] > influence.FAIL["mae"]
 
 
 def test_intervals_shrink_with_more_data():
@@ -174,8 +187,21 @@ def test_diagnostics_tell_a_matched_prior_from_the_studys_drift():
     assert good["within_sd"][3] > 0.97 and abs(good["c2st_accuracy"] - 0.5) < 0.06
     drifted = diagnostics.prior_match(rng.normal(0, 5, (2000, 2)) * 400, 5)
     assert drifted["c2st_accuracy"] > 0.95
-    assert diagnostics.verdict(drifted, 0.2, 0.3, 0.8).startswith("codes lie far outside the prior")
-    assert diagnostics.verdict(good, 0.01, 0.9, 0.8).startswith("codes match the prior; reconstructions are good")
+    assert diagnostics.verdict(drifted, 0.2, 0.3, 0.8, chance=0.25).startswith("codes lie far outside the prior")
+    assert diagnostics.verdict(good, 0.01, 0.9, 0.8, chance=0.25).startswith("codes match the prior; "
+                                                                            "reconstructions are good")
+    assert abs(good["spread"] - 1) < 0.1
+
+
+def test_diagnostics_tell_collapsed_codes_and_chance_level_separation():
+    """Codes on one point inside the prior, and a 10-NN accuracy at chance, are not read as a usable map."""
+    rng = np.random.default_rng(5)
+    collapsed = diagnostics.prior_match(np.array([1.98, 1.52]) + rng.normal(0, 0.01, (500, 2)), 5)
+    assert collapsed["within_sd"][3] == 1 and collapsed["spread"] < diagnostics.COLLAPSED
+    assert diagnostics.verdict(collapsed, 0.01, 0.9, 0.8, chance=0.25).startswith("codes have collapsed")
+    good = diagnostics.prior_match(rng.normal(0, 5, (2000, 2)), 5)
+    assert "cultures do not separate beyond chance" in diagnostics.verdict(good, 0.01, 0.5, 0.45, chance=0.5)
+    assert "cultures separate moderately" in diagnostics.verdict(good, 0.01, 0.5, 0.45, chance=0.25)
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +247,7 @@ def test_cli_influence_json(demo_run, capsys):
         for group in emb.values():
             assert sum(v["share"] for v in group.values()) == pytest.approx(1)
             assert all(v["ci"][0] <= v["share"] <= v["ci"][1] for v in group.values())
-        assert {"mae", "coverage", "groups"} <= set(out["checks"][name]["self_check"])
+        assert {"mae", "coverage", "width", "groups"} <= set(out["checks"][name]["self_check"])
     assert main(["influence", "--run-dir", str(run.dir), "--self-check", "--bootstrap", "60"]) == 0
     table = capsys.readouterr().out
     assert "AAE latent" in table and "coverage" in table and "Borsippa" not in table

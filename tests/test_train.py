@@ -536,6 +536,9 @@ def test_the_neighbourhood_term_keeps_look_alikes_together(small_demo, tmp_path,
     fit_run(run.dir, resume=True, overrides={"epochs": 3})
     assert run.metrics()["epoch"].tolist() == [1, 2, 3] and run.config()["effective"]["neighbours"]
     plain = fit_run(tmp_path / "plain", replace(s, neighbours=False, epochs=3), str(small_demo))
+    # the curve called reconstruction stays the MSE alone: the margin cost is logged beside it, from epoch 2
+    assert (run.metrics()["map_loss"] > 0).tolist() == [False, True, True]
+    assert (plain.metrics()["map_loss"] == 0).all()
     assert not np.allclose(encode_run(run.dir)[["aae_x", "aae_y"]], encode_run(plain.dir)[["aae_x", "aae_y"]])
     assert not Settings.from_preset("paper", neighbours=True, paper_exact=True).effective().neighbours
 
