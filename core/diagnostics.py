@@ -78,7 +78,7 @@ def embedding_quality(emb: np.ndarray, high: np.ndarray, labels, n: int = 2000, 
             if 1 < len(np.unique(y)) < len(y) else float("nan")}
 
 
-COLLAPSED = 0.1  # codes spread less than a tenth of the prior's sd (geometric mean over the map's directions)
+COLLAPSED = 0.1  # codes spread less than a tenth of the prior's sd (the geometric mean over the map's directions)
 
 
 def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float, chance: float) -> str:
@@ -88,8 +88,8 @@ def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float, ch
     if inside3 < 0.5:
         return "codes lie far outside the prior: do not read distances from this run"
     if prior["spread"] < COLLAPSED:
-        return (f"codes have collapsed onto nearly one point (their spread is {prior['spread']:.0%} of the "
-                "prior's): do not read distances from this run")
+        return (f"codes have collapsed onto nearly a point or a line (their spread is {prior['spread']:.0%} of "
+                "the prior's): do not read distances from this run")
     parts = ["codes match the prior" if inside3 >= 0.95 and c2st <= 0.6 else "codes match the prior only roughly"]
     parts.append("reconstructions are good" if recon_error < 0.02 else
                  "reconstructions are blurry" if recon_error < 0.06 else "reconstructions are poor")
