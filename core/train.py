@@ -367,7 +367,7 @@ def train(settings: Settings, images: np.ndarray, labels: np.ndarray | None = No
                 checkpoint(epoch - 1)
                 break
             vals = (sums / n_batches).tolist()  # the only host synchronisation of the epoch
-            # recon_loss is the MSE alone; map_loss the costs on the map beside it (neighbours, cluster heads)
+            # recon_loss is the MSE alone; map_loss the costs on the map beside it (neighbours, heads, guided labels)
             row = dict(zip(["recon_loss", "map_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd"], vals))
             row.update(epoch=epoch, seconds=time.perf_counter() - t0)
             bad = [k for k, v in row.items() if not math.isfinite(v)]

@@ -469,8 +469,8 @@ def test_cluster_head_runs_train_resume_and_encode(small_demo, tmp_path, tiny_se
     assert torch.allclose(model.encode(x), logits.softmax(1) @ model.heads * model.code_scale + style, atol=1e-5)
     heads = model.heads.detach()
     assert torch.pdist(heads).min() > HEAD_GAP * 0.8  # kept apart
-    within = diagnostics.for_run(run.dir)["prior"]["within_sd"]
-    assert within == pytest.approx(diagnostics.within_sd(e["style"], run.config()["settings"]["prior_std"]))  # the style part
+    within = diagnostics.for_run(run.dir)["prior"]["within_sd"]  # measured on the style part
+    assert within == pytest.approx(diagnostics.within_sd(e["style"], run.config()["settings"]["prior_std"]))
 
 
 def test_cluster_heads_are_refused_with_a_mixture_prior(tiny_settings):
