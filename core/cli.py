@@ -41,11 +41,29 @@ def _bar(desc: str):
             b.close()
 
 
+@contextmanager
+def _steps():
+    """progress(step, fraction) callbacks drawn as one tqdm bar in percent, its description the current step."""
+    bar = tqdm(total=100, file=sys.stderr, dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}|",
+               disable=None)
+
+    def update(step: str, fraction: float) -> None:
+        bar.set_description_str(step, refresh=False)
+        bar.n = round(100 * min(max(fraction, 0.0), 1.0))
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
 def cmd_demo(a) -> int:
-    from .demo import generate
+    from .demo import COLLECTIONS, generate
 
     with _bar("drawing figurines") as progress:
-        truth = generate(a.out, size=a.size, scale=a.scale, seed=a.seed, progress=progress)
+        truth = generate(a.out, size=a.size, scale=a.scale, seed=a.seed, progress=progress,
+                         collection=COLLECTIONS[a.collection])
     total = sum(truth["counts"].values())
     print(f"wrote {total} demo images ({a.size} px) and truth.json to {a.out}")
     return 0
@@ -176,17 +194,22 @@ def cmd_influence(a) -> int:
 
     if not 20 <= a.bootstrap <= 2000:
         raise UserError(f"--bootstrap must be between 20 and 2000, got {a.bootstrap}")
-    settings = replace(influence.InfluenceSettings(), n_boot=a.bootstrap)
+    settings = replace(influence.InfluenceSettings(), n_boot=a.bootstrap, descriptor=a.descriptor,
+                       descriptor_size=a.descriptor_size, backbone=a.backbone, weights=a.weights or "")
+    if not 16 <= a.descriptor_size <= 512:
+        raise UserError(f"--descriptor-size must be between 16 and 512, got {a.descriptor_size}")
     kept = encode_run(a.run_dir).attrs.get("kept")
     if kept:
         print(printable(f"note: {kept}"), file=sys.stderr)
-    results = influence.for_run(a.run_dir, settings)
+    with _steps() as progress:
+        results = influence.for_run(a.run_dir, settings, progress)
     if results["aae"]["table"].empty:
         raise UserError("this run's dataset has no target and source cultures to compare (one culture only?)")
     if a.json:
         print(json.dumps(influence.as_json(results, settings)))
         return 0
     print(f"method: {settings.method}; {settings.n_boot} resamples of sources and groups")
+    print(f"descriptor space: {influence.describe_space(settings)}")
     print("\nself-check (known mixtures of held-out source figurines) and checks:")
     print(f"  {'space':<16} {'error':>6} {'coverage':>9} {'groups':>7} {'apart (AUC)':>12} {'moved: error':>13} "
           f"{'widened':>8} {'conditioning':>13}  verdict")
@@ -251,6 +274,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
     d.add_argument("--scale", type=float, default=1.0, help="class sizes as a multiple of the study's")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--collection", choices=["demo", "second"], default="demo",
+                   help="demo: the study's cultures and sizes; second: a collection drawn unlike it (three related "
+                        "sources of similar sizes, four find-sites of 51, a weaker local making of another kind)")
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("scan", help="counts per culture and site, unreadable files with reasons")
@@ -326,6 +352,13 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="one JSON object, as in DESIGN.md")
     i.add_argument("--self-check", action="store_true", help="only the self-check and the checks, as a table")
     i.add_argument("--bootstrap", type=int, default=200, help="resamples of sources and groups")
+    i.add_argument("--descriptor", choices=["hog", "pixels", "backbone"], default="hog",
+                   help="what the descriptor space describes each photograph by (default hog)")
+    i.add_argument("--descriptor-size", type=int, default=64, help="the image size it is computed at (default 64)")
+    i.add_argument("--backbone", choices=["resnet50", "convnext_tiny"], default="resnet50",
+                   help="with --descriptor backbone: the pretrained network")
+    i.add_argument("--weights", help="with --descriptor backbone: its weights file (inside the data roots), or "
+                                     "'torchvision' to download torchvision's own (needs the network)")
     i.set_defaults(func=cmd_influence)
     return p
 

@@ -23,6 +23,7 @@ import math
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -61,12 +62,41 @@ STYLE = {
 }
 
 
-def counts(scale: float = 1.0) -> dict[str, dict[str, int]]:
-    """Images per culture and site (sites only for Hellenistic Babylonian) at a scale of the study."""
+@dataclass(frozen=True)
+class Collection:
+    """How a collection is drawn: its cultures' folder names (by the source style each is drawn in), how many
+    of each, its target culture's find-sites and their mixing weights over `SOURCES`, what local making
+    adds to the target figurines (`local`: the demo's oval base, alluvial clay and gypsum; "slip": a dark red
+    slip and nothing else; "none"), and `kinship`: how far the sources' proportions and clay are drawn
+    towards one another (0: the demo's distinct styles; 1: one style)."""
+
+    target: str = HB
+    names: dict = field(default_factory=lambda: {s: s for s in SOURCES})
+    sources: dict = field(default_factory=lambda: {s: STUDY_COUNTS[s] for s in SOURCES})
+    sites: dict = field(default_factory=lambda: SITES)
+    local: str = "demo"
+    kinship: float = 0.0
+
+
+# A collection drawn unlike the demo, to measure every default on more than one: three related source
+# traditions of similar sizes, a target culture of four find-sites of 51 figurines each (like the real
+# photographs the product is checked on), and a weaker local making of another kind.
+SECOND = Collection(
+    target="Seleucid Mesopotamian",
+    names={GREEK: "Ionian", NEOBAB: "Late Assyrian", ACHAEMENID: "Median"},
+    sources={GREEK: 130, NEOBAB: 120, ACHAEMENID: 110},
+    sites={"Dura": (51, (0.6, 0.3, 0.1)), "Assur": (51, (0.2, 0.5, 0.3)), "Tell Umar": (51, (0.34, 0.33, 0.33)),
+           "Larsa": (51, (0.1, 0.2, 0.7))},
+    local="slip", kinship=0.5)
+COLLECTIONS = {"demo": Collection(), "second": SECOND}
+
+
+def counts(scale: float = 1.0, collection: Collection = Collection()) -> dict[str, dict[str, int]]:
+    """Images per culture and site (sites only for the target culture) at a scale of the collection."""
     if not 0 < scale <= 20:
         raise UserError(f"--scale must be in (0, 20], got {scale}")
-    out = {c: {"": max(1, round(n * scale))} for c, n in STUDY_COUNTS.items() if c != HB}
-    out[HB] = {s: max(1, round(n * scale)) for s, (n, _) in SITES.items()}
+    out = {collection.names[c]: {"": max(1, round(n * scale))} for c, n in collection.sources.items()}
+    out[collection.target] = {s: max(1, round(n * scale)) for s, (n, _) in collection.sites.items()}
     return out
 
 
@@ -82,9 +112,19 @@ def _background(rng: np.random.Generator, d: int) -> np.ndarray:
     return np.clip((tone + tint)[None, None, :] * grad * np.ones((d, d, 3)), 0, 255)
 
 
-def _figure(culture: str, rng: np.random.Generator, d: int, local: bool) -> tuple[Image.Image, Image.Image]:
+def _kin(culture: str, kinship: float) -> dict:
+    """A source style's numbers drawn `kinship` of the way towards the mean of all three."""
+    s = STYLE[culture]
+    if not kinship:
+        return s
+    mean = {k: np.mean([STYLE[c][k] for c in SOURCES], 0) for k in s}
+    return {k: (1 - kinship) * np.asarray(v, float) + kinship * mean[k] if k != "grain" else v for k, v in s.items()}
+
+
+def _figure(culture: str, rng: np.random.Generator, d: int, local: bool, kinship: float = 0.0
+            ) -> tuple[Image.Image, Image.Image]:
     """The figure's silhouette mask and a relief-line mask (folds, arms, pleats), both 'L' images."""
-    s = dict(STYLE[culture], base=0.05) if local else STYLE[culture]
+    s = dict(_kin(culture, kinship), base=0.05) if local else _kin(culture, kinship)
     mask, lines = Image.new("L", (d, d), 0), Image.new("L", (d, d), 0)
     m, ln = ImageDraw.Draw(mask), ImageDraw.Draw(lines)
     H = d * rng.uniform(0.66, 0.8)
@@ -188,14 +228,18 @@ def _figure(culture: str, rng: np.random.Generator, d: int, local: bool) -> tupl
             lines.rotate(angle, Image.Resampling.BILINEAR, center=(cx, feet)))
 
 
-def figurine(culture: str, rng: np.random.Generator, size: int, local: bool = False) -> Image.Image:
+def figurine(culture: str, rng: np.random.Generator, size: int, local: bool | str = False,
+             kinship: float = 0.0) -> Image.Image:
     """One photograph of a figurine in a source culture's style, `size` x `size` RGB.
 
-    `local`: made in Hellenistic Babylonia in that style (oval base, alluvial clay, gypsum coating).
+    `local` (True or "demo"): made in Hellenistic Babylonia in that style (oval base, alluvial clay, gypsum
+    coating); "slip": made locally under a dark red slip, the figure's shape unchanged; False or "none": not.
     """
-    s = STYLE[culture]
+    kind = {True: "demo", False: "none"}.get(local, local)
+    slip, local = kind == "slip", kind == "demo"
+    s = _kin(culture, kinship)
     d = max(128, 2 * size)  # drawn at twice the size, then reduced: smooth edges
-    mask, lines = _figure(culture, rng, d, local)
+    mask, lines = _figure(culture, rng, d, local, kinship)
     a = np.asarray(mask, np.float32) / 255
     rounded = np.asarray(mask.filter(ImageFilter.GaussianBlur(d * 0.025)), np.float32) / 255
     relief = np.asarray(lines.filter(ImageFilter.GaussianBlur(max(0.6, d / 200))), np.float32) / 255
@@ -203,6 +247,8 @@ def figurine(culture: str, rng: np.random.Generator, size: int, local: bool = Fa
     clay = (clay + rng.normal(0, 4, 3)).astype(np.float32)
     if local:
         clay = 0.55 * clay + 0.45 * np.array([178, 176, 140], np.float32)
+    if slip:
+        clay = 0.7 * clay + 0.3 * np.array([120, 52, 40], np.float32)
     light = rng.uniform(-1, 1)
     x = np.linspace(-1, 1, d, dtype=np.float32)[None, :]
     shade = (0.55 + 0.45 * rounded ** 0.6) * (1 + 0.12 * light * x) * (1 - 0.45 * relief)
@@ -224,33 +270,41 @@ def figurine(culture: str, rng: np.random.Generator, size: int, local: bool = Fa
     return img.resize((size, size), Image.Resampling.LANCZOS) if d != size else img
 
 
-def _plan(scale: float) -> list[tuple[str, str]]:
+def _plan(scale: float, collection: Collection) -> list[tuple[str, str]]:
     """(culture, site) for every image, in a fixed order."""
-    return [(c, site) for c, per_site in counts(scale).items() for site, n in per_site.items() for _ in range(n)]
+    return [(c, site) for c, per_site in counts(scale, collection).items() for site, n in per_site.items()
+            for _ in range(n)]
 
 
-def _style(rng: np.random.Generator, site: str) -> str:
+def _style(rng: np.random.Generator, site: str, collection: Collection = Collection()) -> str:
     """The source culture a site's figurine follows, drawn with the site's mixing weights (the rng's first draw)."""
-    return SOURCES[rng.choice(3, p=SITES[site][1])]
+    return SOURCES[rng.choice(3, p=collection.sites[site][1])]
 
 
-def drawn_style(path: str, site: str, seed: int) -> str | None:
-    """The source whose style the demo drew one of its Hellenistic Babylonian figurines in, from the file's name
-    (`hellenistic_00042.jpg`) and site; None for a file the demo did not draw so."""
-    m = re.fullmatch(r"hellenistic_(\d+)\.(jpg|TIF)", os.path.basename(path))
-    return _style(np.random.default_rng([seed, int(m.group(1))]), site) if m and site in SITES else None
+def _file_stem(culture: str) -> str:
+    return culture.split()[0].lower()
 
 
-def _render_chunk(args: tuple[str, int, int, list[tuple[int, str, str]]]) -> None:
-    out, size, seed, jobs = args
+def drawn_style(path: str, site: str, seed: int, collection: Collection = Collection()) -> str | None:
+    """The source whose style the generator drew one of its target figurines in, from the file's name
+    (`hellenistic_00042.jpg`) and site; None for a file it did not draw so."""
+    m = re.fullmatch(rf"{re.escape(_file_stem(collection.target))}_(\d+)\.(jpg|TIF)", os.path.basename(path))
+    if not (m and site in collection.sites):
+        return None
+    return _style(np.random.default_rng([seed, int(m.group(1))]), site, collection)
+
+
+def _render_chunk(args: tuple[str, int, int, list[tuple[int, str, str]], Collection]) -> None:
+    out, size, seed, jobs, collection = args
+    drawn_as = {name: style for style, name in collection.names.items()}
     for i, culture, site in jobs:
         rng = np.random.default_rng([seed, i])
-        local = culture == HB
-        style = _style(rng, site) if local else culture
-        img = figurine(style, rng, size, local)
+        local = culture == collection.target
+        style = _style(rng, site, collection) if local else drawn_as[culture]
+        img = figurine(style, rng, size, collection.local if local else "none", collection.kinship)
         tif = rng.random() < 0.1  # the study mixed .jpg and .TIF, independent of culture
         folder = Path(out, culture, site)
-        name = f"{culture.split()[0].lower()}_{i:05d}"
+        name = f"{_file_stem(culture)}_{i:05d}"
         if tif:
             img.save(folder / f"{name}.TIF", compression="tiff_lzw")
         else:
@@ -258,23 +312,33 @@ def _render_chunk(args: tuple[str, int, int, list[tuple[int, str, str]]]) -> Non
 
 
 def generate(out: str | os.PathLike, size: int = 64, scale: float = 1.0, seed: int = 0,
-             progress: Callable[[int, int], None] | None = None, workers: int | None = None) -> dict:
-    """Write the demo dataset (culture/site folders and truth.json) to `out`; return the truth."""
+             progress: Callable[[int, int], None] | None = None, workers: int | None = None,
+             collection: Collection = Collection()) -> dict:
+    """Write the demo dataset (or another `collection`: culture/site folders and truth.json) to `out`; return
+    the truth."""
     if not 16 <= size <= 1024:
         raise UserError(f"--size must be between 16 and 1024, got {size}")
     if not 0 <= seed < 2**32:
         raise UserError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
     out = Path(out).expanduser()
-    plan = _plan(scale)
+    plan = _plan(scale, collection)
     for c, site in set(plan):
         Path(out, c, site).mkdir(parents=True, exist_ok=True)
     jobs = [(i, c, s) for i, (c, s) in enumerate(plan)]
-    chunks = [(str(out), size, seed, jobs[i:i + 64]) for i in range(0, len(jobs), 64)]
+    chunks = [(str(out), size, seed, jobs[i:i + 64], collection) for i in range(0, len(jobs), 64)]
     for _ in map_chunks(_render_chunk, chunks, [len(c[3]) for c in chunks], workers, progress):
         pass
-    truth = {"seed": seed, "size": size, "scale": scale,
-             "sites": {s: dict(zip(SOURCES, w)) for s, (_, w) in SITES.items()},
-             "counts": {c: sum(v.values()) for c, v in counts(scale).items()}}
+    drawn = {s: dict.fromkeys(SOURCES, 0) for s in collection.sites}
+    for i, c, site in jobs:
+        if c == collection.target:
+            drawn[site][_style(np.random.default_rng([seed, i]), site, collection)] += 1
+    drawn = {s: {collection.names[c]: n / max(1, sum(k.values())) for c, n in k.items()} for s, k in drawn.items()}
+    weights = {s: {collection.names[c]: v for c, v in zip(SOURCES, w)} for s, (_, w) in collection.sites.items()}
+    # the demo's known answer is its mixing weights (as DESIGN.md says); another collection's, whose sites are
+    # small, is the share of each site's figurines actually drawn in each style
+    truth = {"seed": seed, "size": size, "scale": scale, "collection": collection.target,
+             "sites": weights if collection == Collection() else drawn, "weights": weights, "drawn": drawn,
+             "counts": {c: sum(v.values()) for c, v in counts(scale, collection).items()}}
     (out / "truth.json").write_text(json.dumps(truth, indent=2))
     return truth
 

@@ -23,22 +23,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .labels import target_culture, unseen
-from .quantify import ShareEstimator, domain_shift, self_check
+from .parallel import map_chunks
+from .quantify import ShareEstimator, domain_shift, one_thread, self_check, shift_null
 
 MIN_GROUP = 10
-APART_AUC = 0.7        # Hosmer and Lemeshow's "acceptable discrimination": the group sits apart
-CAUTION_AUC = 0.6      # "poor" discrimination: partly apart
 MIN_CONDITIONING = 0.2  # smallest singular value of the confusion matrix below this: sources confused
 BAR = {"mae": 0.08, "coverage": 0.85}      # the product's quality bar for the self-check
 FAIL = {"mae": 0.15, "coverage": 0.70}     # beyond this the self-check has failed: nothing is shown
 DISJOINT = 0.1  # two representations whose 95% intervals are disjoint for more of the values than this disagree
-EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "pca": "50-D PCA space"}
-CACHE_VERSION = 5  # 5: the self-check records its intervals' mean width
+EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "descriptor": "descriptor space"}
+MAPS, READ_IN = ("aae", "umap"), "descriptor"  # the 2-D maps, and the space that keeps what tells cultures apart
+CACHE_VERSION = 6  # 6: the descriptor space; checks in the classifier's log-odds against their null
 
 
 @dataclass(frozen=True)
@@ -50,31 +51,35 @@ class InfluenceSettings:
     degree: int = 3
     n_boot: int = 200
     level: float = 0.95
-    holdout: float = 0.4
+    folds: int = 4               # the self-check's cross-fitting: each fold holds out a quarter of every source
     self_check_groups: int = 24
+    false_alarm: float = 0.05    # the domain-shift check's false-alarm rate, measured on source figurines
+    null_draws: int = 40
+    descriptor: str = "hog"      # the descriptor space: core.descriptors.KINDS
+    descriptor_size: int = 64
+    components: int = 50         # principal components of the descriptors, fitted to the source figurines
+    backbone: str = "resnet50"   # with descriptor "backbone": resnet50 or convnext_tiny
+    weights: str = ""            # a backbone's weights file, or "torchvision" (downloaded when online)
     seed: int = 0
 
 
-def verdict(check: dict, shift: float, conditioning: float, confusion: np.ndarray, sources: list[str]) -> dict:
+def verdict(check: dict, shift: dict, conditioning: float, confusion: np.ndarray, sources: list[str]) -> dict:
     """`level` (good, caution or withheld) and the reasons, in plain words."""
     withheld, caution = [], []
     moved = check.get("shift")
-    if shift > APART_AUC:
-        withheld.append(f"the target figurines sit apart from every source in this representation (a classifier "
-                        f"tells them from the sources with AUC {shift:.2f}): what they share, such as local "
-                        f"clay and making, would be read as influence")
-    elif moved and moved["mae"] > FAIL["mae"]:
-        withheld.append(f"known mixtures of your source photographs, moved as far from the sources as the target "
-                        f"figurines sit (AUC {shift:.2f}), are read off by {moved['mae']:.2f} on average: the "
-                        f"target figurines' local making would be read as influence")
-    elif moved and (moved["mae"] > BAR["mae"] or shift > CAUTION_AUC):
-        caution.append(f"the target figurines sit partly apart from the sources (AUC {shift:.2f}); known mixtures "
-                       f"moved as far are read off by {moved['mae']:.2f}, so the intervals are widened by "
-                       f"{moved['allowance']:.2f} on each side, which holds their answer "
-                       f"{moved['coverage_widened']:.0%} of the time")
-    elif shift > CAUTION_AUC:
-        caution.append(f"the target figurines sit partly apart from the sources (AUC {shift:.2f}): the shares may "
-                       f"be off by more than their intervals, which carry sampling error only, show")
+    apart = (f"the target figurines differ from every mixture of the sources in what the classifier reads (told "
+             f"apart with AUC {shift['auc']:.2f}, where source figurines give at most {shift['alarm']:.2f} in "
+             f"{1 - shift['false_alarm']:.0%} of draws)")
+    if moved and moved["mae"] + 2 * moved["mae_se"] > FAIL["mae"]:
+        withheld.append(f"{apart}; known mixtures of your source photographs moved as far are read off by "
+                        f"{moved['mae']:.2f} on average (up to {moved['mae'] + 2 * moved['mae_se']:.2f} within its "
+                        f"own uncertainty): what the target figurines share, such as local making, would be read "
+                        f"as influence")
+    elif shift["apart"]:
+        caution.append(f"{apart}: what they share, such as local making, may bias the shares"
+                       + (f"; known mixtures moved as far are read off by {moved['mae']:.2f}, so the intervals are "
+                          f"widened by {moved['allowance']:.2f} on each side, which holds their answer "
+                          f"{moved['coverage_widened']:.0%} of the time" if moved else ""))
     if conditioning < MIN_CONDITIONING:
         off = confusion - np.diag(np.diag(confusion))
         i, j = np.unravel_index(off.argmax(), off.shape)
@@ -112,10 +117,14 @@ def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
     est = ShareEstimator(settings.degree, settings.n_boot, settings.level, settings.seed).fit(emb[is_source], y)
     res = est.estimate(emb[targets], groups)
     sizes = [len(ix) for ix in groups.values() if len(ix) >= MIN_GROUP] or [MIN_GROUP]
-    shift = domain_shift(emb[is_source], y, emb[targets], res[target]["shares"], est.classes_, settings.seed)
-    readable = shift <= APART_AUC and est.conditioning_ >= MIN_CONDITIONING  # else withheld: no widening needed
-    check = self_check(emb[is_source], y, sizes, est, settings.self_check_groups, settings.holdout,
-                       shift if readable else None)
+    auc = domain_shift(est, emb[targets], res[target]["shares"])
+    null = shift_null(est, len(targets), res[target]["shares"], settings.null_draws)
+    alarm = float(np.quantile(null, 1 - settings.false_alarm))
+    shift = {"auc": auc, "alarm": alarm, "null_median": float(np.median(null)), "false_alarm": settings.false_alarm,
+             "apart": bool(auc > alarm)}
+    readable = est.conditioning_ >= MIN_CONDITIONING  # else withheld: no widening needed
+    check = self_check(emb[is_source], y, sizes, est, settings.self_check_groups, settings.folds,
+                       (auc if shift["apart"] else 0.0) if readable else None)
     v = verdict(check, shift, est.conditioning_, est.confusion_, sources)
     wide = check.get("shift", {}).get("allowance", 0.0)
     rows = [{"group": g, "source": s, "n": r["n"], "share": float(r["shares"][j]),
@@ -123,9 +132,8 @@ def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
              "low": max(0.0, float(r["low"][j]) - wide), "high": min(1.0, float(r["high"][j]) + wide),
              "too_small": r["n"] < MIN_GROUP}
             for g, r in res.items() for j, s in enumerate(sources)]
-    check.pop("group_rows", None)
     return _shown({"table": pd.DataFrame(rows), "target": target, "sources": sources, "self_check": check,
-                   "domain_shift": shift, "conditioning": est.conditioning_,
+                   "domain_shift": auc, "shift": shift, "conditioning": est.conditioning_,
                    "confusion": est.confusion_.tolist(), "verdict": v})
 
 
@@ -146,6 +154,8 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
     1 time in 100. Where more than DISJOINT of the values have disjoint intervals, or the shares differ by
     more than the self-check's bar on average, the reading depends on the representation: each is read with
     care and its intervals span both readings; beyond the self-check's failure level, neither is shown.
+    Where a 2-D map disagrees with the descriptor space, only the map's reading is so marked: a 2-D map loses
+    what tells related cultures apart (measured on real photographs), the descriptor space keeps it.
     """
     ok = [n for n, r in results.items() if not r["table"].empty and r["verdict"]["level"] != "withheld"]
     key = ["group", "source"]
@@ -163,7 +173,9 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
             if gap <= BAR["mae"] and apart <= DISJOINT:
                 continue
             low, high = np.minimum(ta["low"], tb["low"]), np.maximum(ta["high"], tb["high"])
-            for n, other in ((a, b), (b, a)):
+            # a 2-D map that disagrees with the descriptor space yields to it: the map loses what tells related
+            # cultures apart, the descriptor space keeps it; two maps that disagree are both read with care
+            for n, other in [(m, o) for m, o in ((a, b), (b, a)) if not (m == READ_IN and o in MAPS)]:
                 r, v = results[n], results[n]["verdict"]
                 reason = (f"the {EMBEDDINGS.get(other, other)} reads the same groups differently (the shares differ by "
                           f"{gap:.2f} on average, {apart:.0%} of them beyond sampling error): the reading depends on "
@@ -184,8 +196,8 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
 
 def lead(results: dict[str, dict]) -> str:
     """The representation whose reading leads: the one that passes its checks best (good before caution),
-    the AAE latent first among equals, then the UMAP baseline, then the PCA space; where every reading is
-    withheld, the AAE latent's, which then says why it cannot tell."""
+    in EMBEDDINGS' order among equals; where every reading is withheld, the AAE latent's, which then says
+    why it cannot tell."""
     rank = {"good": 0, "caution": 1}
     passed = [n for n in EMBEDDINGS if n in results and not results[n]["table"].empty
               and results[n]["verdict"]["level"] in rank]
@@ -205,16 +217,19 @@ def as_json(results: dict[str, dict], settings: InfluenceSettings = InfluenceSet
                                       "sampling_ci": [row.sampling_low, row.sampling_high]}
                          for row in part.itertuples()}
                      for g, part in r["table"].groupby("group", sort=False)}
-    out["method"] = asdict(settings)
+    out["method"] = {**asdict(settings), "descriptor": describe_space(settings)}
     out["checks"] = {
-        "about": ("self_check: error (mae) and 95%-interval coverage on known mixtures of held-out source "
-                  "figurines; domain_shift_auc: how well the target figurines are told from the sources weighted "
-                  f"to their mixture (above {APART_AUC}: apart, nothing read); self_check.shift: the known "
-                  f"mixtures moved as far from the sources, and the widening of the intervals (allowance, each "
-                  f"side) that holds their answer; conditioning: 1 = sources told apart, below "
-                  f"{MIN_CONDITIONING}: confused; verdict: good, caution or withheld"),
+        "about": ("self_check: error (mae, with its standard error mae_se) and 95%-interval coverage on known "
+                  "mixtures of source figurines held out from the classifier (cross-fitted over folds); "
+                  "domain_shift_auc: how well the target figurines are told from the sources weighted to their "
+                  "mixture, in the classifier's log-odds; domain_shift: that AUC beside its null (source "
+                  "figurines against source figurines: alarm is the quantile that gives false_alarm), apart "
+                  "when above it; self_check.shift: the known mixtures moved as far from the sources, and the "
+                  "widening of the intervals (allowance, each side) that holds their answer; conditioning: 1 = "
+                  f"sources told apart, below {MIN_CONDITIONING}: confused; verdict: good, caution or withheld"),
         **{n: {"verdict": r["verdict"], "self_check": r["self_check"], "domain_shift_auc": r["domain_shift"],
-               "conditioning": r["conditioning"]} for n, r in results.items() if not r["table"].empty}}
+               "domain_shift": r["shift"], "conditioning": r["conditioning"]}
+           for n, r in results.items() if not r["table"].empty}}
     return out
 
 
@@ -249,8 +264,6 @@ def reading(result: dict, quote=str) -> list[str]:
 
 def known_answer(data_root) -> dict | None:
     """The known mixing weights of a dataset (the demo's `truth.json`), if it has them."""
-    from pathlib import Path
-
     try:
         sites = json.loads((Path(data_root) / "truth.json").read_text())["sites"]
         return {g: {s: float(v) for s, v in w.items()} for g, w in sites.items()}
@@ -278,28 +291,104 @@ def seen_by(config: dict, enc: pd.DataFrame) -> np.ndarray:
     return enc["culture"].isin(config["sources"]).to_numpy() & ~unseen(enc["path"], s["label_holdout"], s["seed"])
 
 
-def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings()) -> dict[str, dict]:
-    """Influence results of a run in its three spaces, from `RUN/influence.json` when still current."""
+def describe_space(settings: InfluenceSettings) -> str:
+    """The descriptor space in words."""
+    return (f"{descriptor_of(settings).name}, standardised and projected on their first {settings.components} "
+            f"principal components, fitted to the source figurines only")
+
+
+def descriptor_of(settings: InfluenceSettings):
+    from .descriptors import Descriptor
+
+    return Descriptor(settings.descriptor, settings.descriptor_size, arch=settings.backbone, weights=settings.weights)
+
+
+def descriptor_space(features: np.ndarray, is_source: np.ndarray, components: int = 50) -> np.ndarray:
+    """Descriptors standardised and projected on principal components fitted to the source figurines alone:
+    what only the target culture shares (its local making) gets no axis of its own."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(features[is_source])
+    k = int(min(components, is_source.sum() - 1, features.shape[1]))
+    pca = PCA(k, random_state=0).fit(scaler.transform(features[is_source]))
+    return pca.transform(scaler.transform(features))
+
+
+def _descriptors(run, enc: pd.DataFrame, settings: InfluenceSettings, progress=None) -> np.ndarray | None:
+    """The descriptors of a run's figurines, rows as its encodings; None where its folder is gone or changed."""
+    from .dataset import load
+    from .descriptors import describe
+
+    cfg = run.config()
+    root = Path(cfg["data"])
+    if not root.is_dir():
+        return None
+    ds = load(root, settings.descriptor_size, cfg["effective"].get("background", "flatten"),
+              progress=progress and (lambda i, n: progress("Decoding the photographs", i / max(n, 1))))
+    x = describe(ds, descriptor_of(settings),
+                 progress=progress and (lambda i, n: progress("Describing the photographs", i / max(n, 1))))
+    pos = pd.Index(ds.items["path"]).get_indexer(enc["path"])
+    return None if (pos < 0).any() else x[pos]
+
+
+def _key(run, settings: InfluenceSettings) -> dict:
+    from .descriptors import resolved
+    from .embed import stored_key
+
+    return {"encodings": stored_key(run.encodings_path), "settings": asdict(settings), "version": CACHE_VERSION,
+            "weights": resolved(descriptor_of(settings)).weights_sha256}
+
+
+def _cached(run, key: dict) -> dict[str, dict] | None:
+    try:
+        cached = json.loads((run.dir / "influence.json").read_text())
+        return _from_cache(cached["results"]) if cached.get("key") == key else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
+@one_thread
+def _estimate(job: tuple) -> dict:
+    """Worker: `estimate` in one representation."""
+    return estimate(*job)
+
+
+def is_current(run_dir, settings: InfluenceSettings = InfluenceSettings()) -> bool:
+    """Whether `for_run` would answer from `RUN/influence.json` at once."""
+    from .runs import Run
+
+    run = Run(run_dir)
+    return run.encodings_path.is_file() and _cached(run, _key(run, settings)) is not None
+
+
+def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings(), progress=None) -> dict[str, dict]:
+    """Influence results of a run in its spaces (the AAE latent, the UMAP baseline and the descriptor space),
+    from `RUN/influence.json` when still current; `progress(step, fraction)` hears how far it is."""
     from filelock import FileLock
 
-    from .embed import spaces, stored_key
+    from .embed import spaces
     from .runs import Run, atomic_write
 
     run = Run(run_dir)
     enc, embeddings = spaces(run_dir)
-    key = {"encodings": stored_key(run.encodings_path), "settings": asdict(settings), "version": CACHE_VERSION}
-    path = run.dir / "influence.json"
+    key = _key(run, settings)
     with FileLock(run.dir / ".influence.lock"):
-        try:
-            cached = json.loads(path.read_text())
-            if cached.get("key") == key:
-                return _from_cache(cached["results"])
-        except (OSError, ValueError, AttributeError):
-            pass
+        cached = _cached(run, key)
+        if cached is not None:
+            return cached
+        features = _descriptors(run, enc, settings, progress)
+        is_source = (enc["culture"] != target_culture(enc["culture"], enc["site"])).to_numpy()
+        if features is not None:
+            embeddings = {**embeddings, "descriptor": descriptor_space(features, is_source, settings.components)}
         rows = {n: np.ones(len(enc), bool) for n in embeddings}
         rows["aae"] = ~seen_by(run.config(), enc)
-        results = agree({n: estimate(e[rows[n]], enc["culture"][rows[n]], enc["site"][rows[n]], settings)
-                         for n, e in embeddings.items()})
+        names = [n for n in EMBEDDINGS if n in embeddings]
+        jobs = [(embeddings[n][rows[n]], enc["culture"][rows[n]], enc["site"][rows[n]], settings) for n in names]
+        step = progress and (lambda done, total: progress(
+            f"Estimating the shares in {len(names)} representations and checking them on known mixtures",
+            done / max(total, 1)))
+        results = agree(dict(zip(names, map_chunks(_estimate, jobs, [1] * len(jobs), progress=step))))
         stored = {n: {**r, "table": r["table"].to_dict("records")} for n, r in results.items()}
-        atomic_write(path, json.dumps({"key": key, "results": stored}, default=float).encode())
+        atomic_write(run.dir / "influence.json", json.dumps({"key": key, "results": stored}, default=float).encode())
     return results

@@ -13,14 +13,21 @@ EMBEDDINGS = influence.EMBEDDINGS
 ALERT = {"good": st.success, "caution": st.warning, "withheld": st.error}
 
 st.title("Influence")
-st.caption("What share of each group of Hellenistic Babylonian figurines follows each source culture. A classifier "
-           "fitted to the source figurines, corrected for its own confusion between them by EM (Saerens et al. "
-           "2002); 95% intervals resample the source figurines and the group and refit everything each time.")
 
 
-@st.cache_data(max_entries=4, show_spinner="Estimating influence shares and checking them on known mixtures…")
+@st.cache_data(max_entries=4, show_spinner=False)
 def results(run_dir: str, checkpoint_mtime: int) -> dict[str, dict]:
+    """From the run's influence.json once `compute` has written it: instant."""
     return influence.for_run(run_dir)
+
+
+def compute(run_dir: str) -> None:
+    """The first reading of a run, with a progress bar saying which step it is on."""
+    if influence.is_current(run_dir):
+        return
+    bar = st.progress(0.0, "Reading the run's encodings…")
+    influence.for_run(run_dir, progress=lambda step, f: bar.progress(min(max(f, 0.0), 1.0), f"{step}…"))
+    bar.empty()
 
 
 @st.cache_data(max_entries=4, show_spinner="Checking the run…")
@@ -28,16 +35,17 @@ def checks(run_dir: str, checkpoint_mtime: int) -> dict:
     return diagnostics.for_run(run_dir)
 
 
-def self_check(r: dict, space: str) -> None:
+def self_check(r: dict, space: str, whose: str) -> None:
     """The lead: how the method does on the user's own photographs when the answer is known."""
     c, v = r["self_check"], r["verdict"]
     if "mae" in c:
-        st.markdown(f"#### On your photographs, when the answer is known, this method is off by {c['mae']:.2f} on "
-                    f"average and its 95% intervals, {c['width']:.2f} wide on average, contain the answer "
-                    f"{c['coverage']:.0%} of the time.")
+        st.markdown(f"#### On {whose} photographs, when the answer is known, this method is off by {c['mae']:.2f} "
+                    f"(± {c['mae_se']:.2f}) on average and its 95% intervals, {c['width']:.2f} wide on average, "
+                    f"contain the answer {c['coverage']:.0%} of the time.")
         moved = c.get("shift")
         st.caption(f"{c['groups']} groups of known mixtures of source figurines held out from the classifier "
-                   f"({c['holdout']:.0%} of each source culture), estimated as the sites are ({space})."
+                   f"(each of {c['folds']} folds in turn: {c['holdout']:.0%} of each source culture), estimated as "
+                   f"the sites are ({space})."
                    + (f" Moved as far from the sources as the target figurines sit, in directions that would "
                       f"bias them, the same groups are off by {moved['mae']:.2f}" if moved else "")
                    + (f": every interval is widened by {moved['allowance']:.2f} on each side, which holds their "
@@ -49,34 +57,40 @@ def self_check(r: dict, space: str) -> None:
     ALERT[v["level"]](text[v["level"]])
 
 
-def lead_note(res: dict, name: str) -> None:
-    """Why the reading comes from a baseline rather than the run's own AAE latent."""
-    v = res["aae"]["verdict"]  # withheld or caution: a good AAE reading leads itself
-    how = "is withheld" if v["level"] == "withheld" else "is to be read with care"
-    st.info(f"The reading below is the {EMBEDDINGS[name]}'s, made from the same photographs: it passes its checks "
-            f"best. The AAE latent's {how}" + (f": {v['reasons'][0]}." if v["reasons"] else ".")
-            + " Both stand side by side in the heatmaps and the checks below.")
+def lead_note(res: dict, name: str, descriptor: str) -> None:
+    """Which representation gave the numbers, and why."""
+    what = {"aae": "the run's own 2-D AAE map", "umap": "the 2-D UMAP map of the same photographs",
+            "descriptor": f"the descriptor space ({descriptor}), which keeps what tells related cultures apart "
+                          f"better than a 2-D map does"}[name]
+    others = "; ".join(f"the {EMBEDDINGS[n]}'s " + ("is withheld" if r["verdict"]["level"] == "withheld" else
+                                                     "is to be read with care" if r["verdict"]["level"] == "caution"
+                                                     else "passes them as well")
+                       for n, r in res.items() if n != name and not r["table"].empty)
+    st.info(f"The numbers below are read in {what}: of the representations of the same photographs, its reading "
+            f"passes its checks best ({others}). All stand side by side in the heatmaps and the checks below.")
 
 
 def method_checks(res: dict) -> None:
     rows = {EMBEDDINGS[n]: {"self-check error": r["self_check"].get("mae"),
+                            "± (standard error)": r["self_check"].get("mae_se"),
                             "self-check coverage": r["self_check"].get("coverage"),
                             "apart from the sources (AUC)": r["domain_shift"],
+                            "sources among themselves (95% of draws below)": r["shift"]["alarm"],
                             "moved as far: error": r["self_check"].get("shift", {}).get("mae"),
                             "intervals widened by": r["self_check"].get("shift", {}).get("allowance"),
                             "sources told apart (conditioning)": r["conditioning"],
-                            "reading": r["verdict"]["level"]} for n, r in res.items()}
+                            "reading": r["verdict"]["level"]} for n, r in res.items() if not r["table"].empty}
+    numbers = [c for c in next(iter(rows.values())) if c != "reading"]
     st.dataframe(pd.DataFrame(rows).T, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.2f") for c in
-                                ("self-check error", "self-check coverage", "apart from the sources (AUC)",
-                                 "moved as far: error", "intervals widened by", "sources told apart (conditioning)")})
-    st.caption(f"Apart: a classifier telling the target figurines from the sources weighted to their estimated "
-               f"mixture (0.5: they look like that mixture; above {influence.APART_AUC}: they sit apart, and "
-               f"nothing is read). Moved as far: the self-check's known mixtures moved that far from the "
-               f"sources, in random directions that separate them; the intervals are widened until they hold "
-               f"95% of those answers in every direction tried (not computed where the reading is withheld "
-               f"anyway). Conditioning: 1 when the sources are told apart perfectly, below "
-               f"{influence.MIN_CONDITIONING} the method cannot tell them apart.")
+                 column_config={c: st.column_config.NumberColumn(format="%.2f") for c in numbers})
+    st.caption("Apart: how well a classifier tells the target figurines from the sources weighted to their estimated "
+               "mixture, in what the share estimator reads of each figurine (0.5: they look like that mixture). "
+               "Source figurines drawn the same way and told from other source figurines give the next column: "
+               "above it, the target figurines differ (a 5% false-alarm rate). Moved as far: the self-check's "
+               "known mixtures moved that far from the sources, in random directions that separate them; the "
+               "intervals are widened until they hold 95% of those answers in every direction tried (not "
+               "computed where the reading is withheld anyway). Conditioning: 1 when the sources are told apart "
+               f"perfectly, below {influence.MIN_CONDITIONING} the method cannot tell them apart.")
 
 
 def trust(d: dict) -> None:
@@ -105,6 +119,7 @@ if run is None:
     st.stop()
 mtime = run.model_path.stat().st_mtime_ns
 try:
+    compute(str(run.dir))
     res = results(str(run.dir), mtime)
     d = checks(str(run.dir), mtime)
 except UserError as e:
@@ -114,23 +129,28 @@ if res["aae"]["table"].empty:
     st.warning("This dataset has only one culture: there are no source cultures to compare with.")
     st.stop()
 
+target = res["aae"]["target"]
+descriptor = influence.describe_space(influence.InfluenceSettings())
+st.caption(f"What share of each group of {plain(target)} figurines follows each source culture. A classifier fitted "
+           "to the source figurines, corrected for its own confusion between them by EM (Saerens et al. 2002); 95% "
+           "intervals resample the source figurines and the group and refit the classifier each time.")
+truth = influence.known_answer(run.config().get("data", ""))
 lead = influence.lead(res)
-self_check(res[lead], EMBEDDINGS[lead])
-if lead != "aae":
-    lead_note(res, lead)
+self_check(res[lead], EMBEDDINGS[lead], "the demo's" if truth else "your")
+lead_note(res, lead, descriptor)
 
 st.subheader("Reading")
 for line in influence.reading(res[lead], quote=plain):
     st.markdown(f"- {line}")
 
-truth = influence.known_answer(run.config().get("data", ""))
-tables = {n: influence.with_known(r["table"], truth) for n, r in res.items()}
-maps = [charts.heatmap(tables[name], EMBEDDINGS[name]) for name in ("aae", "umap")]
+tables = {n: influence.with_known(r["table"], truth) for n, r in res.items() if not r["table"].empty}
+order = [lead] + [n for n in tables if n != lead]
+maps = [charts.heatmap(tables[name], EMBEDDINGS[name]) for name in order]
 for chart in maps:  # at their own width: stretched into half a page, the column labels overlap
     st.altair_chart(chart, width="content")
 if truth:
     err = {EMBEDDINGS[n]: t["error"].mean() for n, t in tables.items()}
-    st.caption("The demo's known answer (truth.json) stands beside every estimate below. Mean error: "
+    st.caption("The known answer (truth.json) stands beside every estimate below. Mean error: "
                + ", ".join(f"{k} {v:.2f}" for k, v in err.items()) + ".")
 
 st.subheader("How far the method can be trusted")

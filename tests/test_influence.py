@@ -89,7 +89,7 @@ def test_the_self_check_says_how_wide_its_intervals_are():
     noise = rng.normal(size=emb[src].shape)
     est = quantify.ShareEstimator(n_boot=100, seed=0).fit(noise, cul[src])
     check = quantify.self_check(noise, cul[src].to_numpy(), [100, 60, 40], est, n_groups=16)
-    assert check["coverage"] >= 0.95 and check["width"] > 0.8 and check["mae"] > influence.FAIL["mae"]
+    assert check["coverage"] >= 0.9 and check["width"] > 0.8 and check["mae"] > influence.FAIL["mae"]
 
 
 def test_intervals_shrink_with_more_data():
@@ -117,16 +117,82 @@ def test_class_sizes_do_not_decide_the_answer():
 
 
 def test_a_group_apart_from_every_source_is_not_read():
-    """Local making shared by every target figurine (a shift) is not read as influence."""
+    """Local making that puts every target figurine where no mixture of the sources lies is not read as
+    influence."""
     rng = np.random.default_rng(5)
     emb, cul, site = frame([(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [6, 0], 300)),
-                            (T, "Uruk", cloud(rng, [0, 6], 150)), (T, "Kish", cloud(rng, [6, 6], 150))])
+                            (T, "Uruk", cloud(rng, [-6, 0], 150)), (T, "Kish", cloud(rng, [12, 0], 150))])
     r = influence.estimate(emb, cul, site, FAST)
-    assert r["domain_shift"] > influence.APART_AUC and r["verdict"]["level"] == "withheld"
-    assert "sit apart from every source" in influence.reading(r)[0]
+    assert r["shift"]["apart"] and r["verdict"]["level"] == "withheld"
+    assert "differ from every mixture of the sources" in influence.reading(r)[0]
     out = influence.as_json({"aae": r})
     assert out["aae"]["Uruk"][A]["ci"] == [0.0, 1.0] and out["aae"]["Uruk"][A]["shown"] is False
-    assert out["checks"]["aae"]["verdict"]["level"] == "withheld" and out["checks"]["aae"]["domain_shift_auc"] > 0.7
+    assert out["checks"]["aae"]["verdict"]["level"] == "withheld" and out["checks"]["aae"]["domain_shift"]["apart"]
+
+
+def separated(rng, n_src=250, dims=10):
+    """Three sources told apart along the first two of `dims` dimensions (unit spread)."""
+    centres = np.zeros((3, dims))
+    centres[1, 0], centres[2, 1] = 3.0, 3.0
+    return centres, [(s, "", rng.normal(c, 1.0, (n_src, dims))) for s, c in zip((A, B, C), centres)]
+
+
+def mixed_sites(rng, centres, truth, move, n=200):
+    """Sites of known mixtures of the sources, every figurine moved by `move`."""
+    out = []
+    for site in ("Uruk", "Kish", "Nippur"):
+        counts = rng.multinomial(n, truth)
+        out.append((T, site, np.concatenate([rng.normal(c, 1.0, (k, len(c))) for c, k in zip(centres, counts)])
+                    + move))
+    return out
+
+
+def test_a_shift_across_what_tells_the_sources_apart_is_not_raised():
+    """Every target figurine moved 3 sd in a direction the source classifier does not use (local clay, a
+    shared base): the shares are not biased, and the check, made in what the estimator reads, stays quiet."""
+    rng = np.random.default_rng(21)
+    truth = np.array([0.5, 0.3, 0.2])
+    centres, sources = separated(rng)
+    move = np.zeros(10)
+    move[6] = 3.0
+    r = influence.estimate(*frame(sources + mixed_sites(rng, centres, truth, move)), FAST)
+    assert not r["shift"]["apart"] and r["shift"]["auc"] <= r["shift"]["alarm"], r["shift"]
+    assert r["verdict"]["level"] == "good", r["verdict"]
+    t = r["table"].assign(known=np.tile(truth, 4))
+    assert (t["share"] - t["known"]).abs().mean() < influence.BAR["mae"]
+    assert ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean() >= 0.8
+
+
+def test_a_shift_along_what_tells_the_sources_apart_is_caught():
+    """Every target figurine moved 1 sd towards one source: the shares are biased, the check sees the targets
+    apart, and the reading is read with care behind widened intervals, or withheld."""
+    rng = np.random.default_rng(22)
+    truth = np.array([0.5, 0.3, 0.2])
+    centres, sources = separated(rng)
+    move = np.zeros(10)
+    move[0] = 1.0
+    r = influence.estimate(*frame(sources + mixed_sites(rng, centres, truth, move)), FAST)
+    t = r["table"].assign(known=np.tile(truth, 4))
+    assert (t["share"] - t["known"]).abs().mean() > 0.08  # biased beyond the bar
+    assert r["shift"]["apart"] and r["verdict"]["level"] in ("caution", "withheld"), (r["shift"], r["verdict"])
+    held = ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean()
+    assert r["verdict"]["level"] == "withheld" or (held >= 0.8 and r["self_check"]["shift"]["allowance"] > 0)
+
+
+def test_the_shift_checks_false_alarms_are_near_their_rate():
+    """Target figurines drawn exactly as the sources are: the domain-shift check, calibrated on source
+    figurines against source figurines, raises an alarm about as often as its 5% false-alarm rate says."""
+    alarms = 0
+    for seed in range(20):
+        rng = np.random.default_rng(100 + seed)
+        centres, sources = separated(rng, 150, 6)
+        emb, cul, site = frame(sources + mixed_sites(rng, centres, [1 / 3] * 3, 0.0, 60))
+        src = (cul != T).to_numpy()
+        est = quantify.ShareEstimator(n_boot=20, seed=seed).fit(emb[src], cul[src])
+        shares = est.estimate(emb[~src], {"all": np.arange((~src).sum())})["all"]["shares"]
+        auc = quantify.domain_shift(est, emb[~src], shares)
+        alarms += auc > np.quantile(quantify.shift_null(est, (~src).sum(), shares), 0.95)
+    assert alarms <= 4, alarms  # 1 expected; more than 4 of 20 would happen by chance less than 2% of the time
 
 
 def test_a_group_partly_apart_gets_intervals_that_hold_its_answer():
@@ -145,10 +211,9 @@ def test_a_group_partly_apart_gets_intervals_that_hold_its_answer():
     sampled = ((t["sampling_low"] <= t["known"]) & (t["known"] <= t["sampling_high"])).mean()
     held = ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean()
     moved = r["self_check"]["shift"]
-    # EM reads most of the move as another mixture: what is left is hard to see, the error is not
-    assert 0.5 < r["domain_shift"] <= influence.CAUTION_AUC and (t["share"] - t["known"]).abs().mean() > 0.1
-    assert moved["distance"] > 0 and moved["mae"] > influence.BAR["mae"] and moved["coverage_widened"] >= 0.95
-    assert sampled < 0.5 and held == 1, (sampled, held)
+    assert r["shift"]["apart"] and (t["share"] - t["known"]).abs().mean() > 0.1
+    assert moved["distance"] > 0 and moved["coverage_widened"] >= 0.95
+    assert sampled < 0.5 and held >= 0.9, (sampled, held)
     assert r["verdict"]["level"] == "caution" and "widened by" in r["verdict"]["reasons"][0]
     assert (t["ci_low"] == (t["sampling_low"] - moved["allowance"]).clip(lower=0)).all()
 
@@ -162,7 +227,7 @@ def test_the_widening_grows_with_the_shift():
     est = quantify.ShareEstimator(n_boot=30).fit(emb[src], cul[src])
     moved = [quantify.self_check(emb[src], cul[src].to_numpy(), [100, 60], est, 8, shift_auc=auc)["shift"]
              for auc in (0.5, 0.55, 0.65)]
-    assert all(m["groups"] == 8 * 8 for m in moved)
+    assert all(m["groups"] == 8 * 2 for m in moved)  # 2 groups in each of 4 folds, moved in 2 directions each
     assert moved[0]["distance"] == 0 and moved[0]["allowance"] <= 0.02
     assert 0 < moved[1]["distance"] < moved[2]["distance"] and moved[1]["allowance"] < moved[2]["allowance"]
 
@@ -239,15 +304,18 @@ def test_cli_influence_json(demo_run, capsys):
     run, _ = demo_run
     assert main(["influence", "--run-dir", str(run.dir), "--json", "--bootstrap", "60"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"aae", "umap", "pca", "method", "checks"} <= set(out)
+    assert {"aae", "umap", "descriptor", "method", "checks"} <= set(out)
     assert out["method"]["n_boot"] == 60 and "EM" in out["method"]["method"]
-    for name in ("aae", "umap", "pca"):
+    assert out["method"]["descriptor"].startswith("HOG descriptors (scikit-image")
+    assert "fitted to the source figurines only" in out["method"]["descriptor"]
+    for name in ("aae", "umap", "descriptor"):
         emb = out[name]
         assert "Hellenistic Babylonian" in emb and "Seleucia on the Tigris" in emb and len(emb) == 9
         for group in emb.values():
             assert sum(v["share"] for v in group.values()) == pytest.approx(1)
             assert all(v["ci"][0] <= v["share"] <= v["ci"][1] for v in group.values())
-        assert {"mae", "coverage", "width", "groups"} <= set(out["checks"][name]["self_check"])
+        assert {"mae", "mae_se", "coverage", "width", "groups"} <= set(out["checks"][name]["self_check"])
+        assert {"auc", "alarm", "apart"} <= set(out["checks"][name]["domain_shift"])
     assert main(["influence", "--run-dir", str(run.dir), "--self-check", "--bootstrap", "60"]) == 0
     table = capsys.readouterr().out
     assert "AAE latent" in table and "coverage" in table and "Borsippa" not in table
@@ -269,19 +337,60 @@ def test_representations_that_read_the_groups_differently_are_not_a_finding():
 
 
 def test_the_reading_that_passes_its_checks_leads():
-    """A withheld AAE reading does not hide a baseline's that passes its checks; the AAE leads among equals."""
+    """A withheld AAE reading does not hide another's that passes its checks; the AAE leads among equals."""
     rng = np.random.default_rng(9)
     apart = influence.estimate(*frame([(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [6, 0], 300)),
-                                       (T, "Uruk", cloud(rng, [3, 6], 200))]), FAST)
+                                       (T, "Uruk", cloud(rng, [-6, 0], 200))]), FAST)
     fine = influence.estimate(*frame([(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [9, 0], 300)),
                                       (T, "Uruk", np.concatenate([cloud(rng, [0, 0], 140),
                                                                   cloud(rng, [9, 0], 60)]))]), FAST)
     assert apart["verdict"]["level"] == "withheld" and fine["verdict"]["level"] == "good"
-    assert influence.lead({"aae": apart, "umap": fine, "pca": apart}) == "umap"
+    assert influence.lead({"aae": apart, "umap": fine, "descriptor": apart}) == "umap"
+    assert influence.lead({"aae": apart, "umap": apart, "descriptor": fine}) == "descriptor"
     assert influence.lead({"aae": fine, "umap": fine}) == "aae"
     assert influence.lead({"aae": apart, "umap": apart}) == "aae"  # nothing passes: the AAE says why
     caution = {**fine, "verdict": {"level": "caution", "reasons": ["partly apart"]}}
     assert influence.lead({"aae": caution, "umap": fine}) == "umap"
+
+
+def test_a_2d_map_that_disagrees_with_the_descriptor_space_yields_to_it():
+    """The descriptor space keeps what tells cultures apart, a 2-D map loses it: where they read the groups
+    differently, the map's reading is read with care and the descriptor space's keeps its level."""
+    rng = np.random.default_rng(7)
+    sources = [(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [9, 0], 300))]
+
+    def group(share_a):
+        n_a = int(400 * share_a)
+        return np.concatenate([cloud(rng, [0, 0], n_a), cloud(rng, [9, 0], 400 - n_a)])
+
+    res = influence.agree({"umap": influence.estimate(*frame(sources + [(T, "Uruk", group(0.45))]), FAST),
+                           "descriptor": influence.estimate(*frame(sources + [(T, "Uruk", group(0.6))]), FAST)})
+    assert res["descriptor"]["verdict"]["level"] == "good" and not res["descriptor"]["verdict"]["reasons"]
+    assert res["umap"]["verdict"]["level"] == "caution"
+    assert "the descriptor space reads the same groups differently" in res["umap"]["verdict"]["reasons"][-1]
+    assert influence.lead(res) == "descriptor"
+
+
+def test_the_descriptor_space_gives_no_axis_to_what_only_the_targets_share():
+    """Components fitted to the source figurines alone: variation only the target figurines have (local making)
+    is not one of the space's axes, while what tells the sources apart is."""
+    rng = np.random.default_rng(12)
+    n = 200
+    x = rng.normal(0, 1, (2 * n, 8))
+    x[:n, 0] += 4  # the sources differ along feature 0
+    is_source = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    x[n:, 0] = rng.normal(2, 1, n)
+    x[n:, 5] *= 1.0
+    x[n:, 7] = rng.normal(0, 30, n)  # the targets alone vary hugely along feature 7; the sources barely
+    x[:n, 7] = rng.normal(0, 0.01, n)
+    z = influence.descriptor_space(x, is_source, components=3)
+    assert z.shape == (2 * n, 3)
+    from sklearn.decomposition import PCA
+
+    everything = PCA(3).fit(x)
+    assert abs(everything.components_[0, 7]) > 0.9  # fitted to all, local making would take the first axis
+    src_axes = PCA(3).fit((x[is_source] - x[is_source].mean(0)) / x[is_source].std(0)).components_
+    assert np.abs(src_axes[:, 7]).max() < 0.5
 
 
 def test_readings_apart_beyond_sampling_error_are_read_with_intervals_that_span_both():
@@ -317,7 +426,7 @@ def test_cli_influence_prints_names_with_terminal_sequences_escaped(monkeypatch,
                             (T, evil_site, cloud(rng, [0, 0], 60))])
     r = influence.estimate(emb, cul, site, FAST)
     monkeypatch.setattr(core.embed, "encode_run", lambda run_dir: pd.DataFrame())
-    monkeypatch.setattr(influence, "for_run", lambda run_dir, settings: {"aae": r, "umap": r, "pca": r})
+    monkeypatch.setattr(influence, "for_run", lambda run_dir, settings, progress: {"aae": r, "umap": r, "descriptor": r})
     monkeypatch.setattr(Run, "config", lambda self: {"data": ""})
     assert main(["influence", "--run-dir", "anywhere", "--bootstrap", "20"]) == 0
     out = capsys.readouterr().out

@@ -253,20 +253,35 @@ def test_influence_page(trained_run):
     at = page("influence", run=trained_run.name)
     assert not at.exception
     lead = at.markdown[0].value
-    assert lead.startswith("#### On your photographs, when the answer is known, this method is off by ")
+    assert lead.startswith("#### On the demo's photographs, when the answer is known, this method is off by ")
     verdicts = [a.value for a in list(at.success) + list(at.warning) + list(at.error)]
-    spaces = ("AAE latent", "UMAP baseline", "50-D PCA space")
+    spaces = ("AAE latent", "UMAP baseline", "descriptor space")
     led = [n for n in spaces for v in verdicts if v.startswith((f"The {n}'s shares", f"Read the {n}'s"))]
     assert len(led) == 1 or (not led and any(v.startswith("Cannot tell:") for v in verdicts))
-    notes = [i.value for i in at.info if i.value.startswith("The reading below is the ")]
-    # a baseline leads only with a note that says why the AAE latent's reading does not
-    assert len(notes) == (led not in ([], ["AAE latent"])) and all(led[0] in n for n in notes)
-    assert len(charts(at)) == 2  # AAE and UMAP heatmaps
+    notes = [i.value for i in at.info if i.value.startswith("The numbers below are read in ")]
+    assert len(notes) == 1 and "passes its checks best" in notes[0]  # which representation, and why
+    assert len(charts(at)) == 3  # a heatmap per representation, the one read first
     table = next(d.value for d in at.dataframe if "embedding" in d.value)
-    assert set(table["embedding"]) == {"AAE latent", "UMAP baseline", "50-D PCA space"}
+    assert set(table["embedding"]) == set(spaces)
     checks = next(d.value for d in at.dataframe if "self-check error" in d.value)
-    assert list(checks.index) == ["AAE latent", "UMAP baseline", "50-D PCA space"]
+    assert set(checks.index) == set(spaces)
     assert any(i.value.startswith("Verdict: ") for i in list(at.info) + list(at.warning) + list(at.error))
+    assert any("Hellenistic Babylonian figurines follows each source culture" in c.value for c in at.caption)
+
+
+def test_influence_page_names_the_datasets_own_target_culture(tmp_path):
+    """A collection whose target culture is not Hellenistic Babylonian: the page says its own name."""
+    from core.demo import SECOND, generate
+
+    data = DATA / "second"
+    generate(data, size=32, scale=0.3, seed=1, collection=SECOND)
+    s = Settings.from_preset("fast", image_size=32, width=8, disc_width=32, epochs=1, device="cpu")
+    run = fit_run(RUNS / "second-test", s, str(data))
+    at = page("influence", run=run.name)
+    assert not at.exception, at.exception
+    text = " ".join(e.value for e in list(at.caption) + list(at.markdown) + list(at.info))
+    assert "Seleucid Mesopotamian figurines follows each source culture" in text
+    assert "Hellenistic Babylonian" not in text
 
 
 def test_names_from_a_folder_are_shown_as_text():
