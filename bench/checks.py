@@ -47,23 +47,26 @@ def main() -> None:
     sys.path.insert(0, a.code)
     from core import influence
 
-    settings = influence.InfluenceSettings(n_boot=60, self_check_groups=12)
+    settings = influence.InfluenceSettings()  # the product's own
     print(f"code: {a.code}; {a.seeds} seeds per case\n")
-    print("| case | good | caution | withheld | false alarm / miss | error of the shares | known share inside the "
-          "intervals shown | seconds per case |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| case | good | caution | withheld | false alarm / miss (verdict) | shift check raised | error of the "
+          "shares | known share inside the intervals shown | seconds per case |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, (dim, amount) in CASES.items():
-        levels, errors, held, start = [], [], [], time.time()
+        levels, errors, held, raised, start = [], [], [], 0, time.time()
         for seed in range(a.seeds):
             r = influence.estimate(*case(np.random.default_rng([seed, 7]), dim, amount), settings)
             t = r["table"].assign(known=np.tile(TRUTH, 4))
             levels.append(r["verdict"]["level"])
+            # the shift check: the new code's null-calibrated alarm, the old code's fixed AUC (0.6: partly apart)
+            raised += bool(r["shift"]["apart"]) if "shift" in r else r["domain_shift"] > 0.6
             errors.append((t["share"] - t["known"]).abs().mean())
             held.append((t["shown"] & (t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean())
         n = {lv: levels.count(lv) for lv in ("good", "caution", "withheld")}
         wrong = (a.seeds - n["good"]) if dim is None or dim == 6 else n["good"]
         kind = "false alarm" if dim is None or dim == 6 else "miss"
         print(f"| {name} | {n['good']} | {n['caution']} | {n['withheld']} | {kind}: {wrong} / {a.seeds} | "
+              f"{raised} / {a.seeds} | "
               f"{np.mean(errors):.3f} | {np.mean(held):.0%} | {(time.time() - start) / a.seeds:.1f} |", flush=True)
 
 

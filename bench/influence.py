@@ -63,6 +63,8 @@ def main() -> None:
     a = p.parse_args()
     out = Path(a.out)
     os.environ.setdefault("FIGURINES_CACHE", str(out / "cache"))
+    os.environ["FIGURINES_DATA_ROOTS"] = os.pathsep.join(  # the backbone's weights file lies in `out`
+        [str(out.resolve()), *filter(None, os.environ.get("FIGURINES_DATA_ROOTS", "").split(os.pathsep))])
     data = out / a.collection
     if not (data / "truth.json").is_file():
         cli("demo", "--out", data, "--size", a.size, "--collection", a.collection,

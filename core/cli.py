@@ -211,15 +211,18 @@ def cmd_influence(a) -> int:
     print(f"method: {settings.method}; {settings.n_boot} resamples of sources and groups")
     print(f"descriptor space: {influence.describe_space(settings)}")
     print("\nself-check (known mixtures of held-out source figurines) and checks:")
-    print(f"  {'space':<16} {'error':>6} {'coverage':>9} {'groups':>7} {'apart (AUC)':>12} {'moved: error':>13} "
-          f"{'widened':>8} {'conditioning':>13}  verdict")
+    print(f"  {'space':<16} {'error':>6} {'coverage':>9} {'groups':>7} {'apart (AUC)':>12} {'null 95%':>9} "
+          f"{'moved: error':>13} {'widened':>8} {'conditioning':>13}  verdict")
     for name, r in results.items():
         c, moved = r["self_check"], r["self_check"].get("shift", {})
         print(f"  {influence.EMBEDDINGS[name]:<16} {c.get('mae', float('nan')):>6.3f} {c.get('coverage', float('nan')):>9.0%} "
-              f"{c.get('groups', 0):>7} {r['domain_shift']:>12.2f} {moved.get('mae', float('nan')):>13.3f} "
-              f"{moved.get('allowance', float('nan')):>8.2f} {r['conditioning']:>13.2f}  {r['verdict']['level']}")
-    print("  moved: the known mixtures moved as far from the sources as the target figurines sit; widened: what "
-          "every interval gains on each side to hold their answer (not run where the reading is withheld anyway)")
+              f"{c.get('groups', 0):>7} {r['domain_shift']:>12.2f} {r['shift']['alarm']:>9.2f} "
+              f"{moved.get('mae', float('nan')):>13.3f} {moved.get('allowance', float('nan')):>8.2f} "
+              f"{r['conditioning']:>13.2f}  {r['verdict']['level']}")
+    print("  apart: the target figurines told from the sources weighted to their mixture, in the classifier's "
+          "log-odds; null 95%: what source figurines against source figurines give in 95 draws of 100; moved: the "
+          "known mixtures moved as far from the sources as the target figurines sit; widened: what every interval "
+          "gains on each side to hold their answer (not run where the reading is withheld anyway)")
     if a.self_check:
         return 0
     truth = influence.known_answer(Run(a.run_dir).config().get("data", ""))

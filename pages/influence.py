@@ -107,7 +107,7 @@ def trust(d: dict) -> None:
     c[3].metric("Prior vs codes classifier", f"{p['c2st_accuracy']:.2f}", "0.50 = indistinguishable",
                 delta_color="off")
     c[4].metric("Reconstruction MSE", f"{d['recon_error']:.4f}")
-    q = pd.DataFrame(d["quality"]).T.rename(index=EMBEDDINGS)
+    q = pd.DataFrame(d["quality"]).T.rename(index={**EMBEDDINGS, "pca": "50-D PCA of the pixels"})
     q.columns = ["balanced 10-NN culture accuracy", "trustworthiness", "silhouette"]
     st.dataframe(q.style.format("{:.3f}"), width="stretch")
     st.caption(f"Codes' mean {[round(v, 2) for v in p['mean']]}, covariance "

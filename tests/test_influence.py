@@ -149,15 +149,17 @@ def mixed_sites(rng, centres, truth, move, n=200):
 
 def test_a_shift_across_what_tells_the_sources_apart_is_not_raised():
     """Every target figurine moved 3 sd in a direction the source classifier does not use (local clay, a
-    shared base): the shares are not biased, and the check, made in what the estimator reads, stays quiet."""
+    shared base): the shares are not biased, and the check, made in what the estimator reads and judged by
+    what the difference does to known mixtures' shares, raises nothing (the classifier's small weight on that
+    direction may let the targets be told apart a little: moved as far, known mixtures read no worse)."""
     rng = np.random.default_rng(21)
     truth = np.array([0.5, 0.3, 0.2])
     centres, sources = separated(rng)
     move = np.zeros(10)
     move[6] = 3.0
     r = influence.estimate(*frame(sources + mixed_sites(rng, centres, truth, move)), FAST)
-    assert not r["shift"]["apart"] and r["shift"]["auc"] <= r["shift"]["alarm"], r["shift"]
-    assert r["verdict"]["level"] == "good", r["verdict"]
+    assert r["verdict"]["level"] == "good" and not r["verdict"]["reasons"], r["verdict"]
+    assert r["shift"]["auc"] < 0.6  # at most a little apart, where the 2-D test read 0.6 as "partly apart"
     t = r["table"].assign(known=np.tile(truth, 4))
     assert (t["share"] - t["known"]).abs().mean() < influence.BAR["mae"]
     assert ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean() >= 0.8
