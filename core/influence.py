@@ -58,7 +58,7 @@ class InfluenceSettings:
     null_draws: int = 40
     descriptor: str = "hog"      # the descriptor space: core.descriptors.KINDS
     descriptor_size: int = 64
-    components: int = 100        # principal components of the descriptors, fitted to the source figurines
+    components: int = 60         # principal components of the descriptors, fitted to the source figurines
     backbone: str = "resnet50"   # with descriptor "backbone": resnet50 or convnext_tiny
     weights: str = ""            # a backbone's weights file, or "torchvision" (downloaded when online)
     seed: int = 0
@@ -166,8 +166,9 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
     1 time in 100. Where more than DISJOINT of the values have disjoint intervals, or the shares differ by
     more than the self-check's bar on average, the reading depends on the representation: each is read with
     care and its intervals span both readings; beyond the self-check's failure level, neither is shown.
-    Where a 2-D map disagrees with the descriptor space, only the map's reading is so marked: a 2-D map loses
-    what tells related cultures apart (measured on real photographs), the descriptor space keeps it.
+    Where a 2-D map disagrees with the descriptor space by no more than the failure level, only the map's
+    reading is so marked: a 2-D map loses what tells related cultures apart (measured on real photographs),
+    the descriptor space keeps it.
     """
     ok = [n for n, r in results.items() if not r["table"].empty and r["verdict"]["level"] != "withheld"]
     key = ["group", "source"]
@@ -185,9 +186,11 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
             if gap <= BAR["mae"] and apart <= DISJOINT:
                 continue
             low, high = np.minimum(ta["low"], tb["low"]), np.maximum(ta["high"], tb["high"])
-            # a 2-D map that disagrees with the descriptor space yields to it: the map loses what tells related
-            # cultures apart, the descriptor space keeps it; two maps that disagree are both read with care
-            for n, other in [(m, o) for m, o in ((a, b), (b, a)) if not (m == READ_IN and o in MAPS)]:
+            # a 2-D map that disagrees with the descriptor space yields to it (the map loses what tells related
+            # cultures apart, the descriptor space keeps it); two maps that disagree are both read with care, and
+            # readings further apart than the failure level are both withheld
+            yields = gap <= FAIL["mae"]
+            for n, other in [(m, o) for m, o in ((a, b), (b, a)) if not (yields and m == READ_IN and o in MAPS)]:
                 r, v = results[n], results[n]["verdict"]
                 reason = (f"the {EMBEDDINGS.get(other, other)} reads the same groups differently (the shares differ by "
                           f"{gap:.2f} on average, {apart:.0%} of them beyond sampling error): the reading depends on "
@@ -315,7 +318,7 @@ def descriptor_of(settings: InfluenceSettings):
     return Descriptor(settings.descriptor, settings.descriptor_size, arch=settings.backbone, weights=settings.weights)
 
 
-def descriptor_space(features: np.ndarray, is_source: np.ndarray, components: int = 50) -> np.ndarray:
+def descriptor_space(features: np.ndarray, is_source: np.ndarray, components: int = 60) -> np.ndarray:
     """Descriptors standardised and projected on principal components fitted to the source figurines alone:
     what only the target culture shares (its local making) gets no axis of its own."""
     from sklearn.decomposition import PCA

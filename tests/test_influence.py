@@ -147,38 +147,42 @@ def mixed_sites(rng, centres, truth, move, n=200):
     return out
 
 
-def test_a_shift_across_what_tells_the_sources_apart_is_not_raised():
-    """Every target figurine moved 3 sd in a direction the source classifier does not use (local clay, a
-    shared base): the shares are not biased, and the check, made in what the estimator reads and judged by
-    what the difference does to known mixtures' shares, raises nothing (the classifier's small weight on that
-    direction may let the targets be told apart a little: moved as far, known mixtures read no worse)."""
-    rng = np.random.default_rng(21)
+def _moved_case(seed: int, dim: int, amount: float) -> tuple[dict, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
     truth = np.array([0.5, 0.3, 0.2])
     centres, sources = separated(rng)
     move = np.zeros(10)
-    move[6] = 3.0
+    move[dim] = amount
     r = influence.estimate(*frame(sources + mixed_sites(rng, centres, truth, move)), FAST)
-    assert r["verdict"]["level"] == "good" and not r["verdict"]["reasons"], r["verdict"]
-    assert r["shift"]["auc"] < 0.6  # at most a little apart, where the 2-D test read 0.6 as "partly apart"
-    t = r["table"].assign(known=np.tile(truth, 4))
-    assert (t["share"] - t["known"]).abs().mean() < influence.BAR["mae"]
-    assert ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean() >= 0.8
+    return r, r["table"].assign(known=np.tile(truth, 4))
+
+
+def test_a_shift_across_what_tells_the_sources_apart_is_not_raised():
+    """Every target figurine moved 3 sd in a direction the source classifier does not use (local clay, a
+    shared base): the shares are not biased, and the check, made in what the estimator reads and judged by
+    what the difference does to known mixtures' shares, lets the reading stand. (The classifier's small weight
+    on that direction can let the targets be told apart a little: `bench/checks.py` measures how often that
+    makes a reading one to read with care, never withheld.)"""
+    levels = []
+    for seed in (31, 32, 33):
+        r, t = _moved_case(seed, 6, 3.0)
+        levels.append(r["verdict"]["level"])
+        assert (t["share"] - t["known"]).abs().mean() < influence.BAR["mae"]
+        assert ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean() >= 0.8
+    assert levels.count("good") >= 2 and "withheld" not in levels, levels
 
 
 def test_a_shift_along_what_tells_the_sources_apart_is_caught():
     """Every target figurine moved 1 sd towards one source: the shares are biased, the check sees the targets
     apart, and the reading is read with care behind widened intervals, or withheld."""
-    rng = np.random.default_rng(22)
-    truth = np.array([0.5, 0.3, 0.2])
-    centres, sources = separated(rng)
-    move = np.zeros(10)
-    move[0] = 1.0
-    r = influence.estimate(*frame(sources + mixed_sites(rng, centres, truth, move)), FAST)
-    t = r["table"].assign(known=np.tile(truth, 4))
-    assert (t["share"] - t["known"]).abs().mean() > 0.08  # biased beyond the bar
-    assert r["shift"]["apart"] and r["verdict"]["level"] in ("caution", "withheld"), (r["shift"], r["verdict"])
-    held = ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean()
-    assert r["verdict"]["level"] == "withheld" or (held >= 0.8 and r["self_check"]["shift"]["allowance"] > 0)
+    for seed in (31, 32, 33):
+        r, t = _moved_case(seed, 0, 1.0)
+        assert (t["share"] - t["known"]).abs().mean() > 0.08  # biased beyond the bar
+        assert r["shift"]["apart"] and r["verdict"]["level"] in ("caution", "withheld"), (r["shift"], r["verdict"])
+        if r["verdict"]["level"] == "caution":  # widened: the intervals hold more of the known shares than sampling
+            held = ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean()
+            sampled = ((t["sampling_low"] <= t["known"]) & (t["known"] <= t["sampling_high"])).mean()
+            assert r["self_check"]["shift"]["allowance"] > 0 and held > sampled, (held, sampled)
 
 
 def test_the_shift_checks_false_alarms_are_near_their_rate():
@@ -213,11 +217,14 @@ def test_a_group_partly_apart_gets_intervals_that_hold_its_answer():
     sampled = ((t["sampling_low"] <= t["known"]) & (t["known"] <= t["sampling_high"])).mean()
     held = ((t["ci_low"] <= t["known"]) & (t["known"] <= t["ci_high"])).mean()
     moved = r["self_check"]["shift"]
-    assert r["shift"]["apart"] and (t["share"] - t["known"]).abs().mean() > 0.1
-    assert moved["distance"] > 0 and moved["coverage_widened"] >= 0.95
+    error = (t["share"] - t["known"]).abs().mean()
+    assert r["shift"]["apart"] and error > 0.1
+    # known mixtures moved as far are read about as far off as the targets are: the check measures the bias
+    assert moved["distance"] > 0 and abs(moved["mae"] - error) < 0.05 and moved["coverage_widened"] >= 0.95
     assert sampled < 0.5 and held >= 0.9, (sampled, held)
-    assert r["verdict"]["level"] == "caution" and "widened by" in r["verdict"]["reasons"][0]
-    assert (t["ci_low"] == (t["sampling_low"] - moved["allowance"]).clip(lower=0)).all()
+    assert r["verdict"]["level"] in ("caution", "withheld") and "differ from every mixture" in r["verdict"]["reasons"][0]
+    if r["verdict"]["level"] == "caution":
+        assert (t["ci_low"] == (t["sampling_low"] - moved["allowance"]).clip(lower=0)).all()
 
 
 def test_the_widening_grows_with_the_shift():
