@@ -75,7 +75,7 @@ def _worse(moved: dict, check: dict) -> bool:
 def verdict(check: dict, shift: dict, conditioning: float, confusion: np.ndarray, sources: list[str]) -> dict:
     """`level` (good, caution or withheld) and the reasons, in plain words."""
     withheld, caution = [], []
-    moved = check.get("shift")
+    moved = check.get("shift") if shift["apart"] else None  # not apart: the groups were not moved
     apart = (f"the target figurines differ from every mixture of the sources in what the classifier reads (told "
              f"apart with AUC {shift['auc']:.2f}, where source figurines give at most {shift['alarm']:.2f} in "
              f"{1 - shift['false_alarm']:.0%} of draws)")
@@ -88,7 +88,7 @@ def verdict(check: dict, shift: dict, conditioning: float, confusion: np.ndarray
         withheld.append(f"{apart}; to hold the answer of known mixtures moved as far, every interval would have to "
                         f"grow by {moved['allowance']:.2f} on each side, more than {MAX_WIDTH:.2f} in all: the "
                         f"shares could not be told from much else")
-    elif moved and shift["apart"] and _worse(moved, check):
+    elif moved and _worse(moved, check):
         caution.append(f"{apart}; known mixtures moved as far are read off by {moved['mae']:.2f}, against "
                        f"{check['mae']:.2f} unmoved, so the intervals are widened by {moved['allowance']:.2f} on each "
                        f"side, which holds their answer {moved['coverage_widened']:.0%} of the time")
@@ -392,8 +392,9 @@ def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings(), progress
         cached = _cached(run, key)
         if cached is not None:
             return cached
-        features = _descriptors(run, enc, settings, progress)
         is_source = (enc["culture"] != target_culture(enc["culture"], enc["site"])).to_numpy()
+        readable = is_source.sum() >= 2 and (~is_source).any()  # else there is nothing to estimate
+        features = _descriptors(run, enc, settings, progress) if readable else None
         if features is not None:
             embeddings = {**embeddings, "descriptor": descriptor_space(features, is_source, settings.components)}
         rows = {n: np.ones(len(enc), bool) for n in embeddings}

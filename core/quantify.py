@@ -15,8 +15,10 @@ classifier and EM in every resample. Four checks say when a number should not be
 - `self_check`: groups of known mixtures built from held-out source figurines, estimated the same way:
   the error and interval coverage on the user's own photographs;
 - `domain_shift`: how well a classifier tells the group from the sources re-weighted to its estimated
-  mixture (AUC 0.5: the group looks like a mixture of the sources; near 1: it sits apart from them all,
-  so shares read in this representation are not influence);
+  mixture, in the source classifier's log-odds (AUC 0.5: the group looks like a mixture of the sources;
+  near 1: it sits apart from them all, so shares read in this representation are not influence), and
+  `shift_null`: the same measured on source figurines against source figurines, whose upper quantile is
+  the threshold for a chosen false-alarm rate;
 - `shifted_check`: the self-check's mixtures moved as far from the sources as the group sits, in
   directions that would bias them: how far off that makes the shares, and how much wider the intervals
   must be to hold their answer.
@@ -221,7 +223,9 @@ def self_check(X: np.ndarray, y, sizes: list[int], estimator: ShareEstimator, n_
     err, inside, width, moved = [], [], [], []
     split = StratifiedKFold(folds, shuffle=True, random_state=estimator.seed).split(X, y)
     for f, (ref, pool) in enumerate(split):
-        est = ShareEstimator(estimator.degree, max(20, estimator.n_boot // 2), estimator.level, estimator.seed).fit(X[ref], y[ref])
+        # each fold's intervals from half the resamples: the reading's own time would be spent five times over
+        est = ShareEstimator(estimator.degree, max(20, estimator.n_boot // 2), estimator.level,
+                             estimator.seed).fit(X[ref], y[ref])
         pools = [np.flatnonzero(y[pool] == c) for c in classes]
         groups = mixture_groups(pools, sizes, n_groups // folds + (f < n_groups % folds), rng)
         res = est.estimate(X[pool], {str(g): ix for g, (ix, _) in enumerate(groups)})

@@ -201,7 +201,7 @@ def test_data_train_explore(server, browser):
 
     _nav(page, "Influence")
     try:
-        page.get_by_text("On your photographs, when the answer is known").wait_for(timeout=300_000)
+        page.get_by_text("On the demo's photographs, when the answer is known").wait_for(timeout=300_000)
     finally:
         _shot(page, "6-influence")
     _settle(page)
