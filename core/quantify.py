@@ -181,10 +181,11 @@ class ShareEstimator:
 
 def mixture_groups(pools: list[np.ndarray], sizes: list[int], n_groups: int, rng: np.random.Generator
                    ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Groups of known mixtures: (indices, mixing weights) drawn from per-class index pools.
+    """Groups of known mixtures: (indices, the shares drawn) from per-class index pools.
 
     Mixing weights are uniform on the simplex; each group's figurines are drawn with those weights
-    (as a site's would be), without replacement: a group is made smaller where a pool would run out.
+    (as a site's would be), without replacement: a group is made smaller where a pool would run out. The
+    known answer is the group's own make-up, as a site's is: the shares actually drawn, not the weights.
     """
     k = len(pools)
     avail = np.array([len(p) for p in pools])
@@ -198,7 +199,7 @@ def mixture_groups(pools: list[np.ndarray], sizes: list[int], n_groups: int, rng
                 break
             n = max(1, int(n * 0.9))
         idx = [rng.choice(p, c, replace=False) for p, c in zip(pools, counts) if c]
-        out.append((np.concatenate(idx), w))
+        out.append((np.concatenate(idx), counts / counts.sum()))
     return out
 
 
@@ -223,9 +224,9 @@ def self_check(X: np.ndarray, y, sizes: list[int], estimator: ShareEstimator, n_
     err, inside, width, moved = [], [], [], []
     split = StratifiedKFold(folds, shuffle=True, random_state=estimator.seed).split(X, y)
     for f, (ref, pool) in enumerate(split):
-        # each fold's intervals from half the resamples: the reading's own time would be spent five times over
-        est = ShareEstimator(estimator.degree, max(20, estimator.n_boot // 2), estimator.level,
-                             estimator.seed).fit(X[ref], y[ref])
+        # each fold's intervals from half the resamples, at least 100: else the reading's time is spent five times
+        est = ShareEstimator(estimator.degree, min(estimator.n_boot, max(100, estimator.n_boot // 2)),
+                             estimator.level, estimator.seed).fit(X[ref], y[ref])
         pools = [np.flatnonzero(y[pool] == c) for c in classes]
         groups = mixture_groups(pools, sizes, n_groups // folds + (f < n_groups % folds), rng)
         res = est.estimate(X[pool], {str(g): ix for g, (ix, _) in enumerate(groups)})
@@ -238,7 +239,8 @@ def self_check(X: np.ndarray, y, sizes: list[int], estimator: ShareEstimator, n_
             moved.append(shifted_check(est, X[pool], groups, shift_auc, rng, max(1, directions // folds)))
     err, inside = np.array(err), np.array(inside)
     out = {"mae": float(err.mean()), "mae_se": float(err.mean(1).std(ddof=1) / np.sqrt(len(err))) if len(err) > 1
-           else float("nan"), "coverage": float(inside.mean()), "width": float(np.mean(width)),
+           else float("nan"), "coverage": float(inside.mean()),
+           "coverage_se": float(np.sqrt(inside.mean() * (1 - inside.mean()) / inside.size)), "width": float(np.mean(width)),
            "groups": len(err), "folds": folds, "holdout": 1 / folds, "sources": classes.tolist(),
            "mae_per_source": err.mean(0).tolist(), "coverage_per_source": inside.mean(0).tolist()}
     if moved:
