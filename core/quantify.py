@@ -181,25 +181,19 @@ class ShareEstimator:
 
 def mixture_groups(pools: list[np.ndarray], sizes: list[int], n_groups: int, rng: np.random.Generator
                    ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Groups of known mixtures: (indices, the shares drawn) from per-class index pools.
+    """Groups of known mixtures: (indices, mixing weights) drawn from per-class index pools.
 
-    Mixing weights are uniform on the simplex; each group's figurines are drawn with those weights
-    (as a site's would be), without replacement: a group is made smaller where a pool would run out. The
-    known answer is the group's own make-up, as a site's is: the shares actually drawn, not the weights.
+    Mixing weights are uniform on the simplex; each group's figurines are drawn with those weights (as a site's
+    would be), without replacement while a pool lasts and with replacement beyond it, so that a group's make-up
+    is never bent to fit what is left.
     """
     k = len(pools)
-    avail = np.array([len(p) for p in pools])
     out = []
     for g in range(n_groups):
         w = rng.dirichlet(np.ones(k))
-        n = int(sizes[g % len(sizes)])
-        while True:
-            counts = rng.multinomial(n, w)
-            if (counts <= avail).all():
-                break
-            n = max(1, int(n * 0.9))
-        idx = [rng.choice(p, c, replace=False) for p, c in zip(pools, counts) if c]
-        out.append((np.concatenate(idx), counts / counts.sum()))
+        counts = rng.multinomial(int(sizes[g % len(sizes)]), w)
+        idx = [rng.choice(p, c, replace=c > len(p)) for p, c in zip(pools, counts) if c and len(p)]
+        out.append((np.concatenate(idx), w))
     return out
 
 

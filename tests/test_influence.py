@@ -239,7 +239,7 @@ def test_the_widening_grows_with_the_shift():
     moved = [quantify.self_check(emb[src], cul[src].to_numpy(), [100, 60], est, 8, shift_auc=auc)["shift"]
              for auc in (0.0, 0.6, 0.7)]
     assert all(m["groups"] == 8 * 2 for m in moved)  # 2 groups in each of 4 folds, moved in 2 directions each
-    assert moved[0]["distance"] == 0 and moved[0]["allowance"] <= 0.1  # what 30 resamples' intervals miss
+    assert moved[0]["distance"] == 0 and moved[0]["allowance"] <= 0.15  # what 30 resamples' intervals miss
     assert 0 < moved[1]["distance"] < moved[2]["distance"]
     assert moved[0]["allowance"] <= moved[1]["allowance"] < moved[2]["allowance"]
 
