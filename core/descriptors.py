@@ -31,6 +31,7 @@ KINDS = ("hog", "pixels", "backbone")
 ARCHITECTURES = {"resnet50": 2048, "convnext_tiny": 768}  # pooled feature width
 ONLINE = "torchvision"  # `weights` value: torchvision's own pretrained weights, downloaded if not cached
 CHUNK = 64
+KEPT = 16  # cached descriptor files (least recently used dropped first); 30 MB for HOG of the demo
 
 
 @dataclass(frozen=True)
@@ -210,4 +211,8 @@ def describe(ds: Dataset, d: Descriptor, progress: Progress | None = None, worke
         part = f.with_name(f".{f.name}.{os.getpid()}.npy")
         np.save(part, x)
         os.replace(part, f)
+    done = [p for p in f.parent.glob("*.npy") if not p.name.startswith(".")]  # not files being written
+    for old in sorted(done, key=lambda p: p.stat().st_mtime, reverse=True)[KEPT:]:
+        old.unlink(missing_ok=True)
+        Path(f"{old}.lock").unlink(missing_ok=True)
     return x
