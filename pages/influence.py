@@ -137,7 +137,8 @@ st.caption(f"What share of each group of {plain(target)} figurines follows each 
 truth = influence.known_answer(run.config().get("data", ""))
 lead = influence.lead(res)
 self_check(res[lead], EMBEDDINGS[lead], "the demo's" if truth else "your")
-lead_note(res, lead, descriptor)
+if res[lead]["verdict"]["level"] != "withheld":  # where every reading is withheld, the verdict says why
+    lead_note(res, lead, descriptor)
 
 st.subheader("Reading")
 for line in influence.reading(res[lead], quote=plain):
