@@ -44,17 +44,21 @@ def em_shares(post: np.ndarray, prior: np.ndarray, iters: int = 500, tol: float 
 
     `post` (..., n, k) posteriors, `prior` (..., k) the training class shares; batched over leading axes.
     """
-    prior = np.maximum(prior, 1e-12)
+    prior = np.broadcast_to(np.maximum(prior, 1e-12), post.shape[:-2] + post.shape[-1:])
+    lead = post.shape[:-2]
+    post, prior = post.reshape(-1, *post.shape[-2:]), prior.reshape(-1, post.shape[-1])
     w = prior.copy()
+    active = np.arange(len(w))  # batches still moving: the others are left alone
     for _ in range(iters):
-        p = post * (w / prior)[..., None, :]
+        p = post[active] * (w[active] / prior[active])[:, None, :]
         p /= np.maximum(p.sum(-1, keepdims=True), 1e-300)
         new = p.mean(-2)
-        done = np.abs(new - w).max() < tol
-        w = new
-        if done:
+        moving = np.abs(new - w[active]).max(-1) >= tol
+        w[active] = new
+        active = active[moving]
+        if not len(active):
             break
-    return w
+    return w.reshape(*lead, -1)
 
 
 def _features(degree: int, dim: int):
@@ -321,6 +325,9 @@ def log_odds(post: np.ndarray) -> np.ndarray:
     return np.log(p[:, :-1]) - np.log(p[:, -1:])
 
 
+_CUBIC = make_pipeline(StandardScaler(), PolynomialFeatures(3, include_bias=False), StandardScaler())
+
+
 def _shift_auc(z_src: np.ndarray, y_src: np.ndarray, z_group: np.ndarray, shares: np.ndarray, seed: int) -> float:
     """Cross-validated AUC of a regularised classifier (logistic regression, C = 1, on cubic features) telling
     the group's log-odds from the sources' weighted to the group's mixture. Cubic rather than quadratic:
@@ -334,12 +341,11 @@ def _shift_auc(z_src: np.ndarray, y_src: np.ndarray, z_group: np.ndarray, shares
     folds = int(min(5, len(z_src), len(z_group)))
     if folds < 2:  # too few figurines on one side to tell anything apart
         return 0.5
+    F = _CUBIC.fit_transform(Z)  # unsupervised scaling, once for every fold
     score = np.zeros(len(Z))
     for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(Z, d):
-        clf = make_pipeline(StandardScaler(), PolynomialFeatures(3), StandardScaler(),
-                            LogisticRegression(C=1.0, max_iter=1000))
-        clf.fit(Z[tr], d[tr], logisticregression__sample_weight=w[tr])
-        score[te] = clf.decision_function(Z[te])
+        clf = LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=100).fit(F[tr], d[tr], sample_weight=w[tr])
+        score[te] = clf.decision_function(F[te])
     return float(roc_auc_score(d, score, sample_weight=w))
 
 
