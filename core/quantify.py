@@ -238,7 +238,8 @@ def self_check(X: np.ndarray, y, sizes: list[int], estimator: ShareEstimator, n_
     err, inside = np.array(err), np.array(inside)
     out = {"mae": float(err.mean()), "mae_se": float(err.mean(1).std(ddof=1) / np.sqrt(len(err))) if len(err) > 1
            else float("nan"), "coverage": float(inside.mean()),
-           "coverage_se": float(np.sqrt(inside.mean() * (1 - inside.mean()) / inside.size)), "width": float(np.mean(width)),
+           "coverage_se": float(np.sqrt(inside.mean() * (1 - inside.mean()) / inside.size)),
+           "width": float(np.mean(width)),
            "groups": len(err), "folds": folds, "holdout": 1 / folds, "sources": classes.tolist(),
            "mae_per_source": err.mean(0).tolist(), "coverage_per_source": inside.mean(0).tolist()}
     if moved:
@@ -314,7 +315,8 @@ def _allowance(moved: list[dict], level: float) -> dict:
     held = (low - allowance <= truth + 1e-9) & (truth <= high + allowance + 1e-9)
     per_group = np.concatenate([np.abs(r[1] - r[0]).mean(-1).ravel() for r in rows])
     return {"auc": moved[0]["auc"], "distance": float(np.mean([m["distance"] for m in moved])),
-            "mae": float(per_group.mean()), "mae_se": float(per_group.std(ddof=1) / np.sqrt(len(per_group))), "coverage": float(((low <= truth) & (truth <= high)).mean()),
+            "mae": float(per_group.mean()), "mae_se": float(per_group.std(ddof=1) / np.sqrt(len(per_group))),
+            "coverage": float(((low <= truth) & (truth <= high)).mean()),
             "allowance": allowance, "coverage_widened": float(held.mean()),
             "groups": sum(len(r[0]) for r in rows)}
 
@@ -323,9 +325,6 @@ def log_odds(post: np.ndarray) -> np.ndarray:
     """Posteriors (n, k) as the k - 1 log-odds against the last class: all that EM reads of a figurine."""
     p = np.clip(post, 1e-6, 1)
     return np.log(p[:, :-1]) - np.log(p[:, -1:])
-
-
-_CUBIC = make_pipeline(StandardScaler(), PolynomialFeatures(3, include_bias=False), StandardScaler())
 
 
 def _shift_auc(z_src: np.ndarray, y_src: np.ndarray, z_group: np.ndarray, shares: np.ndarray, seed: int) -> float:
@@ -341,7 +340,8 @@ def _shift_auc(z_src: np.ndarray, y_src: np.ndarray, z_group: np.ndarray, shares
     folds = int(min(5, len(z_src), len(z_group)))
     if folds < 2:  # too few figurines on one side to tell anything apart
         return 0.5
-    F = _CUBIC.fit_transform(Z)  # unsupervised scaling, once for every fold
+    cubic = make_pipeline(StandardScaler(), PolynomialFeatures(3, include_bias=False), StandardScaler())
+    F = cubic.fit_transform(Z)  # unsupervised: scaled once for every fold
     score = np.zeros(len(Z))
     for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(Z, d):
         clf = LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=100).fit(F[tr], d[tr], sample_weight=w[tr])
