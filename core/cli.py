@@ -204,7 +204,7 @@ def cmd_influence(a) -> int:
     with _steps() as progress:
         results = influence.for_run(a.run_dir, settings, progress)
     if results["aae"]["table"].empty:
-        raise UserError("this run's dataset has no target and source cultures to compare (one culture only?)")
+        raise UserError(results["aae"]["why"])
     if a.json:
         print(json.dumps(influence.as_json(results, settings)))
         return 0
@@ -257,7 +257,10 @@ def _settings_file(path: str) -> dict:
         raise UserError(f"the settings file {printable(path)} is missing or not a regular file")
     if p.stat().st_size > 1_000_000:
         raise UserError(f"the settings file {printable(path)} is too large for a settings file (over 1 MB)")
-    stored = json.loads(p.read_text())
+    try:
+        stored = json.loads(p.read_text())
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be a settings file") from None
     if not isinstance(stored, dict) or not isinstance(stored.get("settings", {}), dict):
         raise UserError(f"the settings file {printable(path)} must hold a JSON object of settings")
     return stored

@@ -10,6 +10,7 @@ are decoded again.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,7 +30,7 @@ from filelock import FileLock
 from .errors import UserError
 from . import images
 from .images import BACKGROUNDS, decode, is_image_name, unsupported_format, UnreadableImage
-from .parallel import MemorySlots, available_memory, map_chunks
+from .parallel import MemorySlots, available_memory, map_chunks, process_start
 from .paths import data_roots
 
 Progress = Callable[[int, int], None]
@@ -39,6 +41,24 @@ _SKIP_DIRS = {"__MACOSX", "$RECYCLE.BIN", "System Volume Information"}
 def cache_root() -> Path:
     """Where decoded images live: $FIGURINES_CACHE, else ~/.cache/figurines."""
     return Path(os.environ.get("FIGURINES_CACHE") or Path.home() / ".cache" / "figurines")
+
+
+def cache_secret() -> bytes:
+    """This installation's key for sealing the results it caches in run folders: a results file that it did
+    not write itself (copied from elsewhere, or forged with the right key) is computed again, never shown."""
+    f = cache_root() / "secret.key"
+    if not f.is_file():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=".secret-")
+        try:
+            os.write(fd, os.urandom(32))
+            os.close(fd)
+            os.link(tmp, f)  # atomic, and never replaces a key another process made first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return f.read_bytes()
 
 
 @dataclass
@@ -100,8 +120,17 @@ def _walk(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     only into the folder itself and the data roots, and no folder is entered twice (no loops)."""
     allowed = [root.resolve(), *data_roots()]
     seen, found, refused = set(), [], []
-    for top, dirs, files in os.walk(root, followlinks=True):
-        st = os.stat(top)
+
+    def unreadable(e: OSError) -> None:  # a folder the server may not open, a path too long for the system
+        refused.append((Path(e.filename), f"this folder cannot be read ({e.strerror}): its files are not counted"))
+
+    for top, dirs, files in os.walk(root, followlinks=True, onerror=unreadable):
+        try:
+            st = os.stat(top)
+        except OSError as e:
+            unreadable(e)
+            dirs[:] = []
+            continue
         if (st.st_dev, st.st_ino) in seen:
             dirs[:] = []
             continue
@@ -148,8 +177,8 @@ def _metadata(root: Path) -> tuple[list[dict], list[tuple[int, list[str], int]]]
                 bad.append((reader.line_num, fields, len(header)))
                 continue
             row = dict(zip(header, (v.strip() for v in fields)))
-            rows.append({"path": _relative(row["path"]), "culture": row["culture"], "site": row.get("site", ""),
-                         "line": reader.line_num})
+            rows.append({"path": nfc(_relative(row["path"])), "culture": nfc(row["culture"]),
+                         "site": nfc(row.get("site", "")), "line": reader.line_num})
         return rows, bad
     except UnicodeDecodeError as e:
         raise UserError(f"{f} is not UTF-8 text (byte {e.start}): save it as CSV UTF-8") from None
@@ -163,12 +192,18 @@ def _relative(path: str) -> str:
     return re.sub(r"^(\./)+", "", path.replace("\\", "/"))
 
 
+def nfc(text: str) -> str:
+    """A name in Unicode's composed form (NFC): names typed on one system match files named on another
+    (a Mac writes file names decomposed, NFD)."""
+    return unicodedata.normalize("NFC", text)
+
+
 def _relabel(m: pd.DataFrame, meta: tuple[list[dict], list[tuple[int, list[str], int]]]) -> pd.DataFrame:
     """Apply metadata.csv's labels to the manifest. A file whose row is malformed, gives no culture or
     contradicts another row is left out with the reason; rows naming no file found and repeated rows are
     listed too (as `metadata.csv line N`): nothing in the file is ignored silently."""
     rows, bad = meta
-    m = m.set_index("path", drop=False)
+    m = m.set_index(m["path"].map(nfc).where(m["readable"], m["path"]))  # matched in NFC; twins keep their own
     extra, out = [], "metadata.csv line {}: "
 
     def leave_out(path: str, reason: str) -> None:
@@ -177,7 +212,7 @@ def _relabel(m: pd.DataFrame, meta: tuple[list[dict], list[tuple[int, list[str],
     for line, fields, expected in bad:
         why = (f"{len(fields)} fields where the header has {expected} (an unquoted comma? put values holding "
                "commas in double quotes); not used until fixed")
-        path = _relative(fields[0].strip()) if fields else ""
+        path = nfc(_relative(fields[0].strip())) if fields else ""
         if path in m.index:
             leave_out(path, out.format(line) + why)
         else:
@@ -213,10 +248,15 @@ def scan(root: str | os.PathLike) -> pd.DataFrame:
         except OSError as e:  # a dangling symlink, a file removed while scanning
             rows.append((rel, "", "", 0, 0, False, f"cannot open ({e.strerror})"))
             continue
-        culture = parts[0] if len(parts) > 1 else ""
-        site = parts[1] if len(parts) > 2 else ""
+        culture = nfc(parts[0]) if len(parts) > 1 else ""
+        site = nfc(parts[1]) if len(parts) > 2 else ""
         rows.append((rel, culture, site, st.st_size, st.st_mtime_ns, True, ""))
     m = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype({"bytes": "int64", "mtime_ns": "int64", "readable": bool})
+    twin = m["readable"] & m["path"].map(nfc).duplicated()  # names that differ only in their Unicode form
+    first = m.loc[m["readable"]].assign(key=m["path"].map(nfc)).drop_duplicates("key").set_index("key")["path"]
+    m.loc[twin, "reason"] = [f"the same name as {first[nfc(p)]} written in another Unicode form (a copy from a Mac?): "
+                             "a duplicate, or rename one of the two" for p in m.loc[twin, "path"]]
+    m.loc[twin, "readable"] = False
     meta = _metadata(root)
     if meta is not None:
         m = _relabel(m, meta)
@@ -234,6 +274,12 @@ def fingerprint(manifest: pd.DataFrame, root: Path) -> str:
     if meta.is_file():
         h.update(meta.read_bytes())
     return h.hexdigest()[:16]
+
+
+def folder_fingerprint(root: str | os.PathLike) -> str:
+    """The fingerprint a folder has now (a scan: nothing decoded)."""
+    root = Path(root).expanduser().resolve()
+    return fingerprint(scan(root), root)
 
 
 def _decode_chunk(args: tuple[str, str, int, str, list[tuple[int, str]], tuple[str, int]]) -> list[tuple[int, str]]:
@@ -291,13 +337,51 @@ def _reuse_previous(root: Path, suffix: str, m: pd.DataFrame, out: np.ndarray) -
     return todo
 
 
+def no_space(folder: Path, need: int, free: int) -> UserError:
+    return UserError(f"not enough space in the cache folder {folder} (needs {need / 1e6:,.0f} MB, has "
+                     f"{free / 1e6:,.0f} MB): free some space there, or set FIGURINES_CACHE to a folder on a disk "
+                     "with more room")
+
+
+def reserve_array(path: Path, shape: tuple[int, ...], dtype) -> None:
+    """Create an empty .npy file of this shape with every block allocated on disk, so that filling it through
+    a memory map cannot fail half-way (a full disk there kills the process with SIGBUS). Without the room for
+    it, a UserError says how much is needed, and nothing is left behind."""
+    need = int(np.prod(shape)) * np.dtype(dtype).itemsize + 4096
+    free = shutil.disk_usage(path.parent).free
+    if need + (16 << 20) > free:  # and some room for the manifest and the other small files
+        raise no_space(path.parent, need, free)
+    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            Path(path).unlink(missing_ok=True)
+            raise no_space(path.parent, need, shutil.disk_usage(path.parent).free) from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that cannot allocate ahead
+            raise
+    finally:
+        os.close(fd)
+
+
+def _remove_abandoned_builds(folder: Path) -> None:
+    """Half-built caches of processes that died while building (killed, or out of memory)."""
+    for d in folder.glob(".building-*"):
+        pid = d.name.split("-")[1]
+        if pid.isdigit() and process_start(int(pid)) is None:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def _build(root: Path, size: int, background: str, m: pd.DataFrame, target: Path, progress: Progress | None,
            workers: int) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    _remove_abandoned_builds(target.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".building-{os.getpid()}-", dir=target.parent))
     try:
         array_path = tmp / "images.npy"
-        out = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(m), size, size, 3))
+        reserve_array(array_path, (len(m), size, size, 3), np.uint8)
+        out = np.load(array_path, mmap_mode="r+")
         todo = _reuse_previous(root, f"{size}-{background}", m, out) & m["readable"].to_numpy()
         out.flush()
         del out
@@ -313,8 +397,8 @@ def _build(root: Path, size: int, background: str, m: pd.DataFrame, target: Path
         keep = np.flatnonzero(m["readable"].to_numpy())
         if len(keep) < len(m):  # compact to the readable rows, so `images` and `items` share row numbers
             full = np.load(array_path, mmap_mode="r")
-            final = np.lib.format.open_memmap(tmp / "images.tmp.npy", mode="w+", dtype=np.uint8,
-                                              shape=(len(keep), size, size, 3))
+            reserve_array(tmp / "images.tmp.npy", (len(keep), size, size, 3), np.uint8)
+            final = np.load(tmp / "images.tmp.npy", mmap_mode="r+")
             for i in range(0, len(keep), 1024):
                 final[i:i + 1024] = full[keep[i:i + 1024]]
             final.flush()
@@ -352,7 +436,12 @@ def load(root: str | os.PathLike, image_size: int, background: str = "flatten", 
         target.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(f"{target}.lock"):  # two sessions opening a new folder at once: one decodes it
             if not (target / "manifest.parquet").is_file():
-                _build(root, int(image_size), background, m, target, progress, workers or os.cpu_count() or 1)
+                try:
+                    _build(root, int(image_size), background, m, target, progress, workers or os.cpu_count() or 1)
+                except OSError as e:
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise no_space(target.parent, 0, shutil.disk_usage(target.parent).free) from None
+                    raise
     manifest = pd.read_parquet(target / "manifest.parquet")
     images = np.load(target / "images.npy", mmap_mode="r")
     ds = Dataset(str(root), int(image_size), background, fp, manifest.drop(columns="row"), images)

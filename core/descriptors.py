@@ -14,6 +14,7 @@ parallel like the decoder, and reused by every run, the app and the CLI.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from .dataset import Dataset, Progress, cache_root
+from .dataset import Dataset, Progress, cache_root, reserve_array
 from .errors import UserError
 from .parallel import map_chunks
 
@@ -182,8 +183,8 @@ def compute(ds: Dataset, d: Descriptor, progress: Progress | None = None, worker
     tmp = cache_root() / "descriptors" / f".building-{os.getpid()}-{d.key()}.npy"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     width = hog(np.zeros((1, *ds.images.shape[1:]), np.uint8), d).shape[1]
-    np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ds.images), width)).flush()
     try:
+        reserve_array(tmp, (len(ds.images), width), np.float32)
         chunks = [(str(images_path), str(tmp), i, min(i + CHUNK, len(ds.images)), d)
                   for i in range(0, len(ds.images), CHUNK)]
         for _ in map_chunks(_hog_chunk, chunks, [c[3] - c[2] for c in chunks], workers, progress):
@@ -209,8 +210,13 @@ def describe(ds: Dataset, d: Descriptor, progress: Progress | None = None, worke
             return np.load(f)
         x = compute(ds, d, progress, workers, device)
         part = f.with_name(f".{f.name}.{os.getpid()}.npy")
-        np.save(part, x)
-        os.replace(part, f)
+        try:
+            np.save(part, x)
+            os.replace(part, f)
+        except OSError as e:  # a full cache disk: the descriptors are still returned, only not kept
+            part.unlink(missing_ok=True)
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
     done = [p for p in f.parent.glob("*.npy") if not p.name.startswith(".")]  # not files being written
     for old in sorted(done, key=lambda p: p.stat().st_mtime, reverse=True)[KEPT:]:
         old.unlink(missing_ok=True)

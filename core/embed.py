@@ -29,7 +29,7 @@ from .dataset import Dataset, cache_root, load, scan
 from .errors import UserError
 from .labels import is_target
 from .model import AAEModel, form, load_model
-from .runs import Run, atomic_write
+from .runs import CAPS, checked_file, Run, atomic_write
 from .train import encode, normalised_batches, pick_device
 
 _META_KEY = b"figurines"
@@ -137,10 +137,14 @@ def encodings_key(run: Run, ds: Dataset) -> dict:
 
 
 def stored_key(path) -> dict | None:
+    """The key a run's encodings were computed for; None if there are none, or the file is not a regular file
+    of the run's folder within its size cap."""
     try:
+        checked_file(path, CAPS["encodings.parquet"])
         meta = pq.read_schema(path).metadata or {}
-        return json.loads(meta[_META_KEY])
-    except (OSError, KeyError, ValueError, pa.ArrowInvalid):
+        key = json.loads(meta[_META_KEY])
+        return key if isinstance(key, dict) else None
+    except (OSError, KeyError, ValueError, RecursionError, pa.ArrowInvalid):
         return None
 
 
@@ -172,9 +176,27 @@ def _public(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+TEXT_COLUMNS, CODE_COLUMNS = ("path", "culture", "site"), ("aae_x", "aae_y", "umap_x", "umap_y", "recon_error")
+
+
 def _stored(run: Run) -> tuple[pd.DataFrame, dict] | None:
+    """The stored encodings and their key, if the file holds what the engine writes: the columns, text labels
+    and finite codes; else None (they are computed again)."""
     key = stored_key(run.encodings_path)
-    return (pd.read_parquet(run.encodings_path), key) if key is not None else None
+    if key is None:
+        return None
+    try:
+        df = pd.read_parquet(run.encodings_path)
+    except (OSError, ValueError, pa.ArrowInvalid):
+        return None
+    numbers = [*CODE_COLUMNS, *(c for c in df.columns if c.startswith(("_pca_", "_style_")))]
+    try:
+        sound = (all(c in df for c in (*TEXT_COLUMNS, *CODE_COLUMNS)) and len(df)
+                 and all(df[c].map(type).eq(str).all() for c in TEXT_COLUMNS)
+                 and np.isfinite(df[numbers].to_numpy(np.float64)).all())
+    except (TypeError, ValueError):
+        sound = False
+    return (df, key) if sound else None
 
 
 def _files(ds: Dataset) -> pd.DataFrame:
@@ -230,13 +252,14 @@ def _encoded(run_dir, progress=None, device: str = "auto", replace: bool = False
     with FileLock(run.dir / ".encodings.lock"):  # many sessions at once: one encodes, the others read its file
         stored = _stored(run)
         if stored is not None and stored[1] == key:
+            stored[0].attrs["dataset"] = ds.key
             return stored[0], ds
         change = changes(stored[0], _files(ds)) if stored is not None else {}
         if change.get("removed") and not replace:
             return _kept(run, stored, f"since the encodings were made, {describe(change)} in {root} (to encode "
                                       f"the folder as it is now: python -m core encode --run-dir {run.dir} --replace)"), None
         df = _encode(run, ds, key, device)
-        df.attrs["changes"] = describe(change)
+        df.attrs.update(changes=describe(change), dataset=ds.key)
         return df, ds
 
 

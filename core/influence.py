@@ -21,6 +21,8 @@ Results are cached in the run folder (`influence.json`), keyed by the encodings 
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from .parallel import map_chunks
 from .quantify import ShareEstimator, domain_shift, one_thread, self_check, shift_null
 
 MIN_GROUP = 10
+LEVELS = ("good", "caution", "withheld")  # a verdict: read it, read it with care, or cannot tell
 MIN_CONDITIONING = 0.2  # smallest singular value of the confusion matrix below this: sources confused
 BAR = {"mae": 0.08, "coverage": 0.85}      # the product's quality bar for the self-check
 FAIL = {"mae": 0.15, "coverage": 0.70}     # beyond this the self-check has failed: nothing is shown
@@ -40,7 +43,7 @@ MAX_WIDTH = 0.35  # the widest 95% interval a reading may have (the product's ba
 DISJOINT = 0.1  # two representations whose 95% intervals are disjoint for more of the values than this disagree
 EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "descriptor": "descriptor space"}
 MAPS, READ_IN = ("aae", "umap"), "descriptor"  # the 2-D maps, and the space that keeps what tells cultures apart
-CACHE_VERSION = 6  # 6: the descriptor space; checks in the classifier's log-odds against their null
+CACHE_VERSION = 7  # 6: the descriptor space; checks in the classifier's log-odds against their null; 7: sealed
 
 
 @dataclass(frozen=True)
@@ -110,14 +113,30 @@ def verdict(check: dict, shift: dict, conditioning: float, confusion: np.ndarray
     return {"level": level, "reasons": withheld + caution}
 
 
-def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
-             settings: InfluenceSettings = InfluenceSettings()) -> dict:
-    """Shares per (group, source) with intervals, the self-check, the domain shift and the verdict."""
-    cultures, sites = cultures.reset_index(drop=True), sites.reset_index(drop=True)
+def nothing_to_estimate(cultures: pd.Series, sites: pd.Series) -> str | None:
+    """Why a collection gives nothing to estimate (one culture, or a single source culture), in words; None
+    where there are shares to estimate."""
     target = target_culture(cultures, sites)
     sources = sorted(c for c in cultures.unique() if c != target)
     if not sources or not (cultures == target).any():
-        return {"table": pd.DataFrame(), "sources": sources, "target": target}
+        return "this dataset has only one culture: there are no source cultures to compare with"
+    if len(sources) == 1:
+        return (f"this dataset has one source culture only ({sources[0]}): every {target} figurine can only be "
+                "compared with it, so each share is 1 and there is nothing to estimate. Add photographs of a "
+                "second source culture to compare the two")
+    return None
+
+
+def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
+             settings: InfluenceSettings = InfluenceSettings()) -> dict:
+    """Shares per (group, source) with intervals, the self-check, the domain shift and the verdict; an empty
+    table, with `why`, where there is nothing to estimate."""
+    cultures, sites = cultures.reset_index(drop=True), sites.reset_index(drop=True)
+    target = target_culture(cultures, sites)
+    sources = sorted(c for c in cultures.unique() if c != target)
+    why = nothing_to_estimate(cultures, sites)
+    if why:
+        return {"table": pd.DataFrame(), "sources": sources, "target": target, "why": why}
     emb = np.asarray(emb, np.float64)
     is_source = (cultures != target).to_numpy()
     y = cultures[is_source].to_numpy()
@@ -358,12 +377,31 @@ def _key(run, settings: InfluenceSettings) -> dict:
             "weights": resolved(descriptor_of(settings)).weights_sha256}
 
 
+def _seal(body: str) -> str:
+    from .dataset import cache_secret
+
+    return hmac.new(cache_secret(), body.encode(), hashlib.sha256).hexdigest()
+
+
 def _cached(run, key: dict) -> dict[str, dict] | None:
+    """The results in `RUN/influence.json`, if this installation wrote them for this key and they hold what it
+    writes; else None (they are computed again)."""
+    from .runs import CAPS, read_json
+
     try:
-        cached = json.loads((run.dir / "influence.json").read_text())
-        return _from_cache(cached["results"]) if cached.get("key") == key else None
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        return None
+        stored = read_json(run.dir / "influence.json", CAPS["influence.json"])
+        if not hmac.compare_digest(str(stored["seal"]), _seal(str(stored["body"]))):
+            return None
+        cached = json.loads(stored["body"])
+        if cached.get("key") != key:
+            return None
+        results = _from_cache(cached["results"])
+        if all(r["table"].empty and isinstance(r["why"], str) or r["verdict"]["level"] in LEVELS
+               for r in results.values()):
+            return results
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, RecursionError):
+        pass
+    return None
 
 
 @one_thread
@@ -396,7 +434,7 @@ def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings(), progress
         if cached is not None:
             return cached
         is_source = (enc["culture"] != target_culture(enc["culture"], enc["site"])).to_numpy()
-        readable = is_source.sum() >= 2 and (~is_source).any()  # else there is nothing to estimate
+        readable = nothing_to_estimate(enc["culture"], enc["site"]) is None
         features = _descriptors(run, enc, settings, progress) if readable else None
         if features is not None:
             embeddings = {**embeddings, "descriptor": descriptor_space(features, is_source, settings.components)}
@@ -409,5 +447,6 @@ def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings(), progress
             done / max(total, 1)))
         results = agree(dict(zip(names, map_chunks(_estimate, jobs, [1] * len(jobs), progress=step))))
         stored = {n: {**r, "table": r["table"].to_dict("records")} for n, r in results.items()}
-        atomic_write(run.dir / "influence.json", json.dumps({"key": key, "results": stored}, default=float).encode())
+        body = json.dumps({"key": key, "results": stored}, default=float)
+        atomic_write(run.dir / "influence.json", json.dumps({"seal": _seal(body), "body": body}).encode())
     return results

@@ -14,6 +14,20 @@ from typing import Callable, Iterator, Sequence
 from filelock import FileLock, Timeout
 
 
+def process_start(pid: int) -> str | None:
+    """The kernel's start time of a process (tells a live trainer from a reused pid); None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return ""
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return ""
+
+
 def map_chunks(fn: Callable, chunks: Sequence, sizes: Sequence[int], workers: int | None = None,
                progress: Callable[[int, int], None] | None = None) -> Iterator:
     """Yield fn(chunk) for each chunk, in order; progress(done, total) counts the chunks' sizes.

@@ -4,8 +4,10 @@
 DESIGN.md). Every file is written atomically (a temporary file, then a rename), so a reader never sees
 half a file and a crash never leaves one. A `running` status whose process is gone (or whose pid another
 program took over) reads as `interrupted`; one of another machine stays `running`, with how to clear it.
-Every file is checked when read: a damaged one makes the run `damaged`, with the reason, never an exception
-elsewhere. A new run goes only into a new or empty folder, so that no file of a user's is replaced.
+Every file is checked when read: it must be a regular file inside the folder (no link, FIFO or device) within
+a size cap for its kind, and hold what its kind holds; anything else makes the run `damaged`, with the reason,
+never an exception elsewhere. A new run goes only into a new or empty folder, so that no file of a user's is
+replaced.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 import os
 import pickle
 import socket
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -23,12 +26,60 @@ import pandas as pd
 import torch
 
 from .errors import UserError
+from .parallel import process_start
 
 METRIC_COLUMNS = ["epoch", "recon_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd", "seconds"]
 STATES = ("running", "done", "failed", "stopped", "interrupted")
-LAUNCHER_FILES = {"settings.json", "train.log"}  # what jobs.launch writes into a new run's folder first
+OWN_FILES = {"settings.json", "train.log", ".trainer.lock"}  # what the launcher and the lock put in a new run's folder
 ARCHITECTURE = ("arch", "image_size", "latent_dim", "width", "disc_width", "prior", "prior_components", "scale_codes",
                 "style")  # the settings a checkpoint's weights are shaped by
+
+
+MB = 1_000_000
+CAPS = {"config.json": MB, "status.json": 100_000, "metrics.csv": 50 * MB, "sample.csv": 50 * MB,
+        "influence.json": 50 * MB, "snapshot": 500 * MB, "train.log": 10**15, "encodings.parquet": 4000 * MB, "model.pt": 8000 * MB}
+"""The largest file of each kind a run may hold (far above what a training writes): a larger one is damage."""
+
+
+def checked_file(path: Path, cap: int) -> os.stat_result:
+    """The stat of a run's file if it is a regular file (not a link, FIFO or device) of at most `cap` bytes;
+    else FileNotFoundError or ValueError saying what it is."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError("it is a link, and a run's files are read only from its own folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("it is not a regular file (a pipe, device or folder?)")
+    if st.st_size > cap:
+        raise ValueError(f"it is {st.st_size / MB:,.0f} MB, over the {cap / MB:,.1f} MB such a file may have")
+    return st
+
+
+def open_checked(path: Path, cap: int):
+    """A run's file opened for reading after `checked_file`, never following a link swapped in meanwhile."""
+    checked_file(path, cap)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise ValueError("it is not a regular file")
+    return f
+
+
+def read_checked(path: Path, cap: int) -> bytes:
+    with open_checked(path, cap) as f:
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise ValueError(f"it grew past the {cap / MB:,.1f} MB such a file may have")
+    return data
+
+
+def read_json(path: Path, cap: int):
+    """A JSON file checked as above; nesting too deep to parse is a ValueError like any other damage."""
+    data = read_checked(path, cap)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be a file of this tool") from None
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -50,20 +101,6 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, obj: dict) -> None:
     atomic_write(path, json.dumps(obj, indent=2, default=str).encode())
-
-
-def process_start(pid: int) -> str | None:
-    """The kernel's start time of a process (tells a live trainer from a reused pid); None if gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-            return ""
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return ""
 
 
 def _started_at(ticks: str) -> float | None:
@@ -92,6 +129,17 @@ def _gone(st: dict) -> str | None:
     return None
 
 
+def run_name(name: str) -> str:
+    """A new run's name, checked: one folder name that any file system takes (no slash, NUL or leading dot,
+    at most 200 bytes)."""
+    name = str(name).strip()
+    if not name or any(c in name for c in "/\\\0") or name.startswith(".") or not name.isprintable():
+        raise UserError("give the run a name without slashes, control characters or a leading dot")
+    if len(name.encode()) > 200:
+        raise UserError(f"the run name is {len(name.encode())} bytes long: at most 200 (about 200 letters)")
+    return name
+
+
 class Run:
     """One training run's folder."""
 
@@ -113,28 +161,30 @@ class Run:
         return self.dir.name
 
     def exists(self) -> bool:
-        return self.config_path.is_file()
+        return os.path.lexists(self.config_path)
 
     def require(self) -> "Run":
         if not self.exists():
             raise UserError(f"no run found at {self.dir} (it has no config.json)")
         return self
 
-    def failed_start(self) -> bool:
-        """A run that failed before its first checkpoint: a new run may take its place (and its name)."""
-        return self.exists() and not self.model_path.exists() and self.status().get("state") == "failed"
+    def never_checkpointed(self) -> bool:
+        """A run that ended (failed, or was killed) before its first checkpoint: a new run may take its place
+        (and its name)."""
+        return (self.exists() and not os.path.lexists(self.model_path)
+                and self.status().get("state") in ("failed", "interrupted", "stopped", "damaged"))
 
     def check_new(self) -> None:
         """Refuse to start a new run here unless the folder is new, empty but for what the launcher wrote,
-        or a run that failed before its first checkpoint."""
-        if self.failed_start():
+        or a run that ended before its first checkpoint."""
+        if self.never_checkpointed():
             return
         if self.exists():
             raise UserError(f"{self.dir} already holds a run; resume it (--resume) or choose another folder")
         if self.dir.exists() and not self.dir.is_dir():
             raise UserError(f"{self.dir} is a file, not a folder; choose a new folder for the run")
         if self.dir.is_dir():
-            others = sorted(set(os.listdir(self.dir)) - LAUNCHER_FILES)
+            others = sorted(set(os.listdir(self.dir)) - OWN_FILES)
             if others:
                 raise UserError(f"{self.dir} is not empty and not a run (it holds {', '.join(others[:3])}"
                                 f"{', ...' if len(others) > 3 else ''}); choose a new or empty folder, so that "
@@ -144,7 +194,7 @@ class Run:
     def config(self) -> dict:
         """config.json, checked: an object with valid settings and an absolute dataset path."""
         try:
-            cfg = json.loads(self.require().config_path.read_text())
+            cfg = read_json(self.require().config_path, CAPS["config.json"])
         except (OSError, ValueError) as e:
             raise UserError(f"run {self.name} is damaged: its config.json cannot be read ({e})") from None
         why = _config_problem(cfg)
@@ -162,7 +212,7 @@ class Run:
         """The run's status; `running` with a dead process (or another boot) becomes `interrupted`;
         a damaged status.json reads as `damaged` (a new status replaces it)."""
         try:
-            st = json.loads(self.status_path.read_text())
+            st = read_json(self.status_path, CAPS["status.json"])
         except FileNotFoundError:
             return {"state": "interrupted" if self.exists() else "missing", "epoch": 0, "message": ""}
         except (OSError, ValueError) as e:
@@ -206,7 +256,7 @@ class Run:
     def set_status(self, state: str, **fields) -> dict:
         assert state in STATES
         try:
-            st = json.loads(self.status_path.read_text())
+            st = read_json(self.status_path, CAPS["status.json"])
         except (OSError, ValueError):
             st = {}
         st = st if isinstance(st, dict) and not _status_problem(st) else {}
@@ -231,10 +281,10 @@ class Run:
 
     def _metrics(self) -> tuple[pd.DataFrame, str | None]:
         empty = pd.DataFrame(columns=METRIC_COLUMNS)
-        if not self.metrics_path.is_file():
+        if not self.metrics_path.exists() and not self.metrics_path.is_symlink():
             return empty, None
         try:
-            m = pd.read_csv(self.metrics_path)
+            m = pd.read_csv(io.BytesIO(read_checked(self.metrics_path, CAPS["metrics.csv"])))
         except pd.errors.EmptyDataError:
             return empty, None
         except (OSError, ValueError, UnicodeError, pd.errors.ParserError) as e:
@@ -245,13 +295,29 @@ class Run:
         numbers = m[METRIC_COLUMNS].apply(pd.to_numeric, errors="coerce")
         if numbers["epoch"].isna().any() or (len(m) and numbers.isna().all(axis=None)):
             return empty, "its metrics.csv holds rows that are not numbers"
-        return m.assign(**numbers), None
+        epoch = numbers["epoch"].to_numpy(float)
+        if not (np.isfinite(epoch) & (epoch >= 0) & (epoch < 2**31) & (epoch == np.round(epoch))).all():
+            return empty, "its metrics.csv has an epoch that is not a whole number"
+        return m.assign(**numbers.replace([np.inf, -np.inf], np.nan)), None
 
     def write_metrics(self, rows: list[dict]) -> None:
         """Replace metrics.csv with these rows (one per epoch), atomically."""
         buf = io.StringIO()
         pd.DataFrame(rows, columns=_columns(rows)).to_csv(buf, index=False)
         atomic_write(self.metrics_path, buf.getvalue().encode())
+
+    def drop_snapshots(self) -> int:
+        """Remove the latent snapshots (they show another sample); how many there were."""
+        found = list(self.snapshots_dir.glob("epoch_*.npy")) if self.snapshots_dir.is_dir() else []
+        for f in found:
+            f.unlink(missing_ok=True)
+        return len(found)
+
+    def remove_run_files(self) -> None:
+        """What a run that ended before its first checkpoint left (a new run takes its place)."""
+        self.drop_snapshots()
+        for f in (self.metrics_path, self.status_path, self.encodings_path, self.dir / "influence.json"):
+            f.unlink(missing_ok=True)
 
     def remove_partial_files(self) -> None:
         """Temporary files of a process killed while writing (never read: every write is a rename)."""
@@ -279,12 +345,13 @@ class Run:
         if not self.model_path.is_file():
             raise UserError(f"run {self.name} has no checkpoint yet (model.pt)")
         try:
-            ckpt = torch.load(self.model_path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise UserError(f"refused to load {self.model_path}: it holds more than weights "
-                            f"(possibly code), so it is not loaded ({str(e).splitlines()[0]})") from None
+            with open_checked(self.model_path, CAPS["model.pt"]) as f:
+                ckpt = torch.load(f, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:  # PyTorch's own message advises loading it unsafely: never pass that on
+            raise UserError(f"refused to load {self.model_path}: it holds more than weights (possibly code), so "
+                            "it is not loaded. Use only checkpoints this tool wrote.") from None
         except (RuntimeError, EOFError, OSError, ValueError) as e:
-            raise UserError(f"{self.model_path} is damaged and cannot be loaded ({e})") from None
+            raise UserError(f"{self.model_path} is damaged and cannot be loaded ({str(e).splitlines()[0]})") from None
         if not (isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict)
                 and isinstance(ckpt.get("settings"), dict)):
             raise UserError(f"{self.model_path} is not a checkpoint of this tool")
@@ -309,8 +376,11 @@ class Run:
 
     def _snapshots(self, mmap_mode: str | None = None) -> tuple[dict[int, np.ndarray], str | None]:
         out, bad, rows = {}, [], len(self.snapshot_sample())
+        if self.snapshots_dir.is_symlink() or self.snapshots_dir.exists() and not self.snapshots_dir.is_dir():
+            return out, "its snapshots folder is a link or not a folder"
         for f in sorted(self.snapshots_dir.glob("epoch_*.npy")):
             try:
+                checked_file(f, CAPS["snapshot"])
                 a = np.load(f, mmap_mode=mmap_mode, allow_pickle=False)
                 if a.ndim == 2 and a.shape[0] == rows and a.shape[1] >= 1 and a.dtype.kind == "f":
                     out[int(f.stem.split("_")[1])] = a
@@ -323,8 +393,10 @@ class Run:
     def snapshot_sample(self) -> pd.DataFrame:
         """The figurines every snapshot shows (path, culture, site); empty if none or damaged."""
         f = self.snapshots_dir / "sample.csv"
+        if self.snapshots_dir.is_symlink():
+            return pd.DataFrame()
         try:
-            sample = pd.read_csv(f, keep_default_na=False, dtype=str)
+            sample = pd.read_csv(io.BytesIO(read_checked(f, CAPS["sample.csv"])), keep_default_na=False, dtype=str)
         except (OSError, ValueError, UnicodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
             return pd.DataFrame()
         return sample if {"path", "culture", "site"} <= set(sample) else pd.DataFrame()
@@ -339,7 +411,8 @@ class Run:
         st = self.status()
         if st["state"] == "damaged":
             return st["message"]
-        if (self.snapshots_dir / "sample.csv").is_file() and self.snapshot_sample().empty:
+        sample = self.snapshots_dir / "sample.csv"
+        if (sample.exists() or sample.is_symlink()) and self.snapshot_sample().empty:
             return "its snapshots/sample.csv is damaged"
         return self._metrics()[1] or self._snapshots("r")[1]
 
@@ -362,8 +435,8 @@ def _status_problem(st) -> str | None:
         v = st.get(key, 0)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**31:
             return f"has a {key} that is not a whole number: {str(v)[:40]!r}"
-    if not isinstance(st.get("message", ""), str) or not isinstance(st.get("host", ""), str):
-        return "has a message or host name that is not text"
+    if not all(isinstance(st.get(k, ""), str) for k in ("message", "host", "note", "device")):
+        return "has a message, note, device or host name that is not text"
     if isinstance(st.get("updated", 0), bool) or not isinstance(st.get("updated", 0), (int, float)):
         return f"has an update time that is not a number: {str(st.get('updated'))[:40]!r}"
     return None
@@ -391,8 +464,8 @@ def _config_problem(cfg) -> str | None:
 
 def _runs(root: str | os.PathLike) -> list[Run]:
     root = Path(root)
-    runs = [Run(p) for p in root.iterdir() if (p / "config.json").is_file()] if root.is_dir() else []
-    return sorted(runs, key=lambda r: r.config_path.stat().st_mtime, reverse=True)
+    runs = [Run(p) for p in root.iterdir() if os.path.lexists(p / "config.json")] if root.is_dir() else []
+    return sorted(runs, key=lambda r: r.config_path.lstat().st_mtime, reverse=True)
 
 
 def checked_runs(root: str | os.PathLike) -> list[tuple[Run, str | None]]:

@@ -87,8 +87,11 @@ class Settings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Settings":
+        """Settings from a dict (a settings file, a run's config); what it leaves out comes from its preset."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names}).validated()
+        preset = d.get("preset", "fast")
+        base = PRESETS.get(preset, {}) if isinstance(preset, str) else {}
+        return cls(**{**base, **{k: v for k, v in d.items() if k in names}}).validated()
 
     @classmethod
     def from_run(cls, d: dict) -> "Settings":

@@ -11,6 +11,7 @@ import platform
 import signal
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -19,10 +20,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import labels
+from . import labels, locks
 from .errors import UserError
 from .model import FIGURE_LEVEL, AAEModel, head_cost
-from .runs import Run
+from .runs import Run, atomic_write
 from .settings import Settings
 
 OnBatch = Callable[[int, int, int], None]   # (epoch, batch, n_batches)
@@ -402,25 +403,44 @@ def versions() -> dict:
 def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | None = None, resume: bool = False,
             overrides: dict | None = None, on_batch: OnBatch | None = None, on_epoch: OnEpoch | None = None,
             on_decode=None) -> Run:
-    """Train on a dataset folder into a run folder: the one entry point of the CLI and the app.
+    """Train on a dataset folder into a run folder: the one entry point of the CLI, the app and the bench.
 
     A new run needs `settings` and `data_root`; `resume` continues a run from its last checkpoint with
-    its own settings and data, changed only by `overrides` (say, more epochs or another device).
+    its own settings and data, changed only by `overrides` (say, more epochs or another device). The run
+    folder's lock and the device's lock are held throughout: a second trainer of either is refused.
     """
+    run = Run(run_dir)
+    if not resume:
+        run.check_new()  # before anything is written into a folder that may be a user's own
+    try:
+        run.dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the run folder {run.dir}: {e.strerror or e}") from None
+    with ExitStack() as held:
+        held.enter_context(locks.hold(locks.run_lock(run.dir), run.dir,
+                                      f"run {run.name} is already being trained by {{holder}}"))
+        if resume:
+            config = run.config()
+            run.require_idle()  # a trainer on another machine, which no lock here can see
+            if not run.model_path.is_file():
+                raise UserError(f"run {run.name} has no checkpoint to resume from: it ended before its first one. "
+                                "Start it again as a new run (the same name may be used).")
+            s = Settings.from_run({**config["settings"], **(overrides or {})})
+            data_root = config["data"]
+        else:
+            run.check_new()  # again, now that no other trainer can write here
+            config, s = {}, settings
+        dev = pick_device(s.device)
+        held.enter_context(locks.hold(locks.device_lock(dev.type), run.dir,
+                                      f"the {dev.type} is busy: {{holder}} is training on it; wait for it or stop "
+                                      "it first (one training at a time per device)"))
+        return _fit(run, s, data_root, resume, config, dev, on_batch, on_epoch, on_decode)
+
+
+def _fit(run: Run, s: Settings, data_root: str, resume: bool, config: dict, dev: torch.device,
+         on_batch: OnBatch | None, on_epoch: OnEpoch | None, on_decode) -> Run:
     from .dataset import load
 
-    run = Run(run_dir)
-    if run.exists() and run.is_active():
-        raise UserError(f"run {run.name} is already training (pid {run.status().get('pid')})")
-    if resume:
-        config = run.config()
-        if not run.model_path.is_file():
-            raise UserError(f"run {run.name} has no checkpoint to resume from")
-        s = Settings.from_run({**config["settings"], **(overrides or {})})
-        data_root = config["data"]
-    else:
-        run.check_new()
-        s = settings
     ds = load(data_root, s.image_size, s.effective().background, progress=on_decode)
     items = ds.items
     codes = items["culture"].astype("category").cat.codes.to_numpy()
@@ -434,18 +454,24 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
             replace(s, prior="mixture", prior_components=len(sources))
     if s.local and not labels.has_target(items):  # no culture is asked about: nothing to tell the decoder
         s = replace(s, local=False)
-    dev = pick_device(s.device)
+    sample = items.iloc[snapshot_rows(len(items), s.snapshot_size, s.seed)][["path", "culture", "site"]]
+    note = ""
     try:
-        run.dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            run.remove_run_files()  # of a run that ended before its first checkpoint, which this one replaces
+        elif (stored := run.snapshot_sample()).empty or \
+                sample.astype(str).values.tolist() != stored[["path", "culture", "site"]].values.tolist():
+            dropped = run.drop_snapshots()  # they show another sample: the dataset changed since
+            note = dropped and (f"the dataset changed since this run began ({ds.root}): its {dropped} earlier latent "
+                    "snapshot(s) showed other figurines and were dropped; snapshots start again from here") or ""
         run.write_config({"settings": s.to_dict(), "effective": s.effective().to_dict(), "data": ds.root,
                           "fingerprint": ds.fingerprint, "images": len(items), "device": device_name(dev),
                           "versions": versions(), **({"sources": sources} if s.guided else {})})
         run.snapshots_dir.mkdir(exist_ok=True)
-        items.iloc[snapshot_rows(len(items), s.snapshot_size, s.seed)][["path", "culture", "site"]].to_csv(
-            run.snapshots_dir / "sample.csv", index=False)
+        atomic_write(run.snapshots_dir / "sample.csv", sample.to_csv(index=False).encode())
         run.clear_stop()
         run.remove_partial_files()
-        run.set_status("running", epoch=0, epochs=s.epochs, message="starting", device=device_name(dev))
+        run.set_status("running", epoch=0, epochs=s.epochs, message="starting", device=device_name(dev), note=note)
     except OSError as e:
         raise UserError(f"cannot write to the run folder {run.dir}: {e.strerror or e}") from None
     try:

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core import demo
-from core.dataset import Dataset, load
+from core.dataset import Dataset, folder_fingerprint, load
 from core.embed import encode_run, relink
 from core.errors import UserError
 from core.paths import DEMO, RUNS, inside_roots, within_roots
@@ -124,10 +124,20 @@ def active_run() -> Run | None:
     return (chosen or done or [None])[0]
 
 
+@st.cache_data(ttl=5, show_spinner=False)
+def fingerprint(root: str) -> str | None:
+    """A dataset folder's fingerprint as of the last few seconds (None if it cannot be read): every cache of
+    what it holds is keyed by it, so that files added or changed are never shown under old rows."""
+    try:
+        return folder_fingerprint(root)
+    except (UserError, OSError):
+        return None
+
+
 @st.cache_resource(max_entries=8, show_spinner="Encoding the figurines with this run (first time only)…")
-def encodings(run_dir: str, checkpoint_mtime: int) -> pd.DataFrame:
+def encodings(run_dir: str, checkpoint_mtime: int, dataset_fingerprint: str | None) -> pd.DataFrame:
     """A run's encodings table, shared by all sessions without a copy (read-only: pages derive new frames);
-    recomputed by the engine only when the checkpoint or data changed."""
+    recomputed by the engine only when the checkpoint or the data changed."""
     return encode_run(run_dir)
 
 

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.errors import UserError
-from core import charts
+from core import charts, export
 from core.paths import DEMO, data_roots, within_roots
 from pages.common import app_page, data_root, dataset, is_demo, plain, short_name
 
@@ -98,5 +98,7 @@ if problems:
     st.warning(f"metadata.csv: {problems} row(s) not used or not matched; each is listed below with its line.")
 if len(ds.unreadable):
     st.dataframe(ds.unreadable, hide_index=True, width="stretch")
+    st.download_button("List of these files (CSV)", export.csv(ds.unreadable), f"{root.name}-unreadable.csv",
+                       "text/csv", icon=":material/download:")
 else:
     st.success("Every image file could be read.")

@@ -9,7 +9,7 @@ from core.errors import UserError
 from core.estimator import AAE
 from core.labels import target_culture
 from core.paths import STATIC, THUMBNAILS
-from pages.common import app_page, encodings, pick_run, plain, relink_form, short_name
+from pages.common import app_page, encodings, fingerprint, pick_run, plain, relink_form, short_name
 
 app_page("pages/explore.py")
 
@@ -31,16 +31,21 @@ def manifold(run_dir: str, checkpoint_mtime: int):
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
-def images_of(root: str, size: int, background: str):
-    return load(root, size, background).images
+def images_of(root: str, size: int, background: str, dataset_key: str):
+    """The decoded photographs behind a run's encodings, keyed by the dataset's fingerprint (files added since
+    never shift the rows); None where the folder holds other files now."""
+    ds = load(root, size, background)
+    return ds.images if ds.key == dataset_key else None
 
 
 @st.cache_data(max_entries=4, show_spinner="Making thumbnails (first time only)…")
-def thumbnails(root: str, size: int, background: str) -> str | None:
+def thumbnails(root: str, size: int, background: str, dataset_key: str) -> str | None:
     """The URL folder of the dataset's hover thumbnails (static files, written once per dataset), in the
-    order of the run's images (None if the two decodes disagree on which files could be read)."""
+    order of the run's images (None if the folder changed since the encodings, or the two decodes disagree on
+    which files could be read)."""
     ds = load(root, THUMBNAIL_SIZE, background)
-    if not ds.items["path"].equals(load(root, size, background).items["path"]):
+    at_size = load(root, size, background)
+    if at_size.key != dataset_key or not ds.items["path"].equals(at_size.items["path"]):
         return None
     folder = explore.write_thumbnails(ds.images, THUMBNAILS / ds.key, THUMBNAIL_SIZE)
     return f"app/static/{folder.relative_to(STATIC).as_posix()}"
@@ -120,11 +125,11 @@ cfg = run.config()
 s = cfg["settings"]
 mtime = run.model_path.stat().st_mtime_ns
 try:
-    enc = encodings(str(run.dir), mtime)
+    enc = encodings(str(run.dir), mtime, fingerprint(cfg["data"]))
     model(str(run.dir), mtime)  # a damaged checkpoint is said here, once
     kept = enc.attrs.get("kept")  # the dataset folder moved or lost files: no images match the rows now
-    thumbs = thumbnails(cfg["data"], s["image_size"], s.get("background", "flatten")) \
-        if len(enc) <= explore.POINTS_UP_TO and not kept else None
+    decoded = (cfg["data"], s["image_size"], s.get("background", "flatten"), enc.attrs.get("dataset"))
+    thumbs = thumbnails(*decoded) if len(enc) <= explore.POINTS_UP_TO and not kept else None
 except UserError as e:
     st.error(plain(str(e)))
     relink_form(run)
@@ -189,11 +194,11 @@ if touched:  # the chart the user acted on decides, in both charts; a double-cli
     st.session_state.pop(f"g_page:{run.name}", None)  # a new selection opens on its first page
     st.rerun()
 
-if selection and kept:
+photographs = images_of(*decoded) if selection and not kept else None
+if selection and photographs is None:
     st.dataframe(enc.loc[selection].drop(columns=["id"]), hide_index=True)
 elif selection:
-    gallery(enc.loc[selection], images_of(cfg["data"], s["image_size"], s.get("background", "flatten")),
-            model(str(run.dir), mtime), cfg["effective"].get("style", "colour"), run.name,
+    gallery(enc.loc[selection], photographs, model(str(run.dir), mtime), cfg["effective"].get("style", "colour"), run.name,
             target_culture(enc["culture"], enc["site"]))
 
 d = st.columns(3)

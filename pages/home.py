@@ -32,7 +32,7 @@ if ds is not None:
     # First start on the demo: train a demo run in the background so there is something to explore.
     if is_demo(root) and not runs() and os.environ.get("FIGURINES_AUTO_DEMO_RUN", "1") == "1":
         try:
-            jobs.launch(RUNS, RUNS / DEMO_RUN, Settings.from_preset("fast", device="auto"), str(root))
+            jobs.launch(RUNS / DEMO_RUN, Settings.from_preset("fast", device="auto"), str(root))
         except UserError:
             pass  # another session started it first
 
@@ -48,7 +48,7 @@ if run is None:
 else:
     st_ = run.status()
     st.write(f"**{plain(run.name)}**: {st_.get('state')} at epoch {st_.get('epoch', 0)} "
-             f"of {st_.get('epochs', '?')} ({run.config().get('device', '?')}).")
+             f"of {st_.get('epochs', '?')} ({plain(run.config().get('device', '?'))}).")
 for name, why in openable_runs()[1]:
     st.warning(f"Run **{plain(name)}** cannot be opened: {plain(why)}.")
 

@@ -126,7 +126,7 @@ except UserError as e:
     st.error(plain(str(e)))
     st.stop()
 if res["aae"]["table"].empty:
-    st.warning("This dataset has only one culture: there are no source cultures to compare with.")
+    st.warning(plain(res["aae"]["why"][0].upper() + res["aae"]["why"][1:]) + ".")
     st.stop()
 
 target = res["aae"]["target"]

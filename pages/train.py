@@ -9,7 +9,7 @@ from core import charts, jobs
 from core.errors import UserError
 from core.explore import culture_colours
 from core.paths import RUNS
-from core.runs import Run
+from core.runs import Run, run_name
 from core.settings import PRESETS, STYLES, Settings
 from core.train import NEIGHBOURS
 from pages.common import active_dataset, app_page, data_root, is_demo, plain, runs
@@ -156,11 +156,8 @@ def settings_form() -> tuple[str, Settings] | None:
 
 
 def launch(name: str, settings: Settings) -> None:
-    if not name or "/" in name or name.startswith("."):
-        st.error("Give the run a name without slashes.")
-        return
     try:
-        run = jobs.launch(RUNS, RUNS / name, settings, str(data_root()))
+        run = jobs.launch(RUNS / run_name(name), settings, str(data_root()))
     except UserError as e:
         st.error(plain(str(e)))
         return
@@ -201,14 +198,14 @@ def run_view(run: Run) -> None:
     elif state in ("stopped", "interrupted"):
         st.warning(f"{state.capitalize()} after epoch {epoch}: {plain(st_.get('message', ''))}")
     elif state == "done":
-        st.success(f"Finished {epoch} epochs on {cfg.get('device', '?')}.")
+        st.success(f"Finished {epoch} epochs on {plain(cfg.get('device', '?'))}.")
     c = st.columns(4)
     c[0].metric("State", state)
     c[1].metric("Epoch", f"{epoch} / {total}" if total else str(epoch))
     c[2].metric("Seconds per epoch", f"{metrics['seconds'].tail(5).mean():.1f}" if len(metrics) else "—")
     c[3].metric("Time left", eta(metrics, st_) if state == "running" else "—")
     if state == "running" and total:
-        st.progress(epoch / total, text=f"epoch {epoch} of {total} on {cfg.get('device', '?')}")
+        st.progress(epoch / total, text=f"epoch {epoch} of {total} on {plain(cfg.get('device', '?'))}")
     b = st.columns([1, 1, 4])
     if state == "running" and b[0].button("Stop training", key=f"stop-{run.name}"):
         run.request_stop()
@@ -216,7 +213,7 @@ def run_view(run: Run) -> None:
     if state in ("stopped", "interrupted", "failed") and run.model_path.is_file() and \
             b[0].button("Resume", key=f"resume-{run.name}"):
         try:
-            jobs.launch(RUNS, run.dir, resume=True)
+            jobs.launch(run.dir, resume=True)
         except UserError as e:
             st.error(plain(str(e)))
         else:
@@ -283,7 +280,7 @@ root = data_root()
 if active_dataset() is None:  # draws the demo on first use; says why a chosen folder cannot be used
     st.stop()
 st.caption(f"Dataset: {'the demo' if is_demo(root) else plain(root)}")
-busy = {d: jobs.active(RUNS, d) for d in ("cuda", "mps", "cpu")}
+busy = {d: jobs.active(d) for d in ("cuda", "mps", "cpu")}
 for d, r in busy.items():
     if r is not None:
         st.info(f"Training now on the {d}: run **{plain(r.name)}**. One training runs at a time per device.")

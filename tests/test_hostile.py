@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core import jobs
+from core import jobs, locks
 from core.cli import main
 from core.dataset import scan
 from core.embed import spaces
@@ -61,7 +61,7 @@ def test_a_folder_that_is_not_new_empty_or_a_run_is_refused_untouched(small_demo
     with pytest.raises(UserError, match="not empty and not a run"):
         fit_run(mine, tiny_settings, str(small_demo))
     with pytest.raises(UserError, match="not empty and not a run"):
-        jobs.launch(tmp_path, mine, tiny_settings, str(small_demo))
+        jobs.launch(mine, tiny_settings, str(small_demo))
     assert {f.name: f.read_text() for f in mine.iterdir()} == files  # nothing replaced, nothing deleted
     (tmp_path / "empty").mkdir()
     Run(tmp_path / "empty").check_new()  # new and empty folders are fine
@@ -88,7 +88,7 @@ def test_a_run_whose_data_lies_outside_the_roots_is_not_opened(run_dir, tmp_path
     monkeypatch.setenv("FIGURINES_DATA_ROOTS", str(tmp_path / "roots"))
     run = copy_of(run_dir, tmp_path)
     with pytest.raises(UserError, match="outside the folders"):
-        jobs.launch(tmp_path, run.dir, resume=True)
+        jobs.launch(run.dir, resume=True)
     config = json.loads(run.config_path.read_text())
     run.config_path.write_text(json.dumps({**config, "data": str(tmp_path / "roots" / ".." / "elsewhere")}))
     assert "uses '..'" in dict((r.name, why) for r, why in damaged_runs(tmp_path))["copy"]
@@ -204,8 +204,9 @@ def test_a_run_in_its_first_epoch_is_not_damaged(run_dir, tmp_path):
 
 def test_a_damaged_lock_file_blocks_nothing(tmp_path):
     for text in ["[]", '{"run": "x", "pid": "abc"}', '{"pid": 1}', "\x00\xff"]:
-        (tmp_path / ".training-cpu.lock").write_text(text)
-        assert jobs.active(tmp_path, "cpu") is None
+        locks.device_lock("cpu").parent.mkdir(parents=True, exist_ok=True)
+        locks.device_lock("cpu").write_text(text)
+        assert jobs.active("cpu") is None
 
 
 # 8. a stale "running" status -----------------------------------------------------------------------------
@@ -214,7 +215,7 @@ def test_a_running_status_without_its_trainer_is_told_apart_and_can_be_cleared(r
     import socket
     import time
 
-    from core.runs import process_start
+    from core.parallel import process_start
 
     run = copy_of(run_dir, tmp_path)
     me, host = os.getpid(), socket.gethostname()  # this test's process: alive, but no trainer of the run
@@ -237,7 +238,7 @@ def test_a_running_status_without_its_trainer_is_told_apart_and_can_be_cleared(r
     assert "on another-machine, which this machine cannot check" in err and "clear-status --run-dir" in err
     monkeypatch.setenv("FIGURINES_DATA_ROOTS", os.path.dirname(run.config()["data"]))
     with pytest.raises(UserError, match="clear-status"):  # the app's resume says the same
-        jobs.launch(tmp_path, run.dir, resume=True)
+        jobs.launch(run.dir, resume=True)
     assert main(["clear-status", "--run-dir", str(run.dir)]) == 0
     assert run.status()["state"] == "interrupted" and "another-machine" in run.status()["message"]
     run.require_idle()

@@ -1,13 +1,12 @@
 import json
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import pytest
 
-from core import jobs
+from core import jobs, locks
 from core.errors import UserError
 from core.runs import Run
 
@@ -22,23 +21,23 @@ def _wait_done(run: Run, timeout=120):
 def test_one_training_per_device_and_the_second_is_told_which(small_demo, tmp_path, tiny_settings, monkeypatch):
     monkeypatch.setenv("FIGURINES_DATA_ROOTS", str(small_demo))  # the app resumes only runs on its own data
     s = replace(tiny_settings, epochs=400)
-    first = jobs.launch(tmp_path, tmp_path / "first", s, str(small_demo), encode=False)
-    assert first.status()["state"] == "running" and jobs.active(tmp_path, "cpu").name == "first"
-    with pytest.raises(UserError, match="run first is already training on the cpu"):
-        jobs.launch(tmp_path, tmp_path / "second", s, str(small_demo))
+    first = jobs.launch(tmp_path / "first", s, str(small_demo), encode=False)
+    assert first.status()["state"] == "running" and jobs.active("cpu").name == "first"
+    with pytest.raises(UserError, match=r"run first \(process \d+, since \d\d:\d\d\) is already training on the cpu"):
+        jobs.launch(tmp_path / "second", s, str(small_demo))
     first.request_stop()
-    assert _wait_done(first) == "stopped" and jobs.active(tmp_path, "cpu") is None
-    second = jobs.launch(tmp_path, tmp_path / "second", replace(s, epochs=1), str(small_demo), encode=False)
+    assert _wait_done(first) == "stopped" and jobs.active("cpu") is None
+    second = jobs.launch(tmp_path / "second", replace(s, epochs=1), str(small_demo), encode=False)
     assert _wait_done(second) == "done"
     old_pid = first.status()["pid"]
-    jobs.launch(tmp_path, first.dir, resume=True, encode=False)  # resume continues the stopped run
+    jobs.launch(first.dir, resume=True, encode=False)  # resume continues the stopped run
     assert first.status()["pid"] != old_pid
     first.request_stop()
     assert _wait_done(first) == "stopped" and first.load_checkpoint()["epoch"] == first.status()["epoch"]
 
 
 def test_a_finished_training_leaves_no_defunct_process(small_demo, tmp_path, tiny_settings):
-    run = jobs.launch(tmp_path, tmp_path / "done", replace(tiny_settings, epochs=1), str(small_demo), encode=False)
+    run = jobs.launch(tmp_path / "done", replace(tiny_settings, epochs=1), str(small_demo), encode=False)
     pid = run.status()["pid"]
     assert _wait_done(run) == "done"
     t0 = time.time()
@@ -53,28 +52,26 @@ def test_a_finished_training_leaves_no_defunct_process(small_demo, tmp_path, tin
 
 
 def test_stale_locks_do_not_block(small_demo, tmp_path, tiny_settings):
-    lock = tmp_path / ".training-cpu.lock"
-    lock.write_text(json.dumps({"run": str(tmp_path / "ghost"), "pid": 2**22 + 7, "pid_start": "1"}))
-    assert jobs.active(tmp_path, "cpu") is None  # its process is gone
-    lock.write_text(json.dumps({"run": str(tmp_path / "ghost"), "pid": 0}))
-    old = time.time() - 600
-    os.utime(lock, (old, old))
-    assert jobs.active(tmp_path, "cpu") is None  # a launcher that died before starting its trainer
-    run = jobs.launch(tmp_path, tmp_path / "next", replace(tiny_settings, epochs=1), str(small_demo), encode=False)
-    assert _wait_done(run) == "done"
+    """A lock file whose holder is gone (it names a run and a pid, but nobody holds it) blocks nothing."""
+    lock = locks.device_lock("cpu")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"run": str(tmp_path / "ghost"), "pid": 2**22 + 7, "since": 1.0}))
+    assert jobs.active("cpu") is None
+    run = jobs.launch(tmp_path / "next", replace(tiny_settings, epochs=1), str(small_demo), encode=False)
+    assert _wait_done(run) == "done" and jobs.active("cpu") is None
 
 
 def test_a_training_that_cannot_start_says_why(tmp_path, tiny_settings):
-    run = jobs.launch(tmp_path, tmp_path / "bad", tiny_settings, str(tmp_path / "no-such-folder"), encode=False)
+    run = jobs.launch(tmp_path / "bad", tiny_settings, str(tmp_path / "no-such-folder"), encode=False)
     assert run.status()["state"] == "missing"
     assert "dataset folder not found" in jobs.log_tail(run)
 
 
-def _launch_together(barrier, runs_root, run_dir, settings, data):
+def _launch_together(barrier, run_dir, settings, data):
     """In another process: wait until the other one is ready too, then launch; the error text if refused."""
     barrier.wait()
     try:
-        jobs.launch(runs_root, run_dir, settings, data, encode=False)
+        jobs.launch(run_dir, settings, data, encode=False)
         return None
     except UserError as e:
         return str(e)
@@ -85,13 +82,13 @@ def test_two_processes_launching_at_the_same_moment_start_one_training(small_dem
     spawn = multiprocessing.get_context("spawn")
     with spawn.Manager() as manager, ProcessPoolExecutor(2, mp_context=spawn) as pool:
         barrier = manager.Barrier(2)
-        outcomes = list(pool.map(_launch_together, [barrier] * 2, [tmp_path] * 2, [tmp_path / "a", tmp_path / "b"],
+        outcomes = list(pool.map(_launch_together, [barrier] * 2, [tmp_path / "a", tmp_path / "b"],
                                  [s] * 2, [str(small_demo)] * 2))
     started = [Run(tmp_path / n) for n in "ab" if (tmp_path / n).exists()]
     try:
         assert sorted(o is None for o in outcomes) == [False, True] and len(started) == 1
-        assert jobs.active(tmp_path, "cpu").name == started[0].name
-        assert f"run {started[0].name} is already training on the cpu" in next(o for o in outcomes if o)
+        assert jobs.active("cpu").name == started[0].name
+        assert f"run {started[0].name} (process" in next(o for o in outcomes if o)
     finally:
         for run in started:
             run.request_stop()

@@ -236,7 +236,7 @@ def _stop(run: Run) -> None:
 
 
 def test_a_restarted_server_finds_the_running_training(small_demo, tiny_settings):
-    run = jobs.launch(RUNS, RUNS / "survivor", replace(tiny_settings, epochs=2000), str(small_demo), encode=False)
+    run = jobs.launch(RUNS / "survivor", replace(tiny_settings, epochs=2000), str(small_demo), encode=False)
     try:
         at = page("train")  # a new session of a new server process: it knows nothing but the folders
         assert not at.exception

@@ -163,7 +163,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_says_so_and_frees_its_name
     with monkeypatch.context() as m:
         with pytest.raises(TrainingFailed, match="no checkpoint had been written yet"):
             fit_run(run.dir, tiny_settings, str(small_demo), on_batch=_poisoned_at(1, m))
-    assert run.status()["state"] == "failed" and run.failed_start()
+    assert run.status()["state"] == "failed" and run.never_checkpointed()
     fit_run(run.dir, replace(tiny_settings, epochs=1), str(small_demo))  # the same name, started again
     assert run.status()["state"] == "done" and len(run.metrics()) == 1
 
