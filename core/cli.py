@@ -65,7 +65,7 @@ def cmd_demo(a) -> int:
         truth = generate(a.out, size=a.size, scale=a.scale, seed=a.seed, progress=progress,
                          collection=COLLECTIONS[a.collection])
     total = sum(truth["counts"].values())
-    print(f"wrote {total} demo images ({a.size} px) and truth.json to {a.out}")
+    print(printable(f"wrote {total} demo images ({a.size} px) and truth.json to {a.out}"))
     return 0
 
 

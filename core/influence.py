@@ -275,13 +275,13 @@ def _share(row) -> str:
 
 
 def reading(result: dict, quote=str) -> list[str]:
-    """Plain-language sentences, one per group; `quote` formats names (say, escaped for Markdown)."""
+    """Plain-language sentences, one per group; `quote` formats names and reasons (say, escaped for Markdown)."""
     t = result["table"]
     if t.empty:
         return []
     v = result["verdict"]
     if v["level"] == "withheld":
-        return [f"Cannot tell: {v['reasons'][0]}."]
+        return [f"Cannot tell: {quote(v['reasons'][0])}."]
     lines = []
     for g, part in t.groupby("group", sort=False):
         n = int(part["n"].iloc[0])

@@ -134,7 +134,7 @@ def run_name(name: str) -> str:
     at most 200 bytes)."""
     name = str(name).strip()
     if not name or any(c in name for c in "/\\\0") or name.startswith(".") or not name.isprintable():
-        raise UserError("give the run a name without slashes, control characters or a leading dot")
+        raise UserError("a run name may not be empty or hold slashes, control characters or a leading dot")
     if len(name.encode()) > 200:
         raise UserError(f"the run name is {len(name.encode())} bytes long: at most 200 (about 200 letters)")
     return name
@@ -411,6 +411,12 @@ class Run:
         st = self.status()
         if st["state"] == "damaged":
             return st["message"]
+        for f in ("train.log", "settings.json"):  # the launcher's files: shown or read, never followed
+            if os.path.lexists(self.dir / f):
+                try:
+                    checked_file(self.dir / f, CAPS.get(f, MB))
+                except (OSError, ValueError) as e:
+                    return f"its {f} cannot be read ({e})"
         sample = self.snapshots_dir / "sample.csv"
         if (sample.exists() or sample.is_symlink()) and self.snapshot_sample().empty:
             return "its snapshots/sample.csv is damaged"

@@ -74,10 +74,10 @@ def filters(enc: pd.DataFrame, run_name: str) -> tuple[list[str], list[str], boo
     restore(keys["f_sites"], [], sites)
     restore(keys["f_context"], True)
     c = st.columns([5, 1])
-    chosen = c[0].pills("Cultures", cultures, selection_mode="multi", key=keys["f_cultures"],
+    chosen = c[0].pills("Cultures", cultures, selection_mode="multi", key=keys["f_cultures"], format_func=plain,
                         help="Pick one or more to show only those; none picked shows every culture")
     context = c[1].toggle("Grey context", key=keys["f_context"], help="Show the filtered-out figurines in grey")
-    chosen_sites = st.pills("Find-sites", sites, selection_mode="multi", key=keys["f_sites"],
+    chosen_sites = st.pills("Find-sites", sites, selection_mode="multi", key=keys["f_sites"], format_func=plain,
                             help="Pick one or more to keep only the figurines found there (the figurines without "
                                  "a find-site, the source cultures, stay for comparison); none picked keeps every "
                                  "site") if sites else []

@@ -52,8 +52,8 @@ def self_check(r: dict, space: str, whose: str) -> None:
                       f"answer {moved['coverage_widened']:.0%} of the time." if moved and v["level"] != "withheld"
                       else "." if moved else ""))
     text = {"good": f"The {space}'s shares can be read as estimates.",
-            "caution": f"Read the {space}'s shares with care: " + "; ".join(v["reasons"]) + ".",
-            "withheld": "Cannot tell: " + "; ".join(v["reasons"]) + ". No shares are shown as a reading."}
+            "caution": f"Read the {space}'s shares with care: " + "; ".join(map(plain, v["reasons"])) + ".",
+            "withheld": "Cannot tell: " + "; ".join(map(plain, v["reasons"])) + ". No shares are shown as a reading."}
     ALERT[v["level"]](text[v["level"]])
 
 

@@ -78,3 +78,34 @@ def make(root: Path) -> Path:
     figure(seed=13).save(b / "Uruk" / "fig.png")
     os.symlink("..", b / "Uruk" / "loop")  # a symlink loop
     return root
+
+
+# Names a user's folders or metadata.csv may give, each trying what a name must never do in the app or the CLI:
+# fetch a URL, become a link, colour or format text, run in a spreadsheet, or drive a terminal.
+HOSTILE = {
+    "Classical Greek and Hellenistic": "![p](http://evil.invalid/pixel.png)",
+    "Neo-Babylonian": "[Session expired: log in again](http://evil.invalid/login)",
+    "Achaemenid": ":red[Achaemenid] <img src='http://evil.invalid/i.png'> $x^2$ \x1b]0;owned\x07\x1b[2J",
+}
+HOSTILE_SITES = {"Uruk": "=HYPERLINK(\"http://evil.invalid/u\")", "Kish": "Kish\n**[s](http://evil.invalid/s)**"}
+EVIL = "evil.invalid"
+
+
+def hostile(demo: Path, root: Path) -> Path:
+    """A copy of a demo collection whose source cultures and find-sites carry hostile names (metadata.csv)."""
+    import csv
+    import shutil
+
+    shutil.copytree(demo, root, dirs_exist_ok=True)
+    (root / "truth.json").unlink(missing_ok=True)
+    rows = []
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        parts = f.relative_to(root).parts
+        culture = HOSTILE.get(parts[0], parts[0])
+        site = HOSTILE_SITES.get(parts[1], parts[1]) if len(parts) > 2 else ""
+        rows.append((f.relative_to(root).as_posix(), culture, site))
+    with open(root / "metadata.csv", "w", newline="", encoding="utf-8") as out:
+        w = csv.writer(out)
+        w.writerow(["path", "culture", "site"])
+        w.writerows(rows)
+    return root
