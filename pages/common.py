@@ -39,8 +39,11 @@ def app_page(path: str) -> None:
 
 
 def plain(text: str) -> str:
-    """A file name or label from a user's folder, escaped so Markdown shows it as typed."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
+    """A file name or label from a user's folder, escaped so Markdown shows it as typed. Streamlit also turns
+    URLs and e-mail addresses in text into links, escaped or not: a word joiner (U+2060, invisible) after
+    `http`, `www` and before `@` keeps them text."""
+    text = re.sub(r"(?i)(https?|ftp|www)(?=[:.])|(?=@)", "\\g<0>\u2060", str(text))
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", text)
 
 
 def short_name(path: str, limit: int = 16) -> str:

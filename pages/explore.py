@@ -47,7 +47,10 @@ def thumbnails(root: str, size: int, background: str, dataset_key: str) -> str |
     at_size = load(root, size, background)
     if at_size.key != dataset_key or not ds.items["path"].equals(at_size.items["path"]):
         return None
-    folder = explore.write_thumbnails(ds.images, THUMBNAILS / ds.key, THUMBNAIL_SIZE)
+    try:
+        folder = explore.write_thumbnails(ds.images, THUMBNAILS / ds.key, THUMBNAIL_SIZE)
+    except OSError:  # a full or read-only disk: the charts go without hover thumbnails
+        return None
     return f"app/static/{folder.relative_to(STATIC).as_posix()}"
 
 

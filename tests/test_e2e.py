@@ -251,3 +251,43 @@ def test_two_sessions_pressing_train_at_once(server, browser):
         _shot(winner, "7-race-winner")
         (ARTIFACTS / "7-race-winner.html").write_text(winner.content())
     _no_exception(winner, "7-race-winner-stopped")
+
+
+def test_hostile_names_stay_text_and_nothing_leaves_the_server(server, browser, small_demo):
+    """A collection whose culture and site names are Markdown images, links, colours, formulas and terminal
+    sequences: every page shows them as typed; the browser fetches nothing from anywhere but the server."""
+    from tests.corpus import EVIL, HOSTILE, hostile
+
+    tmp = url_log[server].parent
+    data = hostile(small_demo, tmp / "data" / "hostile")
+    env = {**os.environ, "FIGURINES_CACHE": str(tmp / "cache"), "FIGURINES_DATA": str(tmp / "data"),
+           "FIGURINES_DATA_ROOTS": str(tmp / "data"), "FIGURINES_RUNS": str(tmp / "runs")}
+    subprocess.run([sys.executable, "-m", "core", "train", "--data", str(data), "--run-dir",
+                    str(tmp / "runs" / "hostile"), "--epochs", "2", "--image-size", "32", "--device", "cpu"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+    page.set_default_timeout(300_000)
+    hosts = set()
+    page.on("request", lambda r: hosts.add(urlsplit(r.url).netloc) if urlsplit(r.url).scheme in
+            ("http", "https", "ws", "wss") else None)
+    page.goto(f"{server}/data")
+    page.get_by_text("Files that could not be read").wait_for()
+    _settle(page)
+    page.get_by_text("A folder on this server").click()
+    page.get_by_role("textbox").first.fill(str(data))
+    page.get_by_role("button", name="Use this folder").click()
+    _settle(page)
+    page.get_by_text("images in 4 cultures").wait_for()
+    _no_exception(page, "8-hostile-data")
+    for name, ready in (("Explore", "AAE latent"), ("Influence", "How far the method can be trusted"),
+                        ("Train", "Show run"), ("Home", "Active run")):
+        _nav(page, name)
+        page.get_by_text(ready).first.wait_for()
+        _settle(page)
+        _no_exception(page, f"8-hostile-{name.lower()}")
+        links = page.evaluate(f"() => [...document.querySelectorAll('a[href*=\"{EVIL}\"], img[src*=\"{EVIL}\"]')]"
+                              ".map(e => e.outerHTML)")
+        assert not links, (name, links)
+        if name == "Explore":  # the culture chips show each name as typed
+            assert page.get_by_text(HOSTILE["Classical Greek and Hellenistic"], exact=True).count() >= 1
+    assert hosts == {server.split("/")[2]}, f"requests left the server: {hosts}"
