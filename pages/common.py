@@ -75,9 +75,14 @@ def _progress(text: str):
     return bar, update
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
 def dataset(root: str, size: int = PREVIEW_SIZE, background: str = "flatten") -> Dataset:
-    """A decoded dataset (the demo is drawn on first use); progress bars while the work happens."""
+    """A decoded dataset as its folder is now (the demo is drawn on first use); progress bars while the work
+    happens."""
+    return _dataset(root, size, background, fingerprint(root))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _dataset(root: str, size: int, background: str, dataset_fingerprint: str | None) -> Dataset:
     if Path(root) == DEMO and not (DEMO / "truth.json").is_file():
         bar, update = _progress("Drawing the demo figurines (first start only):")
         demo.ensure(DEMO, PREVIEW_SIZE, progress=update)

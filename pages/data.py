@@ -4,7 +4,7 @@ import streamlit as st
 from core.errors import UserError
 from core import charts, export
 from core.paths import DEMO, data_roots, within_roots
-from pages.common import app_page, data_root, dataset, is_demo, plain, short_name
+from pages.common import app_page, data_root, dataset, fingerprint, is_demo, plain, short_name
 
 app_page("pages/data.py")
 
@@ -40,7 +40,7 @@ def dataset_chooser() -> None:
 
 dataset_chooser()
 if st.button("Rescan the folder", icon=":material/refresh:", help="Pick up files added, removed or changed since"):
-    dataset.clear()  # the engine's own cache then decodes only what changed
+    fingerprint.clear()  # the folder is scanned again: what changed is decoded, and only that
 root = data_root()
 try:
     ds = dataset(str(root))

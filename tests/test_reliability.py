@@ -410,3 +410,24 @@ def test_a_forged_results_file_is_recomputed_not_shown(hostile_run):
     results = influence.for_run(hostile_run.dir)
     assert all(r["verdict"]["level"] in influence.LEVELS for r in results.values())
     assert not any((r["table"]["share"] == 0.99).all() for r in results.values())
+
+
+def test_explore_shows_the_photographs_of_the_rows_after_files_are_added(small_demo):
+    """Open Explore on run X, add files that sort first, train run Y on the same folder, open Y: the gallery
+    shows Y's rows (the images were cached by folder, size and background only)."""
+    from tests.test_pages import page
+
+    data = DATA / "growing"
+    shutil.copytree(small_demo, data)
+    s = Settings.from_preset("fast", image_size=32, width=8, disc_width=32, epochs=1, device="cpu")
+    x = fit_run(RUNS / "before-adding", s, str(data))
+    assert not page("explore", run=x.name, picks={x.name: {"ids": [0], "gen": {}, "seen": {}}}).exception
+    for i in range(4):
+        _png(data / "Achaemenid" / f"000-added-{i}.png", i)
+    y = fit_run(RUNS / "after-adding", s, str(data))
+    n = len(load(data, 32).items)
+    last = n - 1  # beyond the old row count
+    at = page("explore", run=y.name, picks={y.name: {"ids": [0, last], "gen": {}, "seen": {}}})
+    assert not at.exception, at.exception
+    captions = " ".join(c.value for c in at.caption)
+    assert "000\\-added\\-0\\.png" in captions and len(at.get("image")) >= 2, captions
