@@ -207,7 +207,12 @@ def describe(ds: Dataset, d: Descriptor, progress: Progress | None = None, worke
     with FileLock(f"{f}.lock"):
         if f.is_file():
             os.utime(f)
-            return np.load(f)
+            try:
+                x = np.load(f)
+                if x.ndim == 2 and len(x) == len(ds.images) and np.isfinite(x).all():
+                    return x
+            except (OSError, ValueError, EOFError):
+                pass  # damaged: computed again below
         x = compute(ds, d, progress, workers, device)
         part = f.with_name(f".{f.name}.{os.getpid()}.npy")
         try:

@@ -113,8 +113,13 @@ def baseline(ds: Dataset, params: UMAPBaseline | None = None) -> tuple[np.ndarra
     with FileLock(f.with_suffix(".lock")):
         if f.is_file():
             os.utime(f)
-            with np.load(f) as z:
-                return z["pca"], z["umap"]
+            try:
+                with np.load(f) as z:
+                    pcs, emb = z["pca"], z["umap"]
+                if len(pcs) == len(emb) == len(ds.images) and np.isfinite(pcs).all() and np.isfinite(emb).all():
+                    return pcs, emb
+            except (OSError, ValueError, KeyError, EOFError):
+                pass  # damaged: made again below
         pcs, emb = params.fit_transform(ds.images)
         buf = io.BytesIO()
         np.savez(buf, pca=pcs, umap=emb)

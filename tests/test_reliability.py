@@ -338,14 +338,18 @@ def test_refusing_an_unsafe_checkpoint_never_advises_loading_it_unsafely(run_dir
 
 
 # 13. one source culture ---------------------------------------------------------------------------------------
-def test_one_source_culture_says_every_share_is_one(small_demo, tmp_path, tiny_settings, capsys):
-    data = tmp_path / "two"
+def test_one_source_culture_says_every_share_is_one(small_demo, tiny_settings, capsys):
+    from tests.test_pages import page
+
+    data = DATA / "two-cultures"
     for culture in ("Achaemenid", "Hellenistic Babylonian"):
         shutil.copytree(small_demo / culture, data / culture)
-    run = fit_run(tmp_path / "one-source", replace(tiny_settings, epochs=1), str(data))
+    run = fit_run(RUNS / "one-source", replace(tiny_settings, epochs=1), str(data))
     line = one_line_error(["influence", "--run-dir", run.dir, "--bootstrap", "20"], capsys)
     assert "one source culture only (Achaemenid)" in line and "each share is 1" in line
     assert main(["influence", "--run-dir", str(run.dir), "--json"]) == 2
+    at = page("influence", run=run.name)
+    assert not at.exception and any("one source culture only" in w.value for w in at.warning)
 
 
 # 5, 10, 12. every page with hostile names, a forged results file, and files added under a cached folder ------
@@ -431,3 +435,19 @@ def test_explore_shows_the_photographs_of_the_rows_after_files_are_added(small_d
     assert not at.exception, at.exception
     captions = " ".join(c.value for c in at.caption)
     assert "000\\-added\\-0\\.png" in captions and len(at.get("image")) >= 2, captions
+
+
+def test_damaged_baseline_and_descriptor_caches_are_made_again(small_demo):
+    from core.descriptors import Descriptor, describe
+    from core.embed import UMAPBaseline, baseline
+
+    ds = load(small_demo, 32)
+    params = UMAPBaseline(neighbours="exact")
+    pcs, emb = baseline(ds, params)
+    x = describe(ds, Descriptor("hog", 32))
+    for f in [*(dataset.cache_root() / "umap").glob(f"{ds.key}-*.npz"),
+              *(dataset.cache_root() / "descriptors").glob(f"{ds.key}-*.npy")]:
+        f.write_bytes(b"\x93NUMPY damaged")
+    again, again_emb = baseline(ds, params)
+    assert np.allclose(again, pcs) and again_emb.shape == emb.shape
+    assert np.allclose(describe(ds, Descriptor("hog", 32)), x)
