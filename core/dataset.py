@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import unicodedata
 from dataclasses import dataclass
@@ -161,6 +162,8 @@ def _metadata(root: Path) -> tuple[list[dict], list[tuple[int, list[str], int]]]
     """metadata.csv parsed strictly: its rows (path, culture, site, line; values stripped) and the rows
     with the wrong number of fields (line, fields, expected). A file that is not CSV text is a UserError."""
     f = root / "metadata.csv"
+    if os.path.lexists(f) and (f.is_symlink() or not f.is_file()):
+        raise UserError(f"{f} is a link, pipe or device, not a CSV file: replace it with the file itself")
     if not f.is_file():
         return None
     try:
@@ -248,6 +251,9 @@ def scan(root: str | os.PathLike) -> pd.DataFrame:
         except OSError as e:  # a dangling symlink, a file removed while scanning
             rows.append((rel, "", "", 0, 0, False, f"cannot open ({e.strerror})"))
             continue
+        if not stat.S_ISREG(st.st_mode):  # a pipe or a device under an image's name: never opened
+            rows.append((rel, "", "", 0, 0, False, "not a regular file (a pipe or a device?)"))
+            continue
         culture = nfc(parts[0]) if len(parts) > 1 else ""
         site = nfc(parts[1]) if len(parts) > 2 else ""
         rows.append((rel, culture, site, st.st_size, st.st_mtime_ns, True, ""))
@@ -312,7 +318,7 @@ def _caches_of(root: Path, suffix: str) -> list[Path]:
         try:
             if json.loads((d / "info.json").read_text()).get("root") == str(root):
                 found.append((d.stat().st_mtime, d))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
     return [d for _, d in sorted(found, reverse=True)]
 

@@ -11,6 +11,7 @@ replaced.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -94,8 +95,11 @@ def atomic_write(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"not enough space to write {path} (needs {len(data) / MB:,.1f} MB): free some "
+                            "space there") from None
         raise
 
 
@@ -307,7 +311,10 @@ class Run:
         atomic_write(self.metrics_path, buf.getvalue().encode())
 
     def drop_snapshots(self) -> int:
-        """Remove the latent snapshots (they show another sample); how many there were."""
+        """Remove the latent snapshots (they show another sample); how many there were. A link planted as the
+        snapshots folder is removed itself, never what it points to."""
+        if self.snapshots_dir.is_symlink():
+            self.snapshots_dir.unlink()
         found = list(self.snapshots_dir.glob("epoch_*.npy")) if self.snapshots_dir.is_dir() else []
         for f in found:
             f.unlink(missing_ok=True)
@@ -326,7 +333,7 @@ class Run:
 
     # stop requests -----------------------------------------------------------------------------
     def request_stop(self) -> None:
-        self.stop_path.touch()
+        atomic_write(self.stop_path, b"")  # a new file: a link planted as STOP is replaced, never followed
 
     def stop_requested(self) -> bool:
         return self.stop_path.exists()
@@ -411,7 +418,7 @@ class Run:
         st = self.status()
         if st["state"] == "damaged":
             return st["message"]
-        for f in ("train.log", "settings.json"):  # the launcher's files: shown or read, never followed
+        for f in ("train.log", "settings.json", "model.pt"):  # read elsewhere: never through a link
             if os.path.lexists(self.dir / f):
                 try:
                     checked_file(self.dir / f, CAPS.get(f, MB))

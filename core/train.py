@@ -415,13 +415,15 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
     try:
         run.dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create the run folder {run.dir}: {e.strerror or e}") from None
+        raise UserError(f"cannot write to the run folder {run.dir}: {e.strerror or e}") from None
     with ExitStack() as held:
         held.enter_context(locks.hold(locks.run_lock(run.dir), run.dir,
                                       f"run {run.name} is already being trained by {{holder}}"))
         if resume:
             config = run.config()
             run.require_idle()  # a trainer on another machine, which no lock here can see
+            if why := run.problem():
+                raise UserError(f"run {run.name} is damaged, so it is not resumed: {why}")
             if not run.model_path.is_file():
                 raise UserError(f"run {run.name} has no checkpoint to resume from: it ended before its first one. "
                                 "Start it again as a new run (the same name may be used).")

@@ -132,7 +132,7 @@ def active_run() -> Run | None:
     return (chosen or done or [None])[0]
 
 
-@st.cache_data(ttl=5, show_spinner=False)
+@st.cache_data(ttl=5, max_entries=16, show_spinner=False)
 def fingerprint(root: str) -> str | None:
     """A dataset folder's fingerprint as of the last few seconds (None if it cannot be read): every cache of
     what it holds is keyed by it, so that files added or changed are never shown under old rows."""

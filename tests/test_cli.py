@@ -80,7 +80,7 @@ def test_a_folder_with_a_single_culture_trains_and_influence_says_why_not(tmp_pa
     assert len(pd.read_parquet(run / "encodings.parquet")) == 12
     capsys.readouterr()
     assert main(["influence", "--run-dir", str(run)]) == 2
-    assert "no target and source cultures to compare" in capsys.readouterr().err
+    assert "only one culture: there are no source cultures to compare" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["scan"], ["train"], ["encode"], ["relink"], ["clear-status"],

@@ -289,7 +289,7 @@ def test_names_from_a_folder_are_shown_as_text():
 
     for name in ["**bold**", "<b>x</b>", "$x$.jpg", "[link](http://e.x)", "a_b_c.tif"]:
         escaped = plain(name)
-        assert escaped.replace("\\", "") == name
+        assert escaped.replace("\\", "").replace("\u2060", "") == name  # the word joiner is invisible
         assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch in "*<>$[]()_" and i > 0)
 
 

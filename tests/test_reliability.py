@@ -61,6 +61,10 @@ SPOILED = {
     "huge config": lambda r, out: r.config_path.write_text(json.dumps({**r.config(), "pad": "x" * 2_000_000})),
     "config link": lambda r, out: (r.config_path.rename(out.with_name("config.json")),
                                    r.config_path.symlink_to(out.with_name("config.json"))),
+    "model link": lambda r, out: (r.model_path.rename(out.with_name("model.pt")),
+                                  r.model_path.symlink_to(out.with_name("model.pt"))),
+    "snapshots link": lambda r, out: (r.snapshots_dir.rename(out.parent / "snapshots"),
+                                      r.snapshots_dir.symlink_to(out.parent / "snapshots")),
 }
 
 
@@ -81,6 +85,23 @@ def test_run_files_that_are_links_pipes_devices_or_huge_make_the_run_damaged(run
     (damaged, why), = done[0]
     assert damaged.name == "spoiled" and why
     assert "secret" not in jobs.log_tail(run)
+    with pytest.raises(UserError, match="damaged"):  # not trained further: nothing is written through its links
+        fit_run(run.dir, resume=True, overrides={"epochs": 2})
+    planted = tmp_path / "outside" / "planted"
+    run.stop_path.symlink_to(planted)
+    run.request_stop()  # never through a link planted as STOP
+    assert run.stop_path.is_file() and not run.stop_path.is_symlink() and not planted.exists()
+
+
+def test_pipes_and_links_in_a_dataset_folder_are_never_read(tmp_path, capsys):
+    _png(tmp_path / "Greek" / "a.png")
+    os.mkfifo(tmp_path / "Greek" / "pipe.jpg")
+    m = scan(tmp_path)
+    assert m.loc[m["path"] == "Greek/pipe.jpg", "reason"].item().startswith("not a regular file")
+    os.mkfifo(tmp_path / "truth.json")
+    assert influence.known_answer(tmp_path) is None  # returns at once, not waiting on the pipe
+    os.mkfifo(tmp_path / "metadata.csv")
+    assert "metadata.csv is a link, pipe or device" in one_line_error(["scan", tmp_path], capsys)
 
 
 # 2. a full cache disk: one clear line before writing, nothing half-built, the process lives -----------------
