@@ -93,3 +93,48 @@ def log_tail(run: Run, lines: int = 20) -> str:
         return ""
     kept = [line for line in text.splitlines() if line.strip() and "%|" not in line]
     return "\n".join(kept[-lines:])
+
+
+# Images per second at an image size, measured by bench/run.py on a 2-core AMD EPYC CPU (bench/RESULTS.md,
+# "Training throughput"): what an estimate starts from before this machine has trained such a network.
+REFERENCE_RATES = {("conv", "cpu"): (1_160.0, 64), ("dense", "cpu"): (15.8, 256)}
+
+
+def estimate(settings: Settings, images: int, runs: list[Run]) -> tuple[float, str] | None:
+    """How long training `settings` on `images` photographs takes here, in seconds, and what that rests on:
+    the median epoch of this machine's own runs of the same network on the same device (scaled by images and
+    pixels), else the bench's rate on a small CPU; None where neither is known (a GPU's first run)."""
+    from .train import device_name, pick_device
+
+    s = settings.effective()
+    here = device_name(pick_device(s.device))
+    rates = []
+    for run in runs:
+        try:
+            cfg = run.config()
+            m = run.metrics()
+        except UserError:
+            continue
+        if cfg.get("device") == here and cfg["effective"].get("arch") == s.arch and len(m) and \
+                isinstance(cfg.get("images"), int) and m["seconds"].median() > 0:
+            ips = cfg["images"] / float(m["seconds"].median())
+            rates.append((ips * (cfg["effective"]["image_size"] / s.image_size) ** 2, run.name))
+    if rates:
+        ips, name = sorted(rates)[len(rates) // 2]
+        basis = f"the rate of run {name} on this {here}"
+    elif (s.arch, pick_device(s.device).type) in REFERENCE_RATES:
+        ips, size = REFERENCE_RATES[(s.arch, pick_device(s.device).type)]
+        ips *= (size / s.image_size) ** 2
+        basis = "the rate measured on a 2-core CPU (bench/RESULTS.md); this machine has no such run yet"
+    else:
+        return None
+    return images * s.epochs / ips, basis
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '12 min', '3.5 h', '2.1 days'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172_800 else f"{seconds / 86_400:.1f} days"

@@ -1,9 +1,10 @@
-"""Where the project keeps its data and runs, and which folders the app may open.
+"""Where the project keeps its data and runs, which folders the app may open, and the one it opened last.
 
 $FIGURINES_DATA and $FIGURINES_RUNS move the data and run folders; $FIGURINES_DATA_ROOTS (separated by
 the system's path separator) lists the folders the app's folder chooser may reach (default: the data
 folder and the user's home).
 """
+import json
 import os
 from pathlib import Path
 
@@ -53,3 +54,28 @@ def within_roots(path: str, roots: list[Path] | None = None) -> Path:
     if not found:
         raise UserError(f"folder not found: {real}")
     return real
+
+
+def _last() -> Path:
+    return RUNS / ".last-dataset.json"
+
+
+def remember_folder(path: str | os.PathLike) -> None:
+    """Keep the dataset folder last chosen in the app (one per server, beside its runs) for the next session."""
+    from .runs import atomic_write
+
+    try:
+        RUNS.mkdir(parents=True, exist_ok=True)
+        atomic_write(_last(), json.dumps({"data": str(path)}).encode())
+    except (OSError, UserError):
+        pass  # a read-only runs folder: the choice holds for this session only
+
+
+def remembered_folder() -> Path | None:
+    """The dataset folder last chosen on this server, if it is still a folder the app may open."""
+    from .runs import read_json
+
+    try:
+        return within_roots(read_json(_last(), 10_000)["data"])
+    except (OSError, ValueError, KeyError, TypeError, UserError):
+        return None

@@ -11,7 +11,7 @@ from core import demo
 from core.dataset import Dataset, folder_fingerprint, load
 from core.embed import encode_run, relink
 from core.errors import UserError
-from core.paths import DEMO, RUNS, inside_roots, within_roots
+from core.paths import DEMO, RUNS, inside_roots, remember_folder, remembered_folder, within_roots
 from core.runs import Run, checked_runs, list_runs
 
 PREVIEW_SIZE = 64
@@ -58,8 +58,15 @@ def short_name(path: str, limit: int = 16) -> str:
 
 
 def data_root() -> Path:
-    """The dataset the user chose on the Data page, the demo until then."""
-    return Path(st.session_state.get("data_root") or DEMO)
+    """The dataset chosen in this session (on the Data page, or by picking a run trained on it), else the folder
+    last chosen on this server, else the demo."""
+    return Path(st.session_state.get("data_root") or remembered_folder() or DEMO)
+
+
+def choose_dataset(root: str | Path) -> None:
+    """Make a folder the active dataset, and the one the next session opens with."""
+    st.session_state["data_root"] = str(root)
+    remember_folder(root)
 
 
 def is_demo(root: Path) -> bool:
@@ -125,11 +132,13 @@ def openable_runs() -> tuple[list[Run], list[tuple[str, str]]]:
 
 
 def active_run() -> Run | None:
-    """The run chosen in this session, else the newest with a checkpoint; never a damaged one."""
+    """The run chosen in this session, else the newest with a checkpoint on the active dataset, else the newest
+    with one; never a damaged one."""
     healthy = runs()
     chosen = [r for r in healthy if r.name == st.session_state.get("run")]
     done = [r for r in healthy if r.model_path.is_file()]
-    return (chosen or done or [None])[0]
+    here = [r for r in done if Path(r.config()["data"]) == data_root().resolve()]
+    return (chosen or here or done or [None])[0]
 
 
 @st.cache_data(ttl=5, max_entries=16, show_spinner=False)
@@ -200,8 +209,11 @@ def pick_run() -> Run | None:
         st.page_link("pages/train.py", label="Go to Train")
         return None
     names = [r.name for r in done]
-    want = st.session_state.get("run")
+    want = st.session_state.get("run") or getattr(active_run(), "name", None)
     pick = st.selectbox("Run", names, index=names.index(want) if want in names else 0,
                         format_func=lambda n: run_label(Run(RUNS / n)))
+    run = Run(RUNS / pick)
+    if pick != st.session_state.get("run"):  # the active dataset follows the run picked
+        st.session_state["data_root"] = run.config()["data"]
     st.session_state["run"] = pick
-    return Run(RUNS / pick)
+    return run

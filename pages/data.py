@@ -4,7 +4,7 @@ import streamlit as st
 from core.errors import UserError
 from core import charts, export
 from core.paths import DEMO, data_roots, within_roots
-from pages.common import app_page, data_root, dataset, fingerprint, is_demo, plain, short_name
+from pages.common import app_page, choose_dataset, data_root, dataset, fingerprint, is_demo, plain, short_name
 
 app_page("pages/data.py")
 
@@ -18,7 +18,7 @@ def dataset_chooser() -> None:
                       index=0 if is_demo(current) else 1, horizontal=True)
     if choice.startswith("Demo"):
         if not is_demo(current):
-            st.session_state["data_root"] = str(DEMO)
+            choose_dataset(DEMO)
             st.rerun()
         return
     roots = ", ".join(f"`{r}`" for r in data_roots())
@@ -34,7 +34,7 @@ def dataset_chooser() -> None:
             except UserError as e:
                 st.error(plain(str(e)))
                 return
-            st.session_state["data_root"] = str(root)
+            choose_dataset(root)
             st.rerun()
 
 
@@ -99,6 +99,6 @@ if problems:
 if len(ds.unreadable):
     st.dataframe(ds.unreadable, hide_index=True, width="stretch")
     st.download_button("List of these files (CSV)", export.csv(ds.unreadable), f"{root.name}-unreadable.csv",
-                       "text/csv", icon=":material/download:")
+                       "text/csv", icon=":material/download:", on_click="ignore")
 else:
     st.success("Every image file could be read.")

@@ -206,10 +206,10 @@ elif selection:
 
 d = st.columns(3)
 d[0].download_button("Filtered table (CSV)", lambda: export.csv(enc[keep].drop(columns=["id"])),
-                     f"{run.name}-encodings.csv", "text/csv", icon=":material/download:")
+                     f"{run.name}-encodings.csv", "text/csv", icon=":material/download:", on_click="ignore")
 for col, (prefix, title) in zip(d[1:], [("aae", "AAE latent"), ("umap", "UMAP baseline")]):
     col.download_button(f"{title} chart (SVG)", lambda f=figures[prefix]: charts.svg(f),
-                        f"{run.name}-{prefix}.svg", "image/svg+xml", icon=":material/download:")
+                        f"{run.name}-{prefix}.svg", "image/svg+xml", icon=":material/download:", on_click="ignore")
 
 with st.expander("What the decoder draws across the prior (latent manifold)"):
     if s["latent_dim"] < 2:

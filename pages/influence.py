@@ -169,10 +169,10 @@ st.caption("ci_low, ci_high: the 95% interval to read: the bootstrap's, widened 
            "sit from the sources ([0, 1] where the tool cannot tell; spanning another representation's reading "
            "where the two disagree); sampling_low, sampling_high: the bootstrap's interval, which ignores what "
            "the checks found.")
-d1, d2 = st.columns(2)
+d1, d2 = st.columns(2)  # on_click="ignore": no rerun, so a second download clicked at once still finds its file
 d1.download_button("Estimates (CSV)", export.csv(full[cols]), f"{run.name}-influence.csv", "text/csv",
-                   icon=":material/download:")
+                   icon=":material/download:", on_click="ignore")
 d2.download_button("Heatmaps (SVG)", lambda: charts.svg(alt.vconcat(*maps)), f"{run.name}-influence.svg",
-                   "image/svg+xml", icon=":material/download:")
+                   "image/svg+xml", icon=":material/download:", on_click="ignore")
 
 trust(d)

@@ -1,4 +1,5 @@
 """Train: configure and launch a training in the background, follow it live, stop or resume it."""
+import re
 import time
 
 import pandas as pd
@@ -17,6 +18,7 @@ from pages.common import active_dataset, app_page, data_root, is_demo, plain, ru
 app_page("pages/train.py")
 
 st.title("Train")
+LONG = 3600  # seconds: a training estimated to take longer is launched only after the user confirms
 
 
 def device_options() -> dict[str, str]:
@@ -38,11 +40,18 @@ def settings_form() -> tuple[str, Settings] | None:
                                   help="fast: a small convolutional AAE at 64 px, minutes on a CPU; paper: the "
                                        "study's dense 1000-1000-2 AAE at 256 px, for a GPU")
     base = Settings.from_preset(preset or "fast")
-    if "run_name" not in st.session_state or st.session_state.get("run_name_preset") != base.preset:
-        st.session_state["run_name"] = f"{base.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        st.session_state["run_name_preset"] = base.preset
+    est = jobs.estimate(base, len(ds.items), runs())
+    if est:
+        st.caption(f"{base.preset}, {base.epochs} epochs at {base.image_size} px on these {len(ds.items):,} "
+                   f"photographs: about {jobs.duration(est[0])} on this machine ({plain(est[1])}). Over an hour, "
+                   "the launch asks first.")
+    made_for = (base.preset, str(data_root()))  # a run is named after its dataset, preset and start
+    if "run_name" not in st.session_state or st.session_state.get("run_name_for") != made_for:
+        folder = "demo" if is_demo(data_root()) else re.sub(r"[^\w-]+", "-", data_root().name).strip("-")[:40]
+        st.session_state["run_name"] = f"{folder or 'data'}-{base.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        st.session_state["run_name_for"] = made_for
     sizes = [16, 32, 64, 128, 256]
-    with st.form("launch"):
+    with st.form("launch", enter_to_submit=False):  # launched by its button only, never by Enter in a box
         c = st.columns([3, 1, 1, 2])
         name = c[0].text_input("Run name", key="run_name")
         epochs = c[1].number_input("Epochs", 1, 10_000, base.epochs,
@@ -170,6 +179,27 @@ def launch(name: str, settings: Settings) -> None:
     st.rerun()
 
 
+def launch_or_ask(name: str, settings: Settings) -> None:
+    """Launch, unless the training would take over an hour here: then ask first."""
+    est = jobs.estimate(settings, len(ds.items), runs())
+    if est and est[0] > LONG:
+        st.session_state["pending"] = (name, settings, est)
+    else:
+        launch(name, settings)
+
+
+def confirm_long(name: str, settings: Settings, est: tuple[float, str]) -> None:
+    st.warning(f"This training would take about **{jobs.duration(est[0])}** on this machine ({plain(est[1])}). "
+               "Launch it anyway?")
+    c = st.columns([1, 1, 4])
+    if c[0].button("Launch anyway", type="primary"):
+        del st.session_state["pending"]
+        launch(name, settings)
+    if c[1].button("Cancel"):
+        del st.session_state["pending"]
+        st.rerun()
+
+
 def eta(metrics: pd.DataFrame, status: dict) -> str:
     if not len(metrics):
         return "—"
@@ -277,7 +307,8 @@ def runs_section() -> None:
 
 
 root = data_root()
-if active_dataset() is None:  # draws the demo on first use; says why a chosen folder cannot be used
+ds = active_dataset()  # draws the demo on first use; says why a chosen folder cannot be used
+if ds is None:
     st.stop()
 st.caption(f"Dataset: {'the demo' if is_demo(root) else plain(root)}")
 busy = {d: jobs.active(d) for d in ("cuda", "mps", "cpu")}
@@ -288,6 +319,8 @@ for d, r in busy.items():
 with st.expander("New training", expanded=not any(busy.values())):
     submitted = settings_form()
 if submitted:  # outside the expander: a refusal must show even when another training collapsed it
-    launch(*submitted)
+    launch_or_ask(*submitted)
+if "pending" in st.session_state:
+    confirm_long(*st.session_state["pending"])
 st.divider()
 st.fragment(runs_section, run_every=2 if any(busy.values()) else None)()

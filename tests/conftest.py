@@ -41,3 +41,10 @@ def tiny_settings():
 
     return Settings.from_preset("fast", image_size=32, width=8, disc_width=32, epochs=3, batch_size=50,
                                 device="cpu", snapshot_every=1, checkpoint_every=1, snapshot_size=50)
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_last_folder():
+    """The app remembers the last dataset folder per server (in the runs folder): each test starts on the demo."""
+    yield
+    Path(os.environ["FIGURINES_RUNS"], ".last-dataset.json").unlink(missing_ok=True)

@@ -123,6 +123,22 @@ def _box_select(page, chart, a=0.3, b=0.7):
     page.mouse.up()
 
 
+def _download_all(page, labels: list[str]) -> list[bytes]:
+    """Click download buttons in quick succession (a user's double take); every file must arrive."""
+    got = []
+    page.on("download", got.append)
+    for label in labels:
+        page.get_by_role("button", name=label).click()
+        page.wait_for_timeout(300)
+    t0 = time.time()
+    while len(got) < len(labels) and time.time() - t0 < 60:
+        page.wait_for_timeout(200)
+    page.remove_listener("download", got.append)
+    assert len(got) == len(labels), f"{len(got)} of {len(labels)} downloads arrived"
+    assert all(d.failure() is None for d in got), [d.failure() for d in got]
+    return [Path(d.path()).read_bytes() for d in got]
+
+
 def test_data_train_explore(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.set_default_timeout(180_000)
@@ -146,6 +162,9 @@ def test_data_train_explore(server, browser):
     page.get_by_text("Run name").wait_for()
     page.get_by_label("Run name").fill("e2e-run")
     page.get_by_label("Epochs", exact=True).fill("3")
+    page.get_by_label("Epochs", exact=True).press("Enter")  # typing a number and Enter launches nothing
+    page.wait_for_timeout(3000)
+    assert page.get_by_text("Run e2e-run", exact=True).count() == 0 and not list_runs(url_log[server].parent / "runs")
     size = page.locator("[data-testid=stSelectbox]").filter(has_text="Image size")
     size.click()
     page.get_by_role("option", name="32", exact=True).click()
@@ -194,6 +213,8 @@ def test_data_train_explore(server, browser):
     _settle(page)
     _no_exception(page, "5-explore-gallery-page-2")
 
+    assert len(_download_all(page, ["Filtered table (CSV)", "AAE latent chart (SVG)", "UMAP baseline chart (SVG)"])) == 3
+
     chart.dblclick(position={"x": chart.bounding_box()["width"] * 0.5, "y": chart.bounding_box()["height"] * 0.5})
     page.get_by_text("Selected figurines").wait_for(state="detached", timeout=60_000)
     _settle(page)
@@ -207,6 +228,8 @@ def test_data_train_explore(server, browser):
     _settle(page)
     assert page.get_by_text("Verdict:").count() == 1
     _no_exception(page, "6-influence")
+    files = _download_all(page, ["Estimates (CSV)", "Heatmaps (SVG)"])
+    assert any(f.startswith(b"embedding,group,source") for f in files) and any(b"<svg" in f[:500] for f in files)
     assert hosts == {server.split("/")[2]}, f"requests left the server: {hosts}"
     log = url_log[server].read_text(errors="replace")
     for noise in ("ScriptRunContext", "static folder", "Traceback", "Warning"):

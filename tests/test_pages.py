@@ -430,3 +430,33 @@ def test_explore_says_which_run_trains_before_its_first_checkpoint(trained_run, 
         assert not at.exception
         assert any("Run **warming** is training: epoch 3 of 30" in i.value and "every 5 epochs" in i.value
                    for i in at.info), [i.value for i in at.info]
+
+
+def test_the_chosen_folder_is_kept_across_a_reload_and_names_the_runs(small_demo):
+    """Issue 27, item 7: after a reload the Train page still trains on the folder chosen, not the demo."""
+    shutil.copytree(small_demo, DATA / "Museum photos", dirs_exist_ok=True)
+    at = page("data")
+    at.radio[0].set_value("A folder on this server").run()
+    at.text_input[0].set_value(str(DATA / "Museum photos"))
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    at = page("train")  # a new session: a reload, or another tab
+    assert not at.exception
+    assert any(c.value.startswith("Dataset: ") and "Museum photos" in c.value for c in at.caption)
+    assert at.text_input(key="run_name").value.startswith("Museum-photos-fast-")
+    at.number_input[0].set_value(5).run()  # a number typed launches nothing (Enter: tests/test_e2e.py)
+    assert not at.exception and not list(RUNS.glob("Museum*"))
+
+
+def test_a_training_over_an_hour_asks_first():
+    """Issue 27, item 9: the paper preset on a CPU says how long it would take, and launches only when confirmed."""
+    at = page("train")
+    at.segmented_control(key="preset").set_value("paper").run()
+    assert any("about 1" in c.value and " h on this machine" in c.value for c in at.caption)
+    at.text_input(key="run_name").set_value("too-long")
+    next(b for b in at.button if b.label == "Launch training").click().run()
+    assert not at.exception and any("Launch it anyway?" in w.value for w in at.warning)
+    assert not (RUNS / "too-long").exists()
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert not at.exception and not any("Launch it anyway?" in w.value for w in at.warning)
+    assert not (RUNS / "too-long").exists()
