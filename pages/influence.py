@@ -1,9 +1,11 @@
 """Influence: the research question in numbers, how far to trust them, and whether the run can be trusted."""
+import time
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import charts, diagnostics, export, influence
+from core import charts, diagnostics, export, influence, jobs
 from core.errors import UserError
 from pages.common import app_page, pick_run, plain
 
@@ -25,8 +27,16 @@ def compute(run_dir: str) -> None:
     """The first reading of a run, with a progress bar saying which step it is on."""
     if influence.is_current(run_dir):
         return
-    bar = st.progress(0.0, "Reading the run's encodings…")
-    influence.for_run(run_dir, progress=lambda step, f: bar.progress(min(max(f, 0.0), 1.0), f"{step}…"))
+    bar, t0 = st.progress(0.0, "Reading the run's encodings…"), time.time()
+    steps = {}  # each step's start: its time left is extrapolated from its own pace
+
+    def update(step: str, f: float) -> None:
+        f = min(max(f, 0.0), 1.0)
+        spent = time.time() - steps.setdefault(step, time.time())
+        left = f" about {jobs.duration(spent * (1 - f) / f)} left in this step;" if 0.05 < f < 1 else ""
+        bar.progress(f, f"{step}: {f:.0%};{left} {jobs.duration(time.time() - t0)} so far")
+
+    influence.for_run(run_dir, progress=update)
     bar.empty()
 
 
@@ -114,65 +124,71 @@ def trust(d: dict) -> None:
                f"{[[round(v, 1) for v in row] for row in p['cov']]} (the prior: 0 and {p['prior_var']:g} I).")
 
 
+def show(run) -> None:
+    """The reading of one run, its pictures, checks and downloads."""
+    mtime = run.model_path.stat().st_mtime_ns
+    try:
+        compute(str(run.dir))
+        res = results(str(run.dir), mtime)
+        d = checks(str(run.dir), mtime)
+    except UserError as e:
+        st.error(plain(str(e)))
+        return
+    if res["aae"]["table"].empty:
+        st.warning(plain(res["aae"]["why"][0].upper() + res["aae"]["why"][1:]) + ".")
+        return
+
+    target = res["aae"]["target"]
+    descriptor = influence.describe_space(influence.InfluenceSettings())
+    st.caption(f"What share of each group of {plain(target)} figurines follows each source culture. A classifier "
+               "fitted to the source figurines, corrected for its own confusion between them by EM (Saerens et al. "
+               "2002); 95% intervals resample the source figurines and the group and refit the classifier each time.")
+    truth = influence.known_answer(run.config().get("data", ""))
+    lead = influence.lead(res)
+    self_check(res[lead], EMBEDDINGS[lead], "the demo's" if truth else "your")
+    if res[lead]["verdict"]["level"] != "withheld":  # where every reading is withheld, the verdict says why
+        lead_note(res, lead, descriptor)
+
+    st.subheader("Reading")
+    for line in influence.reading(res[lead], quote=plain):
+        st.markdown(f"- {line}")
+
+    tables = {n: influence.with_known(r["table"], truth) for n, r in res.items() if not r["table"].empty}
+    order = [lead] + [n for n in tables if n != lead]
+    maps = [charts.heatmap(tables[name], EMBEDDINGS[name]) for name in order]
+    for chart in maps:  # at their own width: stretched into half a page, the column labels overlap
+        st.altair_chart(chart, width="content")
+    if truth:
+        err = {EMBEDDINGS[n]: t["error"].mean() for n, t in tables.items()}
+        st.caption("The known answer (truth.json) stands beside every estimate below. Mean error: "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in err.items()) + ".")
+
+    st.subheader("How far the method can be trusted")
+    method_checks(res)
+
+    st.subheader("All estimates")
+    full = pd.concat([t.assign(embedding=EMBEDDINGS[n]) for n, t in tables.items()], ignore_index=True)
+    cols = ["embedding", "group", "source", "n", "share", "ci_low", "ci_high", "known", "error", "sampling_low",
+            "sampling_high", "shown", "too_small"]
+    cols = [c for c in cols if c in full]
+    st.dataframe(full[cols], hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
+                                ("share", "ci_low", "ci_high", "known", "error", "sampling_low", "sampling_high")})
+    st.caption("ci_low, ci_high: the 95% interval to read: the bootstrap's, widened for how far the target figurines "
+               "sit from the sources ([0, 1] where the tool cannot tell; spanning another representation's reading "
+               "where the two disagree); sampling_low, sampling_high: the bootstrap's interval, which ignores what "
+               "the checks found.")
+    d1, d2 = st.columns(2)  # on_click="ignore": no rerun, so a second download clicked at once still finds its file
+    d1.download_button("Estimates (CSV)", export.csv(full[cols]), f"{run.name}-influence.csv", "text/csv",
+                       icon=":material/download:", on_click="ignore")
+    d2.download_button("Heatmaps (SVG)", lambda: charts.svg(alt.vconcat(*maps)), f"{run.name}-influence.svg",
+                       "image/svg+xml", icon=":material/download:", on_click="ignore")
+
+    trust(d)
+
+
 run = pick_run()
 if run is None:
     st.stop()
-mtime = run.model_path.stat().st_mtime_ns
-try:
-    compute(str(run.dir))
-    res = results(str(run.dir), mtime)
-    d = checks(str(run.dir), mtime)
-except UserError as e:
-    st.error(plain(str(e)))
-    st.stop()
-if res["aae"]["table"].empty:
-    st.warning(plain(res["aae"]["why"][0].upper() + res["aae"]["why"][1:]) + ".")
-    st.stop()
-
-target = res["aae"]["target"]
-descriptor = influence.describe_space(influence.InfluenceSettings())
-st.caption(f"What share of each group of {plain(target)} figurines follows each source culture. A classifier fitted "
-           "to the source figurines, corrected for its own confusion between them by EM (Saerens et al. 2002); 95% "
-           "intervals resample the source figurines and the group and refit the classifier each time.")
-truth = influence.known_answer(run.config().get("data", ""))
-lead = influence.lead(res)
-self_check(res[lead], EMBEDDINGS[lead], "the demo's" if truth else "your")
-if res[lead]["verdict"]["level"] != "withheld":  # where every reading is withheld, the verdict says why
-    lead_note(res, lead, descriptor)
-
-st.subheader("Reading")
-for line in influence.reading(res[lead], quote=plain):
-    st.markdown(f"- {line}")
-
-tables = {n: influence.with_known(r["table"], truth) for n, r in res.items() if not r["table"].empty}
-order = [lead] + [n for n in tables if n != lead]
-maps = [charts.heatmap(tables[name], EMBEDDINGS[name]) for name in order]
-for chart in maps:  # at their own width: stretched into half a page, the column labels overlap
-    st.altair_chart(chart, width="content")
-if truth:
-    err = {EMBEDDINGS[n]: t["error"].mean() for n, t in tables.items()}
-    st.caption("The known answer (truth.json) stands beside every estimate below. Mean error: "
-               + ", ".join(f"{k} {v:.2f}" for k, v in err.items()) + ".")
-
-st.subheader("How far the method can be trusted")
-method_checks(res)
-
-st.subheader("All estimates")
-full = pd.concat([t.assign(embedding=EMBEDDINGS[n]) for n, t in tables.items()], ignore_index=True)
-cols = ["embedding", "group", "source", "n", "share", "ci_low", "ci_high", "known", "error", "sampling_low",
-        "sampling_high", "shown", "too_small"]
-cols = [c for c in cols if c in full]
-st.dataframe(full[cols], hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                            ("share", "ci_low", "ci_high", "known", "error", "sampling_low", "sampling_high")})
-st.caption("ci_low, ci_high: the 95% interval to read: the bootstrap's, widened for how far the target figurines "
-           "sit from the sources ([0, 1] where the tool cannot tell; spanning another representation's reading "
-           "where the two disagree); sampling_low, sampling_high: the bootstrap's interval, which ignores what "
-           "the checks found.")
-d1, d2 = st.columns(2)  # on_click="ignore": no rerun, so a second download clicked at once still finds its file
-d1.download_button("Estimates (CSV)", export.csv(full[cols]), f"{run.name}-influence.csv", "text/csv",
-                   icon=":material/download:", on_click="ignore")
-d2.download_button("Heatmaps (SVG)", lambda: charts.svg(alt.vconcat(*maps)), f"{run.name}-influence.svg",
-                   "image/svg+xml", icon=":material/download:", on_click="ignore")
-
-trust(d)
+with st.empty().container():  # replaced whole: a new run's progress never sits above the last run's results
+    show(run)
