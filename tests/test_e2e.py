@@ -102,15 +102,28 @@ def _nav(page, name):
     _settle(page)
 
 
+def _steady(page, script: str, timeout: float = 30):
+    """What a script reads from the page once two reads 1 s apart agree (a chart being redrawn, or an old copy
+    of it not yet removed, reads differently from one moment to the next)."""
+    last, t0 = page.evaluate(script), time.time()
+    while time.time() - t0 < timeout:
+        page.wait_for_timeout(1000)
+        now = page.evaluate(script)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def _points(page) -> list[int]:
     """Figurines drawn in each chart (the points layer, not the grey context)."""
-    return page.evaluate("() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')].map("
+    return _steady(page, "() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')].map("
                          "c => c.querySelectorAll('.points_marks path').length)")
 
 
 def _rings(page) -> list[list[float]]:
     """Drawn width and height of each prior circle in the page's charts, smallest first."""
-    return page.evaluate("() => [...document.querySelectorAll('.prior_marks path')].map(p => "
+    return _steady(page, "() => [...document.querySelectorAll('.prior_marks path')].map(p => "
                          "p.getBoundingClientRect()).map(r => [r.width, r.height]).sort((a, b) => a[0] - b[0])")
 
 
@@ -126,14 +139,18 @@ def _box_select(page, chart, a=0.3, b=0.7):
 def _download_all(page, labels: list[str]) -> list[bytes]:
     """Click download buttons in quick succession (a user's double take); every file must arrive."""
     got = []
-    page.on("download", got.append)
+
+    def arrived(download):
+        got.append(download)
+
+    page.on("download", arrived)
     for label in labels:
         page.get_by_role("button", name=label).click()
         page.wait_for_timeout(300)
     t0 = time.time()
     while len(got) < len(labels) and time.time() - t0 < 60:
         page.wait_for_timeout(200)
-    page.remove_listener("download", got.append)
+    page.remove_listener("download", arrived)
     assert len(got) == len(labels), f"{len(got)} of {len(labels)} downloads arrived"
     assert all(d.failure() is None for d in got), [d.failure() for d in got]
     return [Path(d.path()).read_bytes() for d in got]
