@@ -343,10 +343,10 @@ def _reuse_previous(root: Path, suffix: str, m: pd.DataFrame, out: np.ndarray) -
     return todo
 
 
-def no_space(folder: Path, need: int, free: int) -> UserError:
-    return UserError(f"not enough space in the cache folder {folder} (needs {need / 1e6:,.0f} MB, has "
-                     f"{free / 1e6:,.0f} MB): free some space there, or set FIGURINES_CACHE to a folder on a disk "
-                     "with more room")
+def no_space(folder: Path, need: int | None, free: int) -> UserError:
+    needs = f"needs {need / 1e6:,.0f} MB, has" if need else "it filled while writing; has"
+    return UserError(f"not enough space in the cache folder {folder} ({needs} {free / 1e6:,.0f} MB): free some "
+                     "space there, or set FIGURINES_CACHE to a folder on a disk with more room")
 
 
 def reserve_array(path: Path, shape: tuple[int, ...], dtype) -> None:
@@ -446,7 +446,7 @@ def load(root: str | os.PathLike, image_size: int, background: str = "flatten", 
                     _build(root, int(image_size), background, m, target, progress, workers or os.cpu_count() or 1)
                 except OSError as e:
                     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                        raise no_space(target.parent, 0, shutil.disk_usage(target.parent).free) from None
+                        raise no_space(target.parent, None, shutil.disk_usage(target.parent).free) from None
                     raise
     manifest = pd.read_parquet(target / "manifest.parquet")
     images = np.load(target / "images.npy", mmap_mode="r")

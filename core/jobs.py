@@ -54,12 +54,11 @@ def launch(run_dir: Path, settings: Settings | None = None, data_root: str | Non
     lock = locks.device_lock(device)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{lock}.mutex"):
-        for path in (lock, locks.run_lock(run.dir)):
-            holder = locks.holder(path)
-            if holder is not None:
-                raise UserError(f"{locks.describe(holder)} is already training on the {device}; wait for it or "
-                                "stop it first (one training at a time per device)" if path == lock else
-                                f"run {run.name} is already being trained by {locks.describe(holder)}")
+        if (holder := locks.holder(lock)) is not None:
+            raise UserError(f"{locks.describe(holder)} is already training on the {device}; wait for it or stop "
+                            "it first (one training at a time per device)")
+        if (holder := locks.holder(locks.run_lock(run.dir))) is not None:
+            raise UserError(f"run {run.name} is already being trained by {locks.describe(holder)}")
         run.dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "core", "train", "--run-dir", str(run.dir)]
         if resume:

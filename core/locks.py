@@ -31,7 +31,10 @@ def run_lock(run_dir: Path) -> Path:
 
 
 def _open(path: Path, flags: int) -> int:
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as e:  # a link planted in its place, a folder that cannot be written
+        raise UserError(f"cannot open the lock file {path} ({e.strerror}); if it is a link, remove it") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UserError(f"{path} is not a regular file: remove it")

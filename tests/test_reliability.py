@@ -87,6 +87,11 @@ def test_run_files_that_are_links_pipes_devices_or_huge_make_the_run_damaged(run
     assert "secret" not in jobs.log_tail(run)
     with pytest.raises(UserError, match="damaged"):  # not trained further: nothing is written through its links
         fit_run(run.dir, resume=True, overrides={"epochs": 2})
+    (run.dir / ".trainer.lock").unlink(missing_ok=True)
+    (run.dir / ".trainer.lock").symlink_to(secret)
+    with pytest.raises(UserError, match="lock file"):  # a link planted as the lock is not opened either
+        fit_run(run.dir, resume=True, overrides={"epochs": 2})
+    assert secret.read_text().startswith("the server's secret")
     planted = tmp_path / "outside" / "planted"
     run.stop_path.symlink_to(planted)
     run.request_stop()  # never through a link planted as STOP
