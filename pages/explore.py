@@ -201,7 +201,8 @@ photographs = images_of(*decoded) if selection and not kept else None
 if selection and photographs is None:
     st.dataframe(enc.loc[selection].drop(columns=["id"]), hide_index=True)
 elif selection:
-    gallery(enc.loc[selection], photographs, model(str(run.dir), mtime), cfg["effective"].get("style", "colour"), run.name,
+    gallery(enc.loc[selection], photographs, model(str(run.dir), mtime), cfg["effective"].get("style", "colour"),
+            run.name,
             target_culture(enc["culture"], enc["site"]))
 
 d = st.columns(3)
