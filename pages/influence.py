@@ -1,4 +1,5 @@
 """Influence: the research question in numbers, how far to trust them, and whether the run can be trusted."""
+import json
 import time
 
 import altair as alt
@@ -178,11 +179,14 @@ def show(run) -> None:
                "sit from the sources ([0, 1] where the tool cannot tell; spanning another representation's reading "
                "where the two disagree); sampling_low, sampling_high: the bootstrap's interval, which ignores what "
                "the checks found.")
-    d1, d2 = st.columns(2)  # on_click="ignore": no rerun, so a second download clicked at once still finds its file
-    d1.download_button("Estimates (CSV)", export.csv(full[cols]), f"{run.name}-influence.csv", "text/csv",
-                       icon=":material/download:", on_click="ignore")
+    d1, d2, d3 = st.columns(3)  # on_click="ignore": no rerun, so a second download clicked at once finds its file
+    d1.download_button("Estimates (CSV)", export.csv(full[cols].round(3)), f"{run.name}-influence.csv", "text/csv",
+                       icon=":material/download:", on_click="ignore", help="rounded as shown; the JSON has every digit")
     d2.download_button("Heatmaps (SVG)", lambda: charts.svg(alt.vconcat(*maps)), f"{run.name}-influence.svg",
                        "image/svg+xml", icon=":material/download:", on_click="ignore")
+    d3.download_button("Every number (JSON)", json.dumps(influence.as_json(res)), f"{run.name}-influence.json",
+                       "application/json", icon=":material/download:", on_click="ignore",
+                       help="as `python -m core influence --json` prints it, at full precision")
 
     trust(d)
 

@@ -4,7 +4,9 @@ Data -> Train (a short run, watched live, to completion) -> Explore (a one-site 
 prior circles, a box selection paged through, cleared by one double-click) -> Influence, with no exception box
 on any page, no request leaving the server's host and a clean server log. Screenshots: tests/artifacts/.
 """
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -245,8 +247,12 @@ def test_data_train_explore(server, browser):
     _settle(page)
     assert page.get_by_text("Verdict:").count() == 1
     _no_exception(page, "6-influence")
-    files = _download_all(page, ["Estimates (CSV)", "Heatmaps (SVG)"])
-    assert any(f.startswith(b"embedding,group,source") for f in files) and any(b"<svg" in f[:500] for f in files)
+    files = _download_all(page, ["Estimates (CSV)", "Heatmaps (SVG)", "Every number (JSON)"])
+    table = next(f for f in files if f.startswith(b"embedding,group,source"))
+    assert not re.search(rb"\.\d{4,}", table)  # rounded as shown
+    assert any(b"<svg" in f[:500] for f in files)
+    numbers = json.loads(next(f for f in files if f.startswith(b"{")))
+    assert {"aae", "umap", "method", "checks"} <= set(numbers)  # as `influence --json` prints it
     assert hosts == {server.split("/")[2]}, f"requests left the server: {hosts}"
     log = url_log[server].read_text(errors="replace")
     for noise in ("ScriptRunContext", "static folder", "Traceback", "Warning"):
