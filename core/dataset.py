@@ -258,11 +258,13 @@ def scan(root: str | os.PathLike) -> pd.DataFrame:
         site = nfc(parts[1]) if len(parts) > 2 else ""
         rows.append((rel, culture, site, st.st_size, st.st_mtime_ns, True, ""))
     m = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).astype({"bytes": "int64", "mtime_ns": "int64", "readable": bool})
-    twin = m["readable"] & m["path"].map(nfc).duplicated()  # names that differ only in their Unicode form
-    first = m.loc[m["readable"]].assign(key=m["path"].map(nfc)).drop_duplicates("key").set_index("key")["path"]
-    m.loc[twin, "reason"] = [f"the same name as {first[nfc(p)]} written in another Unicode form (a copy from a Mac?): "
-                             "a duplicate, or rename one of the two" for p in m.loc[twin, "path"]]
-    m.loc[twin, "readable"] = False
+    key = m["path"].map(nfc)
+    twin = m["readable"] & key.duplicated()  # names that differ only in their Unicode form
+    if twin.any():
+        first = m["path"].groupby(key).first()
+        m.loc[twin, "reason"] = [f"the same name as {first[k]} written in another Unicode form (a copy from a "
+                                 "Mac?): a duplicate, or rename one of the two" for k in key[twin]]
+        m.loc[twin, "readable"] = False
     meta = _metadata(root)
     if meta is not None:
         m = _relabel(m, meta)

@@ -205,7 +205,7 @@ def eta(metrics: pd.DataFrame, status: dict) -> str:
         return "—"
     per_epoch = metrics["seconds"].tail(5).mean()
     left = max(0, status.get("epochs", 0) - int(metrics["epoch"].max())) * per_epoch
-    return f"{left / 60:.1f} min" if left >= 90 else f"{left:.0f} s"
+    return jobs.duration(left)
 
 
 def run_view(run: Run) -> None:
