@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import vl_convert as vlc
 
@@ -181,3 +182,135 @@ def heatmap(table: pd.DataFrame, title: str) -> alt.LayerChart:
     text = base.mark_text(fontSize=12).encode(
         text="label:N", color=alt.condition("datum.shown && datum.share > 0.55", alt.value("white"), alt.value("#2b2622")))
     return alt.layer(cells, text).properties(title=title, width=alt.Step(190), height=alt.Step(30))
+
+
+SQRT3_2 = 3 ** 0.5 / 2
+READING_SIZE = 540  # px, the side of the ternary triangle
+
+
+def _corner(shares) -> tuple[float, float]:
+    """A three-part composition as a point of the triangle: source 0 bottom left, 1 bottom right, 2 on top."""
+    a, b, c = shares
+    return b + c / 2, c * SQRT3_2
+
+
+def interval_region(low, high) -> list[tuple[float, float]]:
+    """The compositions whose three shares each lie in their interval, as a convex polygon in the triangle
+    (its corners in order). Its edges lie on the lines share_i = low_i or high_i."""
+    low, high = np.clip(np.asarray(low, float), 0, 1), np.clip(np.asarray(high, float), 0, 1)
+    corners = []
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        k = 3 - i - j
+        for a in (low[i], high[i]):
+            for b in (low[j], high[j]):
+                p = np.empty(3)
+                p[i], p[j], p[k] = a, b, 1 - a - b
+                if np.all(p >= low - 1e-9) and np.all(p <= high + 1e-9):
+                    corners.append(_corner(p))
+    pts = np.unique(np.round(corners, 9), axis=0)
+    centre = pts.mean(axis=0)
+    return [tuple(p) for p in pts[np.argsort(np.arctan2(*(pts - centre).T[::-1]))]]
+
+
+def _band(polygon: list[tuple[float, float]]) -> pd.DataFrame:
+    """A convex polygon as x, y (bottom) and y2 (top) at its corners' x: an area mark draws it exactly."""
+    pts = np.array(polygon)
+    xs = np.unique(pts[:, 0])
+    edges = list(zip(pts, np.roll(pts, -1, axis=0)))
+    rows = []
+    for x in xs:
+        ys = [p[1] for p in pts if abs(p[0] - x) < 1e-9]
+        ys += [p[1] + (q[1] - p[1]) * (x - p[0]) / (q[0] - p[0]) for p, q in edges
+               if min(p[0], q[0]) < x < max(p[0], q[0])]
+        rows.append({"x": x, "y": min(ys), "y2": max(ys)})
+    return pd.DataFrame(rows)
+
+
+def _group_colours(groups: list[str]) -> alt.Scale:
+    return alt.Scale(domain=groups, range=["#2b2622"] + [SITE_COLOURS[i % len(SITE_COLOURS)]
+                                                          for i in range(len(groups) - 1)])
+
+
+def ternary(table: pd.DataFrame, sources: list[str], title: str, subtitle: list[str]) -> alt.LayerChart:
+    """Each group's three shares as a point of a triangle whose corners are the source cultures, with the region
+    its 95% intervals allow (shaded) and, where the answer is known, that answer as a ring. Only the groups
+    shown as a reading are drawn; the title and subtitle carry the verdict into an exported file."""
+    t = table[table["shown"]]
+    groups = list(dict.fromkeys(t["group"]))
+    pos, bands, known = [], [], []
+    for g in groups:
+        part = t[t["group"] == g].set_index("source").loc[sources]
+        x, y = _corner(part["share"])
+        pos.append({"group": g, "x": x, "y": y, "n": int(part["n"].iloc[0]),
+                    **{f"s{i}": f"{s}: {part.loc[s, 'share']:.2f} [{part.loc[s, 'ci_low']:.2f}, "
+                               f"{part.loc[s, 'ci_high']:.2f}]" for i, s in enumerate(sources)}})
+        bands.append(_band(interval_region(part["ci_low"], part["ci_high"])).assign(group=g))
+        if "known" in part and part["known"].notna().all():
+            kx, ky = _corner(part["known"])
+            known.append({"group": g, "x": kx, "y": ky, "what": "known answer"})
+    colour = alt.Color("group:N", title="group", scale=_group_colours(groups),
+                       legend=alt.Legend(orient="bottom", columns=3, labelLimit=260, symbolOpacity=1))
+    x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[-0.08, 1.08], nice=False))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[-0.1, SQRT3_2 + 0.08], nice=False))
+    grid = []
+    for i in range(3):
+        for v in (0.2, 0.4, 0.6, 0.8):
+            for end, j in enumerate(k for k in range(3) if k != i):
+                p = np.zeros(3)
+                p[i], p[j] = v, 1 - v
+                grid.append({"line": f"{i}-{v}", "end": end, **dict(zip("xy", _corner(p)))})
+    outline = pd.DataFrame([dict(zip("xy", _corner(np.eye(3)[k % 3])), end=k) for k in range(4)])
+    labels = pd.DataFrame([{"x": 0, "y": -0.05, "text": sources[0], "align": "left"},
+                           {"x": 1, "y": -0.05, "text": sources[1], "align": "right"},
+                           {"x": 0.5, "y": SQRT3_2 + 0.04, "text": sources[2], "align": "center"}])
+    layers = [
+        alt.Chart(pd.DataFrame(grid)).mark_line(color="#e4e0da", strokeWidth=1).encode(
+            x=x, y=y, detail="line:N", order="end:Q"),
+        alt.Chart(outline).mark_line(color="#5c544c", strokeWidth=1.5).encode(x=x, y=y, order="end:Q"),
+        *[alt.Chart(b).mark_area(opacity=0.22).encode(x=x, y=y, y2="y2:Q", color=colour) for b in bands],
+        alt.Chart(pd.DataFrame(pos)).mark_point(filled=True, size=110, opacity=1).encode(
+            x=x, y=y, color=colour, tooltip=["group", "n", *[f"s{i}:N" for i in range(3)]]),
+    ]
+    if known:
+        layers.append(alt.Chart(pd.DataFrame(known)).mark_point(shape="circle", size=190, strokeWidth=2,
+                                                                filled=False).encode(
+            x=x, y=y, color=alt.Color("group:N", scale=_group_colours(groups), legend=None),
+            tooltip=["group", "what"]))
+    for align in ("left", "right", "center"):
+        layers.append(alt.Chart(labels[labels["align"] == align]).mark_text(
+            align=align, fontSize=13, fontWeight="bold", color="#2b2622").encode(x=x, y=y, text="text:N"))
+    return alt.layer(*layers).properties(
+        title=_title(title, subtitle), width=READING_SIZE, height=READING_SIZE * (SQRT3_2 + 0.18) / 1.16,
+        autosize=alt.AutoSizeParams(type="pad"), view=alt.ViewBackground(stroke=None))
+
+
+def _title(title: str, subtitle: list[str], width: int = 78) -> alt.TitleParams:
+    """A title and subtitle wrapped into lines that fit the picture (an exported file keeps them whole)."""
+    import textwrap
+
+    return alt.TitleParams(textwrap.wrap(title, width - 10), subtitle=[w for s in subtitle for w in textwrap.wrap(s, width)],
+                           anchor="start", subtitleColor="#5c544c")
+
+
+def bars(table: pd.DataFrame, title: str, subtitle: list[str]) -> alt.LayerChart:
+    """Each group's shares as bars with their 95% intervals (and the known answer as a tick where known), one
+    row per group; for any number of sources. Only the groups shown as a reading are drawn."""
+    t = table[table["shown"]].assign(interval=lambda d: [f"[{lo:.2f}, {hi:.2f}]"
+                                                         for lo, hi in zip(d["ci_low"], d["ci_high"])])
+    sources = list(dict.fromkeys(t["source"]))
+    x = alt.X("share:Q", title="share", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"))
+    y = alt.Y("source:N", title=None, sort=sources, axis=alt.Axis(labelLimit=240))
+    colour = alt.Color("source:N", legend=None,
+                       scale=alt.Scale(domain=sources, range=[SITE_COLOURS[i % len(SITE_COLOURS)]
+                                                              for i in range(len(sources))]))
+    tips = ["group", "source", "n", alt.Tooltip("share:Q", format=".2f"), "interval"]
+    base = alt.Chart(t).encode(y=y)
+    layers = [base.mark_bar(opacity=0.75).encode(x=x, color=colour, tooltip=tips),
+              base.mark_rule(color="#2b2622", strokeWidth=1.6).encode(x="ci_low:Q", x2="ci_high:Q")]
+    if "known" in t:
+        layers.append(base.mark_tick(color="#e45756", thickness=3, size=18).encode(
+            x="known:Q", tooltip=["group", "source", alt.Tooltip("known:Q", format=".2f", title="known answer")]))
+    return alt.layer(*layers).properties(width=420, height=alt.Step(22)).facet(
+        row=alt.Row("group:N", title=None, sort=list(dict.fromkeys(t["group"])),
+                    header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=300))).properties(
+        title=_title(title, subtitle), autosize=alt.AutoSizeParams(type="pad"))

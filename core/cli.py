@@ -195,7 +195,8 @@ def cmd_influence(a) -> int:
     if not 20 <= a.bootstrap <= 2000:
         raise UserError(f"--bootstrap must be between 20 and 2000, got {a.bootstrap}")
     settings = replace(influence.InfluenceSettings(), n_boot=a.bootstrap, descriptor=a.descriptor,
-                       descriptor_size=a.descriptor_size, backbone=a.backbone, weights=a.weights or "")
+                       descriptor_size=a.descriptor_size, backbone=a.backbone, weights=a.weights or "",
+                       merge=tuple(a.merge or ()))
     if not 16 <= a.descriptor_size <= 512:
         raise UserError(f"--descriptor-size must be between 16 and 512, got {a.descriptor_size}")
     kept = encode_run(a.run_dir).attrs.get("kept")
@@ -207,6 +208,15 @@ def cmd_influence(a) -> int:
         raise UserError(results["aae"]["why"])
     if a.json:
         print(json.dumps(influence.as_json(results, settings)))
+        return 0
+    if a.paper:
+        from .report import methods, sentences
+
+        lead = influence.lead(results)
+        for line in sentences(results[lead]).values():
+            print(printable(line))
+        run = Run(a.run_dir)
+        print("\n" + printable(methods(results, lead, run.config(), run.name, settings)))
         return 0
     print(f"method: {settings.method}; {settings.n_boot} resamples of sources and groups")
     print(f"descriptor space: {influence.describe_space(settings)}")
@@ -365,6 +375,10 @@ def parser() -> argparse.ArgumentParser:
                    help="with --descriptor backbone: the pretrained network")
     i.add_argument("--weights", help="with --descriptor backbone: its weights file (inside the data roots), or "
                                      "'torchvision' to download torchvision's own (needs the network)")
+    i.add_argument("--merge", nargs="+", metavar="CULTURE",
+                   help="read these source cultures as one, where the tool cannot tell them apart")
+    i.add_argument("--paper", action="store_true",
+                   help="only the reading as sentences to quote and a paragraph for a paper's methods section")
     i.set_defaults(func=cmd_influence)
     return p
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import UserError
 from .labels import target_culture, unseen
 from .parallel import map_chunks
 from .quantify import ShareEstimator, domain_shift, one_thread, self_check, shift_null
@@ -43,7 +44,8 @@ MAX_WIDTH = 0.35  # the widest 95% interval a reading may have (the product's ba
 DISJOINT = 0.1  # two representations whose 95% intervals are disjoint for more of the values than this disagree
 EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "descriptor": "descriptor space"}
 MAPS, READ_IN = ("aae", "umap"), "descriptor"  # the 2-D maps, and the space that keeps what tells cultures apart
-CACHE_VERSION = 7  # 6: the descriptor space; checks in the classifier's log-odds against their null; 7: sealed
+CACHE_VERSION = 8  # 6: the descriptor space; checks in the classifier's log-odds against their null; 7: sealed;
+# 8: reasons in words, source counts
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class InfluenceSettings:
     backbone: str = "resnet50"   # with descriptor "backbone": resnet50 or convnext_tiny
     weights: str = ""            # a backbone's weights file, or "torchvision" (downloaded when online)
     seed: int = 0
+    merge: tuple[str, ...] = ()  # source cultures read as one (named "A + B"), where the tool cannot tell them apart
 
 
 def _worse(moved: dict, check: dict) -> bool:
@@ -75,42 +78,60 @@ def _worse(moved: dict, check: dict) -> bool:
     return moved["mae"] - check["mae"] > 2 * float(np.hypot(moved["mae_se"], check["mae_se"]))
 
 
-def verdict(check: dict, shift: dict, conditioning: float, confusion: np.ndarray, sources: list[str]) -> dict:
-    """`level` (good, caution or withheld) and the reasons, in plain words."""
-    withheld, caution = [], []
+def verdict(check: dict, shift: dict, conditioning: float, confusion: np.ndarray, sources: list[str],
+            target: str = "target") -> dict:
+    """`level` (good, caution or withheld), the reasons with their figures (for methods readers and the JSON),
+    and the same reasons in a historian's words (`words`), in the same order."""
+    withheld, caution = [], []  # (reason, words)
     moved = check.get("shift") if shift["apart"] else None  # not apart: the groups were not moved
     apart = (f"the target figurines differ from every mixture of the sources in what the classifier reads (told "
              f"apart with AUC {shift['auc']:.2f}, where source figurines give at most {shift['alarm']:.2f} in "
              f"{1 - shift['false_alarm']:.0%} of draws)")
+    unlike = f"the {target} figurines do not look like any mix of the source figurines"
     if moved and moved["mae"] + 2 * moved["mae_se"] > FAIL["mae"]:
-        withheld.append(f"{apart}; known mixtures of your source photographs moved as far are read off by "
-                        f"{moved['mae']:.2f} on average (up to {moved['mae'] + 2 * moved['mae_se']:.2f} within its "
-                        f"own uncertainty): what the target figurines share, such as local making, would be read "
-                        f"as influence")
+        withheld.append((f"{apart}; known mixtures of your source photographs moved as far are read off by "
+                         f"{moved['mae']:.2f} on average (up to {moved['mae'] + 2 * moved['mae_se']:.2f} within its "
+                         f"own uncertainty): what the target figurines share, such as local making, would be read "
+                         f"as influence",
+                         f"{unlike}, and tests with a known answer show that what sets them apart, such as local "
+                         f"making, would be read as influence (off by {moved['mae']:.0%} on average)"))
     elif moved and 2 * moved["allowance"] > MAX_WIDTH:
-        withheld.append(f"{apart}; to hold the answer of known mixtures moved as far, every interval would have to "
-                        f"grow by {moved['allowance']:.2f} on each side, more than {MAX_WIDTH:.2f} in all: the "
-                        f"shares could not be told from much else")
+        withheld.append((f"{apart}; to hold the answer of known mixtures moved as far, every interval would have to "
+                         f"grow by {moved['allowance']:.2f} on each side, more than {MAX_WIDTH:.2f} in all: the "
+                         f"shares could not be told from much else",
+                         f"{unlike}: allowing for that, every range would be wider than {MAX_WIDTH:.0%}, too wide "
+                         f"to say anything"))
     elif moved and _worse(moved, check):
-        caution.append(f"{apart}; known mixtures moved as far are read off by {moved['mae']:.2f}, against "
-                       f"{check['mae']:.2f} unmoved, so the intervals are widened by {moved['allowance']:.2f} on each "
-                       f"side, which holds their answer {moved['coverage_widened']:.0%} of the time")
+        caution.append((f"{apart}; known mixtures moved as far are read off by {moved['mae']:.2f}, against "
+                        f"{check['mae']:.2f} unmoved, so the intervals are widened by {moved['allowance']:.2f} on "
+                        f"each side, which holds their answer {moved['coverage_widened']:.0%} of the time",
+                        f"the {target} figurines differ somewhat from every mix of the source figurines, so each "
+                        f"range is widened by {moved['allowance']:.0%} on each side to allow for it"))
     if conditioning < MIN_CONDITIONING:
         off = confusion - np.diag(np.diag(confusion))
         i, j = np.unravel_index(off.argmax(), off.shape)
-        withheld.append(f"the method cannot tell {sources[j]} from {sources[i]} figurines apart "
-                        f"(conditioning {conditioning:.2f})")
+        withheld.append((f"the method cannot tell {sources[j]} from {sources[i]} figurines apart "
+                         f"(conditioning {conditioning:.2f})",
+                         f"{sources[j]} and {sources[i]} figurines look too much alike here to be told apart"))
     if "mae" not in check:
-        caution.append(f"no self-check: {check.get('error', 'not run')}")
+        caution.append((f"no self-check: {check.get('error', 'not run')}",
+                        f"it could not be tested on mixtures with a known answer ({check.get('error', 'not run')})"))
     elif check["mae"] > FAIL["mae"] or check["coverage"] < FAIL["coverage"]:
-        withheld.append(f"on known mixtures of your own source photographs it is off by {check['mae']:.2f} on "
-                        f"average and its intervals hold the answer {check['coverage']:.0%} of the time")
+        withheld.append((f"on known mixtures of your own source photographs it is off by {check['mae']:.2f} on "
+                         f"average and its intervals hold the answer {check['coverage']:.0%} of the time",
+                         f"tested on mixtures of the source photographs with a known answer, its shares are off by "
+                         f"{check['mae']:.0%} on average and its ranges hold the answer only {check['coverage']:.0%} "
+                         f"of the time"))
     elif check["mae"] > BAR["mae"] or check["coverage"] + check["coverage_se"] < BAR["coverage"]:
-        caution.append(f"on known mixtures of your own source photographs it is off by {check['mae']:.2f} and its "
-                       f"intervals hold the answer {check['coverage']:.0%} of the time (the bar: "
-                       f"{BAR['mae']:.2f} and {BAR['coverage']:.0%})")
+        caution.append((f"on known mixtures of your own source photographs it is off by {check['mae']:.2f} and its "
+                        f"intervals hold the answer {check['coverage']:.0%} of the time (the bar: "
+                        f"{BAR['mae']:.2f} and {BAR['coverage']:.0%})",
+                        f"tested on mixtures of the source photographs with a known answer, its shares are off by "
+                        f"{check['mae']:.0%} on average and its ranges hold the answer {check['coverage']:.0%} of "
+                        f"the time (the bar: {BAR['mae']:.0%} and {BAR['coverage']:.0%})"))
     level = "withheld" if withheld else "caution" if caution else "good"
-    return {"level": level, "reasons": withheld + caution}
+    pairs = withheld + caution
+    return {"level": level, "reasons": [r for r, _ in pairs], "words": [w for _, w in pairs]}
 
 
 def nothing_to_estimate(cultures: pd.Series, sites: pd.Series) -> str | None:
@@ -156,7 +177,8 @@ def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
     readable = est.conditioning_ >= MIN_CONDITIONING  # else withheld: no widening needed
     check = self_check(emb[is_source], y, sizes, est, settings.self_check_groups, settings.folds,
                        (auc if shift["apart"] else 0.0) if readable else None)
-    v = verdict(check, shift, est.conditioning_, est.confusion_, sources)
+    v = verdict(check, shift, est.conditioning_, est.confusion_, sources, target)
+    growth = None if readable else learning(emb[is_source], y, est.conditioning_, settings)
     wide = check.get("shift", {}).get("allowance", 0.0)
     rows = [{"group": g, "source": s, "n": r["n"], "share": float(r["shares"][j]),
              "sampling_low": float(r["low"][j]), "sampling_high": float(r["high"][j]),
@@ -165,7 +187,24 @@ def estimate(emb: np.ndarray, cultures: pd.Series, sites: pd.Series,
             for g, r in res.items() for j, s in enumerate(sources)]
     return _shown({"table": pd.DataFrame(rows), "target": target, "sources": sources, "self_check": check,
                    "domain_shift": auc, "shift": shift, "conditioning": est.conditioning_,
-                   "confusion": est.confusion_.tolist(), "verdict": v})
+                   "confusion": est.confusion_.tolist(), "verdict": v,
+                   "source_counts": {c: int((y == c).sum()) for c in sources}, "learning": growth})
+
+
+def learning(X: np.ndarray, y: np.ndarray, full: float, settings: InfluenceSettings, fractions=(0.5, 0.75),
+             draws: int = 3) -> dict:
+    """How well the sources are told apart (conditioning) from a share of the source figurines, each culture
+    subsampled alike (the mean of `draws`), and from all: whether more photographs would help."""
+    rng = np.random.default_rng(settings.seed)
+    out = []
+    for f in fractions:
+        vals = []
+        for _ in range(draws):
+            keep = np.concatenate([rng.choice(np.flatnonzero(y == c), max(2, int(round(f * (y == c).sum()))),
+                                              replace=False) for c in np.unique(y)])
+            vals.append(ShareEstimator(settings.degree, seed=settings.seed).fit(X[keep], y[keep]).conditioning_)
+        out.append(float(np.mean(vals)))
+    return {"fractions": [*fractions, 1.0], "conditioning": [*out, float(full)]}
 
 
 def _shown(result: dict) -> dict:
@@ -217,12 +256,16 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
                 reason = (f"the {EMBEDDINGS.get(other, other)} reads the same groups differently (the shares differ by "
                           f"{gap:.2f} on average, {apart:.0%} of them beyond sampling error): the reading depends on "
                           f"the representation")
+                words = (f"the {EMBEDDINGS.get(other, other)} reads the same photographs differently (by "
+                         f"{gap:.0%} on average): the answer depends on how the photographs are represented")
                 if gap > FAIL["mae"]:
                     v["level"] = "withheld"
                     v["reasons"].insert(0, reason)
+                    v["words"].insert(0, words)
                     continue
                 v["level"] = "caution" if v["level"] == "good" else v["level"]
                 v["reasons"].append(reason + ", and its intervals span both readings")
+                v["words"].append(words + ", so its ranges cover both readings")
                 t = r["table"]
                 rows = pd.MultiIndex.from_frame(t[key])  # rows the other lacks keep their own interval
                 r["table"] = t.assign(
@@ -375,8 +418,36 @@ def _key(run, settings: InfluenceSettings) -> dict:
     from .descriptors import resolved
     from .embed import stored_key
 
-    return {"encodings": stored_key(run.encodings_path), "settings": asdict(settings), "version": CACHE_VERSION,
+    return {"encodings": stored_key(run.encodings_path), "settings": json.loads(json.dumps(asdict(settings))),
+            "version": CACHE_VERSION,
             "weights": resolved(descriptor_of(settings)).weights_sha256}
+
+
+def cache_file(run, settings: InfluenceSettings) -> Path:
+    """`RUN/influence.json`, or with sources read as one `RUN/influence-<digest>.json` beside it."""
+    if not settings.merge:
+        return run.dir / "influence.json"
+    return run.dir / f"influence-{hashlib.sha256(json.dumps(settings.merge).encode()).hexdigest()[:12]}.json"
+
+
+def merged(cultures: pd.Series, merge: tuple[str, ...]) -> pd.Series:
+    """The cultures with the sources in `merge` read as one, named "A + B"."""
+    return cultures.replace({c: " + ".join(merge) for c in merge}) if merge else cultures
+
+
+def check_merge(merge: tuple[str, ...], cultures: pd.Series, sites: pd.Series) -> None:
+    """Sources to read as one must be two or more of the run's source cultures, leaving two sources at least."""
+    if not merge:
+        return
+    target = target_culture(cultures, sites)
+    sources = set(cultures.unique()) - {target}
+    wrong = [c for c in merge if c not in sources]
+    if wrong:
+        raise UserError(f"{wrong[0]!r} is not a source culture of this run: its sources are "
+                        f"{', '.join(sorted(sources))}")
+    if len(set(merge)) < 2 or len(sources - set(merge)) < 1:
+        raise UserError("to read sources as one, name two or more of the source cultures, and leave at least "
+                        "one other source to compare with")
 
 
 def _seal(body: str) -> str:
@@ -385,13 +456,13 @@ def _seal(body: str) -> str:
     return hmac.new(cache_secret(), body.encode(), hashlib.sha256).hexdigest()
 
 
-def _cached(run, key: dict) -> dict[str, dict] | None:
+def _cached(run, key: dict, path: Path) -> dict[str, dict] | None:
     """The results in `RUN/influence.json`, if this installation wrote them for this key and they hold what it
     writes; else None (they are computed again)."""
     from .runs import CAPS, read_json
 
     try:
-        stored = read_json(run.dir / "influence.json", CAPS["influence.json"])
+        stored = read_json(path, CAPS["influence.json"])
         if not hmac.compare_digest(str(stored["seal"]), _seal(str(stored["body"]))):
             return None
         cached = json.loads(stored["body"])
@@ -417,7 +488,7 @@ def is_current(run_dir, settings: InfluenceSettings = InfluenceSettings()) -> bo
     from .runs import Run
 
     run = Run(run_dir)
-    return run.encodings_path.is_file() and _cached(run, _key(run, settings)) is not None
+    return run.encodings_path.is_file() and _cached(run, _key(run, settings), cache_file(run, settings)) is not None
 
 
 def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings(), progress=None) -> dict[str, dict]:
@@ -432,16 +503,19 @@ def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings(), progress
     enc, embeddings = spaces(run_dir)
     key = _key(run, settings)
     with FileLock(run.dir / ".influence.lock"):
-        cached = _cached(run, key)
+        cached = _cached(run, key, cache_file(run, settings))
         if cached is not None:
             return cached
+        seen = ~seen_by(run.config(), enc)
+        check_merge(settings.merge, enc["culture"], enc["site"])
+        enc = enc.assign(culture=merged(enc["culture"], settings.merge))
         is_source = (enc["culture"] != target_culture(enc["culture"], enc["site"])).to_numpy()
         readable = nothing_to_estimate(enc["culture"], enc["site"]) is None
         features = _descriptors(run, enc, settings, progress) if readable else None
         if features is not None:
             embeddings = {**embeddings, "descriptor": descriptor_space(features, is_source, settings.components)}
         rows = {n: np.ones(len(enc), bool) for n in embeddings}
-        rows["aae"] = ~seen_by(run.config(), enc)
+        rows["aae"] = seen
         names = [n for n in EMBEDDINGS if n in embeddings]
         jobs = [(embeddings[n][rows[n]], enc["culture"][rows[n]], enc["site"][rows[n]], settings) for n in names]
         step = progress and (lambda done, total: progress(
@@ -450,5 +524,5 @@ def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings(), progress
         results = agree(dict(zip(names, map_chunks(_estimate, jobs, [1] * len(jobs), progress=step))))
         stored = {n: {**r, "table": r["table"].to_dict("records")} for n, r in results.items()}
         body = json.dumps({"key": key, "results": stored}, default=float)
-        atomic_write(run.dir / "influence.json", json.dumps({"seal": _seal(body), "body": body}).encode())
+        atomic_write(cache_file(run, settings), json.dumps({"seal": _seal(body), "body": body}).encode())
     return results
