@@ -112,7 +112,8 @@ def verdict(check: dict, shift: dict, conditioning: float, confusion: np.ndarray
         i, j = np.unravel_index(off.argmax(), off.shape)
         withheld.append((f"the method cannot tell {sources[j]} from {sources[i]} figurines apart "
                          f"(conditioning {conditioning:.2f})",
-                         f"{sources[j]} and {sources[i]} figurines look too much alike here to be told apart"))
+                         f"the {sources[j]} figurines and the {sources[i]} figurines look too much alike here to be "
+                         f"told apart"))
     if "mae" not in check:
         caution.append((f"no self-check: {check.get('error', 'not run')}",
                         f"it could not be tested on mixtures with a known answer ({check.get('error', 'not run')})"))
@@ -275,13 +276,17 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
 
 
 def lead(results: dict[str, dict]) -> str:
-    """The representation whose reading leads: the one that passes its checks best (good before caution),
-    in EMBEDDINGS' order among equals; where every reading is withheld, the AAE latent's, which then says
-    why it cannot tell."""
+    """The representation whose reading leads: the one that passes its checks best (good before caution; among
+    equals the most informative, with the narrowest intervals on the self-check, then in EMBEDDINGS' order);
+    where every reading is withheld, the descriptor space's (it keeps most of what tells cultures apart, so
+    what would help it helps most), else the AAE latent's, which then says why it cannot tell."""
     rank = {"good": 0, "caution": 1}
     passed = [n for n in EMBEDDINGS if n in results and not results[n]["table"].empty
               and results[n]["verdict"]["level"] in rank]
-    return min(passed, key=lambda n: rank[results[n]["verdict"]["level"]]) if passed else "aae"
+    if passed:
+        return min(passed, key=lambda n: (rank[results[n]["verdict"]["level"]],
+                                          results[n]["self_check"].get("width", 1.0)))
+    return READ_IN if READ_IN in results and not results[READ_IN]["table"].empty else "aae"
 
 
 def as_json(results: dict[str, dict], settings: InfluenceSettings = InfluenceSettings()) -> dict:
@@ -359,6 +364,14 @@ def with_known(table: pd.DataFrame, truth: dict | None) -> pd.DataFrame:
         return table
     known = [truth.get(g, {}).get(s, np.nan) for g, s in zip(table["group"], table["source"])]
     return table.assign(known=known, error=np.abs(table["share"] - np.array(known, float)))
+
+
+def merged_known(truth: dict | None, merge: tuple[str, ...]) -> dict | None:
+    """The known answer with the sources in `merge` read as one: their shares summed."""
+    if not truth or not merge:
+        return truth
+    return {g: {**{s: v for s, v in w.items() if s not in merge}, " + ".join(merge): sum(w.get(s, 0.0) for s in merge)}
+            for g, w in truth.items()}
 
 
 def _from_cache(data: dict) -> dict[str, dict]:
@@ -501,13 +514,13 @@ def for_run(run_dir, settings: InfluenceSettings = InfluenceSettings(), progress
 
     run = Run(run_dir)
     enc, embeddings = spaces(run_dir)
+    check_merge(settings.merge, enc["culture"], enc["site"])
     key = _key(run, settings)
     with FileLock(run.dir / ".influence.lock"):
         cached = _cached(run, key, cache_file(run, settings))
         if cached is not None:
             return cached
         seen = ~seen_by(run.config(), enc)
-        check_merge(settings.merge, enc["culture"], enc["site"])
         enc = enc.assign(culture=merged(enc["culture"], settings.merge))
         is_source = (enc["culture"] != target_culture(enc["culture"], enc["site"])).to_numpy()
         readable = nothing_to_estimate(enc["culture"], enc["site"]) is None

@@ -11,7 +11,8 @@ import numpy as np
 from .influence import EMBEDDINGS, MIN_CONDITIONING, InfluenceSettings, describe_space
 
 VERDICT = {"good": "the shares can be read as estimates", "caution": "the shares are to be read with care",
-           "withheld": "no shares are given: the tool cannot tell"}
+           "withheld": "the tool cannot tell"}
+FEW = 30  # photographs of a source below which more of them come first
 STANDING = {"good": "passes its checks too", "caution": "is to be read with care", "withheld": "is withheld"}
 WHY = {"aae": "the run's own 2-D map, matched to its prior",
        "umap": "a 2-D UMAP map of the same photographs",
@@ -105,7 +106,7 @@ def options(results: dict[str, dict], name: str) -> list[dict]:
         if other != name and not o["table"].empty:
             out.append({"what": f"Read in the {EMBEDDINGS[other]} instead",
                         "measured": f"there, {VERDICT[o['verdict']['level']]}"
-                                    + (f" ({'; '.join(o['verdict'].get('words') or o['verdict']['reasons'])})"
+                                    + (f": {'; '.join(o['verdict'].get('words') or o['verdict']['reasons'])}"
                                        if o["verdict"]["level"] != "good" else ""),
                         "helps": o["verdict"]["level"] != "withheld"})
     sources, counts = r["sources"], r.get("source_counts")
@@ -114,7 +115,7 @@ def options(results: dict[str, dict], name: str) -> list[dict]:
         pairs = [(merged_conditioning(r["confusion"], n, a, b), a, b)
                  for a in range(len(sources)) for b in range(a + 1, len(sources))]
         best, a, b = max(pairs)
-        out.append({"what": f"Read {sources[a]} and {sources[b]} as one source",
+        out.append({"what": f"Read {sources[a]} + {sources[b]} as one source",
                     "measured": f"the other sources would then be told apart at {best:.2f} (the tool needs "
                                 f"{MIN_CONDITIONING}; now {r['conditioning']:.2f}), measured on the classifier's "
                                 f"own cross-validated confusion",
@@ -128,9 +129,15 @@ def options(results: dict[str, dict], name: str) -> list[dict]:
 def more_photographs(r: dict) -> dict | None:
     """How many more photographs of each source would let the tool tell them apart, extrapolated from how the
     conditioning grew from half to all of the source photographs (a rough guide: c(n) = limit - k / sqrt(n))."""
-    g = r.get("learning")
+    g, counts = r.get("learning"), r.get("source_counts") or {}
     if not g:
         return None
+    few = {s: n for s, n in counts.items() if n < FEW}
+    if few:
+        return {"what": "More photographs", "helps": True,
+                "measured": f"{', '.join(f'{s} has only {n}' for s, n in few.items())}: at least {FEW} photographs "
+                            f"of each source are needed before the tool can tell them apart or measure how far more "
+                            f"would help"}
     f, c = np.asarray(g["fractions"]), np.asarray(g["conditioning"])
     k, limit = np.polyfit(-1 / np.sqrt(f), c, 1)  # c = limit - k / sqrt(f), in multiples of today's photographs
     seen = (f"measured: told apart at {c[0]:.2f} with half of the source photographs and {c[-1]:.2f} with all "
@@ -140,7 +147,6 @@ def more_photographs(r: dict) -> dict | None:
                 "measured": f"unlikely to be enough on their own; {seen}. Photographs that show what sets the "
                             f"cultures apart (other views, the same backdrop) may help more"}
     times = (k / (limit - MIN_CONDITIONING)) ** 2
-    counts = r.get("source_counts") or {}
     how = (f"about {times:.1f} times as many photographs of each source culture"
            + (f" (some {', '.join(f'{round(counts[s] * (times - 1)):,} more {s}' for s in r['sources'])})"
               if counts else "") if times <= 10 else "more than ten times as many photographs")

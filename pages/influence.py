@@ -104,7 +104,7 @@ def could_help(res: dict, name: str, key: str) -> None:
     for o in report.options(res, name):
         st.markdown(f"- **{plain(o['what'])}**: {plain(o['measured'])}.")
         if o.get("merge") and o["helps"]:
-            if st.button(f"Read {' and '.join(o['merge'])} as one source", key="merge"):
+            if st.button(f"Read {' + '.join(o['merge'])} as one source", key="merge"):
                 st.session_state[key] = list(o["merge"])
                 st.rerun()
 
@@ -224,12 +224,13 @@ def show(run) -> None:
     if res["aae"]["table"].empty:
         st.warning(plain(res["aae"]["why"][0].upper() + res["aae"]["why"][1:]) + ".")
         return
-    truth = None if merge else influence.known_answer(run.config().get("data", ""))
+    known = influence.known_answer(run.config().get("data", ""))
+    truth = influence.merged_known(known, merge)
     lead = influence.lead(res)
     r = res[lead]
-    question(r, "the demo's" if influence.known_answer(run.config().get("data", "")) else "your")
+    question(r, "the demo's" if known else "your")
     if merge:
-        st.info(f"{plain(' and '.join(merge))} are read as one source here.")
+        st.info(f"{plain(' + '.join(merge))} are read as one source here.")
         if st.button("Read every source on its own again"):
             st.session_state.pop(key, None)
             st.rerun()

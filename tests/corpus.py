@@ -109,3 +109,14 @@ def hostile(demo: Path, root: Path) -> Path:
         w.writerow(["path", "culture", "site"])
         w.writerows(rows)
     return root
+
+
+def answerable(root: Path) -> Path:
+    """A collection the tool answers in every representation: the demo's three source styles, 100 of each, and
+    two find-sites of 100 figurines that are plain mixtures of them (no local making), at 64 px."""
+    from core.demo import SOURCES, Collection, generate
+
+    generate(root, size=64, scale=0.1, seed=0, collection=Collection(
+        sources={s: 1000 for s in SOURCES}, local="none",
+        sites={"Uruk": (1000, (0.3, 0.55, 0.15)), "Nippur": (1000, (0.12, 0.78, 0.1))}))
+    return root

@@ -241,18 +241,31 @@ def test_data_train_explore(server, browser):
 
     _nav(page, "Influence")
     try:
-        page.get_by_text("On the demo's photographs, when the answer is known").wait_for(timeout=300_000)
+        page.get_by_text("For methods readers").wait_for(timeout=300_000)
     finally:
         _shot(page, "6-influence")
     _settle(page)
     assert page.get_by_text("Verdict:").count() == 1
     _no_exception(page, "6-influence")
-    files = _download_all(page, ["Estimates (CSV)", "Heatmaps (SVG)", "Every number (JSON)"])
+    picture = page.locator("[data-testid=stVegaLiteChart]").first  # the reading as one picture, first
+    picture.get_by_text("shares of each source culture", exact=False).first.wait_for()
+    assert picture.locator("path[aria-roledescription='area mark']").count() > 0  # the 95% regions
+    files = _download_all(page, ["Estimates (CSV)", "Picture (SVG)", "Every number (JSON)", "Methods paragraph (TXT)"])
     table = next(f for f in files if f.startswith(b"embedding,group,source"))
     assert not re.search(rb"\.\d{4,}", table)  # rounded as shown
-    assert any(b"<svg" in f[:500] for f in files)
+    svg = next(f for f in files if b"<svg" in f[:500]).decode()
+    assert "shares of each source culture" in svg and "95% range" in svg  # the verdict and intervals go with it
     numbers = json.loads(next(f for f in files if f.startswith(b"{")))
     assert {"aae", "umap", "method", "checks"} <= set(numbers)  # as `influence --json` prints it
+    paragraph = next(f for f in files if f.startswith(b"We analysed")).decode()
+    shown = page.locator("[data-testid=stCode]").filter(has_text="We analysed photographs").inner_text()
+    assert " ".join(shown.split()) == " ".join(paragraph.split("\n\n")[0].split())  # the file says what the page does
+    space = next(n for n, words in (("descriptor", "read in a descriptor space"), ("aae", "read in the adversarial"),
+                                    ("umap", "read in a 2-D UMAP")) if words in paragraph)
+    check = numbers["checks"][space]["self_check"]
+    for figure in (f"off by {check['mae']:.3f} (standard error {check['mae_se']:.3f})",
+                   f"the true share {check['coverage']:.0%} of the time", f"{numbers['method']['n_boot']} bootstrap"):
+        assert figure in paragraph, (figure, paragraph)
     assert hosts == {server.split("/")[2]}, f"requests left the server: {hosts}"
     log = url_log[server].read_text(errors="replace")
     for noise in ("ScriptRunContext", "static folder", "Traceback", "Warning"):

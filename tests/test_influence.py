@@ -361,6 +361,7 @@ def test_the_reading_that_passes_its_checks_leads():
     assert influence.lead({"aae": apart, "umap": apart, "descriptor": fine}) == "descriptor"
     assert influence.lead({"aae": fine, "umap": fine}) == "aae"
     assert influence.lead({"aae": apart, "umap": apart}) == "aae"  # nothing passes: the AAE says why
+    assert influence.lead({"aae": apart, "umap": apart, "descriptor": apart}) == "descriptor"  # or the space read in
     caution = {**fine, "verdict": {"level": "caution", "reasons": ["partly apart"]}}
     assert influence.lead({"aae": caution, "umap": fine}) == "umap"
 

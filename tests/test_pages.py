@@ -249,24 +249,72 @@ def test_a_restarted_server_finds_the_running_training(small_demo, tiny_settings
     assert run.status()["state"] == "stopped"
 
 
-def test_influence_page(trained_run):
-    at = page("influence", run=trained_run.name)
+def test_influence_page():
+    """Issue 27: the answer first in words, one picture, which representation and why, what to cite; the checks
+    in a section for methods readers, each figure with what it means."""
+    from tests.corpus import answerable
+
+    data = answerable(DATA / "answerable")
+    s = Settings.from_preset("fast", image_size=32, width=8, disc_width=32, epochs=1, device="cpu")
+    run = fit_run(RUNS / "answerable", s, str(data))
+    at = page("influence", run=run.name)
     assert not at.exception
-    lead = at.markdown[0].value
-    assert lead.startswith("#### On the demo's photographs, when the answer is known, this method is off by ")
-    verdicts = [a.value for a in list(at.success) + list(at.warning) + list(at.error)]
-    spaces = ("AAE latent", "UMAP baseline", "descriptor space")
-    led = [n for n in spaces for v in verdicts if v.startswith((f"The {n}'s shares", f"Read the {n}'s"))]
-    assert len(led) == 1 or (not led and any(v.startswith("Cannot tell:") for v in verdicts))
-    notes = [i.value for i in at.info if i.value.startswith("The numbers below are read in ")]
-    assert len(notes) == len(led) and all("passes its checks best" in n for n in notes)  # which, and why
-    assert len(charts(at)) == 3  # a heatmap per representation, the one read first
+    assert at.caption[0].value.replace("\\", "").startswith("What share of each group of Hellenistic Babylonian figurines follows "
+                                          "each source culture (Achaemenid, Classical Greek and Hellenistic or "
+                                          "Neo-Babylonian)? Read on the demo's photographs: 300 source figurines and 200 ")
+    alerts = list(at.success) + list(at.warning) + list(at.error)
+    lead = next(a.value for a in alerts if a.value.startswith(("These shares", "Read these", "Cannot tell yet")))
+    assert not lead.startswith("Cannot tell"), lead  # a collection of plain mixtures is answered
+    headers = [h.value for h in at.header] + [h.value for h in at.subheader]
+    tables = {d.value.columns[0]: d.value for d in at.table}
+    checks = tables["AAE latent"]
+    assert list(checks.columns) == ["AAE latent", "UMAP baseline", "descriptor space", "what it means for the reading"]
+    assert "None" not in checks.to_string() and "sources told apart (conditioning)" in checks.index
+    bullets = [m.value for m in at.markdown if m.value.startswith("- **")]
+    assert bullets[0].startswith("- **Hellenistic Babylonian** (") and "%" in bullets[0]
+    picture, *maps = charts(at)
+    assert len(maps) == 3 and "Hellenistic Babylonian figurines: shares of each source culture" in str(picture.proto.spec)
+    which = next(i.value for i in at.info if i.value.startswith("These numbers are read in "))
+    assert "passes its checks best" in which  # which, and why
+    paragraph = next(c.value for c in at.code if c.value.startswith("We analysed photographs of "))
+    assert "Saerens" in paragraph and "run answerable" in paragraph
+    assert len([c for c in at.code if c.value.startswith("Of ")]) == len(bullets)  # one sentence to quote per group
+    subheaders = [h.value for h in at.subheader]  # the reading first, what to cite, then the methods section
+    assert subheaders.index("For a paper") < subheaders.index("How far the method can be trusted")
+    assert "For methods readers" in headers
     table = next(d.value for d in at.dataframe if "embedding" in d.value)
-    assert set(table["embedding"]) == set(spaces)
-    checks = next(d.value for d in at.dataframe if "self-check error" in d.value)
-    assert set(checks.index) == set(spaces)
+    assert set(table["embedding"]) == {"AAE latent", "UMAP baseline", "descriptor space"}
     assert any(i.value.startswith("Verdict: ") for i in list(at.info) + list(at.warning) + list(at.error))
-    assert any("Hellenistic Babylonian figurines follows each source culture" in c.value for c in at.caption)
+
+
+def test_influence_page_offers_what_could_help_and_reads_two_sources_as_one(tmp_path):
+    """Issue 27, item 3: where two sources cannot be told apart, the page says so first, offers the measured
+    options, and reads the two as one at a click."""
+    from tests.corpus import answerable
+
+    data = answerable(DATA / "split-sources")
+    greek, other = data / "Classical Greek and Hellenistic", data / "Hellenistic"
+    other.mkdir()
+    for f in sorted(greek.iterdir())[::2]:
+        f.rename(other / f.name)
+    greek.rename(data / "Classical Greek")
+    (data / "truth.json").unlink()
+    s = Settings.from_preset("fast", image_size=32, width=8, disc_width=32, epochs=1, device="cpu")
+    run = fit_run(RUNS / "split-sources", s, str(data))
+    at = page("influence", run=run.name)
+    assert not at.exception, at.exception
+    assert at.error[0].value.replace("\\", "").startswith("Cannot tell yet: ")  # the headline says so first
+    assert "What could help" in [h.value for h in at.subheader]
+    merge = next(b for b in at.button if b.label.startswith("Read ") and "as one source" in b.label)
+    assert merge.label in ("Read Classical Greek + Hellenistic as one source",
+                           "Read Hellenistic + Classical Greek as one source")
+    at = merge.click().run()
+    assert not at.exception, at.exception
+    assert any("are read as one source here" in i.value for i in at.info)
+    table = next(d.value for d in at.dataframe if "embedding" in d.value)
+    assert "Classical Greek + Hellenistic" in set(table["source"]) and "Hellenistic" not in set(table["source"])
+    assert not any(e.value.replace("\\", "").startswith("Cannot tell") for e in at.error), [e.value for e in at.error]
+    assert len(charts(at)) == 4  # answered: the picture, then a heatmap per representation
 
 
 def test_influence_page_names_the_datasets_own_target_culture(tmp_path):
