@@ -10,7 +10,7 @@ from .explore import CONTEXT_GREY, prior_circles, square_view
 
 NO_SITE = "(no find-site)"
 SITE_COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2", "#9d755d", "#eeca3b",
-                "#ff9da6", "#79706e"]
+                "#ff9da6", "#1f3b5c"]  # no grey: figurines without a site are drawn in CONTEXT_GREY
 
 
 def _colour(colours: dict[str, str], title: str = "culture") -> alt.Color:

@@ -15,7 +15,8 @@ from PIL import Image
 from .demo import ACHAEMENID, GREEK, HB, NEOBAB
 
 _FIXED = {GREEK: "#2f6fb0", NEOBAB: "#c23b2a", ACHAEMENID: "#3d8f4a", HB: "#c8962e"}
-_SPARE = ["#7b4fa0", "#d17fb5", "#6b6b6b", "#17a2b8", "#8c564b", "#bcbd22", "#e377c2", "#1f3b5c"]
+_SPARE = ["#7b4fa0", "#17a2b8", "#d17fb5", "#8c564b", "#9a9c1a", "#f0027f", "#1f3b5c", "#66a61e"]  # no greys:
+# a culture must never look like the grey context of filtered-out figurines
 CONTEXT_GREY = "#d4d0ca"
 POINTS_UP_TO = 20_000  # above this many figurines the charts draw density cells instead of points
 

@@ -173,7 +173,8 @@ def methods(results: dict[str, dict], name: str, config: dict, run_name: str,
         + ", ".join(f"{counts[s]:,} {s}" for s in r["sources"] if s in counts)
         + f" figurines as sources, and {n_target:,} {target} figurines"
         + (f" from {len(sites)} find-sites ({', '.join(sites)})" if sites else "") + ".",
-        f"An adversarial autoencoder (Makhzani et al. 2015) was trained for {s.get('epochs', '?')} epochs on "
+        f"An adversarial autoencoder (Makhzani et al. 2015) was trained for {s.get('epochs', '?')} "
+        f"epoch{'' if s.get('epochs') == 1 else 's'} on "
         f"{s.get('image_size', '?')} px images into a {s.get('latent_dim', 2)}-D latent space matched to a Gaussian "
         f"prior (standard deviation {s.get('prior_std', '?')}), on {config.get('device', 'an unrecorded device')}; "
         "its map and a UMAP baseline were used to explore the collection.",

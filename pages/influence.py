@@ -90,11 +90,13 @@ def picture(r: dict, name: str, truth: dict | None):
 
 def which(res: dict, name: str) -> None:
     """Which representation gave the numbers, and why, in one sentence."""
-    others = "; ".join(f"the {EMBEDDINGS[n]}'s {report.STANDING[r['verdict']['level']]}"
-                       for n, r in res.items() if n != name and not r["table"].empty)
+    level = res[name]["verdict"]["level"]
+    others = {n: r["verdict"]["level"] for n, r in res.items() if n != name and not r["table"].empty}
+    tie = " and, of those that pass as well, has the narrowest ranges" if level in others.values() else ""
     st.info(f"These numbers are read in {report.WHY[name]} (the {EMBEDDINGS[name]}): of the representations of "
-            f"the same photographs, its reading passes its checks best. Elsewhere: {others}. The maps on Explore "
-            f"are for looking; all readings stand side by side below.")
+            f"the same photographs, its reading passes its checks best{tie}. Elsewhere: "
+            + "; ".join(f"the {EMBEDDINGS[n]}'s reading {report.STANDING[v]}" for n, v in others.items())
+            + ". The maps on Explore are for looking; every reading stands side by side below.")
 
 
 def could_help(res: dict, name: str, key: str) -> None:

@@ -21,6 +21,12 @@ st.title("Train")
 LONG = 3600  # seconds: a training estimated to take longer is launched only after the user confirms
 
 
+def _default(on: bool) -> str:
+    """Marks a check-box's preset value as a measured default, saying on what it was measured."""
+    return (f"Measured default: {'on' if on else 'off'} for this preset, chosen on the demo collection "
+            "(bench/RESULTS.md says on what each default was measured).")
+
+
 def device_options() -> dict[str, str]:
     """Device choices with what they mean on this machine."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -68,37 +74,36 @@ def settings_form() -> tuple[str, Settings] | None:
                               "made in one place, are not read as influence")
         c = st.columns(3)
         guided = c[0].checkbox("Guided by source labels", value=base.guided,
-                               help="the source cultures' labels guide the map: each gets its own region of the "
-                                    "prior; the target figurines "
-                                    f"and {base.label_holdout:.0%} of each source stay unlabelled, and the run's "
-                                    "separation and influence figures are measured on those alone")
+                               help="The map gives each source culture its own region, learned from the labels of "
+                                    f"all but {base.label_holdout:.0%} of each source; the map's figures are then "
+                                    "measured on those unlabelled alone. The numbers on Influence are read in the "
+                                    "descriptor space whenever it passes its checks best, so they rarely change. "
+                                    f"{_default(base.guided)}")
         balanced = c[1].checkbox("Each culture equally often", value=base.balanced,
-                                 help="a large culture does not shape the map alone: the study's data was 70% one "
-                                      "culture, and this was its proposed fix")
+                                 help="Small cultures are shown as often as large ones, so a large culture does not "
+                                      "shape the map alone (the study's data was 70% one culture). The shares on "
+                                      "Influence already correct for culture sizes. " + _default(base.balanced))
         local = c[2].checkbox("Tell it which are local", value=base.local,
-                              help="the decoder is told which figurines are of the target culture (Hellenistic "
-                                   "Babylonian, or the culture with find-sites; without one, nothing is told), so "
-                                   "that what they all share and no source has (local clay, bases, coatings) is "
-                                   "drawn from that, not given a place in the map: they sit nearer the sources "
-                                   "whose models they follow. The run's separation figures are then read among the "
-                                   "sources alone (README)")
+                              help="What only the target culture has (local clay, bases, coatings) is not given a "
+                                   "place in the map, so its figurines sit nearer the sources whose models they "
+                                   "follow; the map's figures are then measured among the sources. "
+                                   + _default(base.local))
         c = st.columns(3)
         flatten = c[0].checkbox("Flatten backgrounds", value=base.background == "flatten",
-                                help="studio backgrounds of every shade become one neutral grey, so the map "
-                                     "does not group figurines by how they were photographed")
+                                help="Studio backgrounds become one neutral grey, so neither the map nor the "
+                                     "descriptor space groups figurines by how they were photographed (dark and "
+                                     "graded museum backdrops are not all removed yet). "
+                                     + _default(base.background == "flatten"))
         augment = c[1].checkbox("Vary each view", value=base.augment,
-                                help="each figurine is shown as another photograph might show it (mirrored, "
-                                     "closer or further, tilted, shifted, with a patch hidden; on colour, lit "
-                                     "differently), so its place does not hang on how it was photographed or on "
-                                     "one detail. It separates the cultures best; on the demo it also sets the "
-                                     "local figurines apart, so the AAE's influence reading is withheld there and "
-                                     "the UMAP baseline's leads (README)")
+                                help="Each figurine is shown as another photograph might show it (mirrored, "
+                                     "closer, tilted, partly hidden), so its place in the map does not hang on how "
+                                     "it was photographed; it changes the map, not the numbers read in the "
+                                     "descriptor space. " + _default(base.augment))
         neighbours = c[2].checkbox("Keep look-alikes together", value=base.neighbours,
-                                   help="figurines that look alike in their pixels are kept near each other in "
-                                        "the map, as the UMAP baseline does; told which are local too, the "
-                                        "target figurines then sit beside the sources whose models they follow "
-                                        f"(README). It starts after epoch {NEIGHBOURS['after']}, once the map "
-                                        "has taken shape: a shorter run is not changed by it")
+                                   help="Figurines that look alike in their pixels are kept near each other in the "
+                                        "map, as UMAP does, so target figurines sit beside the sources they follow; "
+                                        f"it starts after epoch {NEIGHBOURS['after']}. It changes the map, not the "
+                                        "numbers read in the descriptor space. " + _default(base.neighbours))
         with st.expander("Expert settings: the network and its optimisers"):
             c = st.columns(4)
             lr = c[0].number_input("Reconstruction learning rate", 1e-6, 1.0, base.lr, format="%.5f",

@@ -69,3 +69,16 @@ def test_chart_downloads_have_no_row_limit():
     svg = charts.svg(charts.scatter(enc, enc.iloc[:0], "aae", "AAE latent", explore.culture_colours(enc["culture"]),
                                     False, prior_std=1.0))
     assert svg.startswith("<svg") and svg.count("<path") > 100
+
+
+def test_no_culture_or_site_is_drawn_in_a_grey_like_the_context():
+    """Issue 27, item 16: a culture in grey looked like the filtered-out figurines."""
+    import colorsys
+
+    from core.charts import SITE_COLOURS
+    from core.explore import culture_colours
+
+    many = culture_colours([f"culture {i}" for i in range(20)] + ["Hellenistic Babylonian", "Achaemenid"])
+    for colour in [*many.values(), *SITE_COLOURS]:
+        r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+        assert colorsys.rgb_to_hsv(r, g, b)[1] > 0.3, colour  # saturated: never mistaken for the context grey
