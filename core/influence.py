@@ -276,16 +276,15 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
 
 
 def lead(results: dict[str, dict]) -> str:
-    """The representation whose reading leads: the one that passes its checks best (good before caution; among
-    equals the most informative, with the narrowest intervals on the self-check, then in EMBEDDINGS' order);
-    where every reading is withheld, the descriptor space's (it keeps most of what tells cultures apart, so
-    what would help it helps most), else the AAE latent's, which then says why it cannot tell."""
+    """The representation whose reading leads: the one that passes its checks best (good before caution),
+    in EMBEDDINGS' order among equals, as `score_influence.py` ranks them; where every reading is withheld,
+    the descriptor space's (it keeps most of what tells cultures apart, so what would help it helps most),
+    else the AAE latent's, which then says why it cannot tell."""
     rank = {"good": 0, "caution": 1}
     passed = [n for n in EMBEDDINGS if n in results and not results[n]["table"].empty
               and results[n]["verdict"]["level"] in rank]
     if passed:
-        return min(passed, key=lambda n: (rank[results[n]["verdict"]["level"]],
-                                          results[n]["self_check"].get("width", 1.0)))
+        return min(passed, key=lambda n: rank[results[n]["verdict"]["level"]])
     return READ_IN if READ_IN in results and not results[READ_IN]["table"].empty else "aae"
 
 

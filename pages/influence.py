@@ -92,7 +92,8 @@ def which(res: dict, name: str) -> None:
     """Which representation gave the numbers, and why, in one sentence."""
     level = res[name]["verdict"]["level"]
     others = {n: r["verdict"]["level"] for n, r in res.items() if n != name and not r["table"].empty}
-    tie = " and, of those that pass as well, has the narrowest ranges" if level in others.values() else ""
+    tie = " (among equals, the first of the AAE latent, the UMAP baseline and the descriptor space)" \
+        if level in others.values() else ""
     st.info(f"These numbers are read in {report.WHY[name]} (the {EMBEDDINGS[name]}): of the representations of "
             f"the same photographs, its reading passes its checks best{tie}. Elsewhere: "
             + "; ".join(f"the {EMBEDDINGS[n]}'s reading {report.STANDING[v]}" for n, v in others.items())
