@@ -201,8 +201,8 @@ def learning(X: np.ndarray, y: np.ndarray, full: float, settings: InfluenceSetti
     for f in fractions:
         vals = []
         for _ in range(draws):
-            keep = np.concatenate([rng.choice(np.flatnonzero(y == c), max(2, int(round(f * (y == c).sum()))),
-                                              replace=False) for c in np.unique(y)])
+            keep = np.concatenate([rng.choice(rows, min(len(rows), max(2, round(f * len(rows)))), replace=False)
+                                   for rows in (np.flatnonzero(y == c) for c in np.unique(y))])
             vals.append(ShareEstimator(settings.degree, seed=settings.seed).fit(X[keep], y[keep]).conditioning_)
         out.append(float(np.mean(vals)))
     return {"fractions": [*fractions, 1.0], "conditioning": [*out, float(full)]}

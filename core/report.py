@@ -178,7 +178,9 @@ def methods(results: dict[str, dict], name: str, config: dict, run_name: str,
         f"{s.get('image_size', '?')} px images into a {s.get('latent_dim', 2)}-D latent space matched to a Gaussian "
         f"prior (standard deviation {s.get('prior_std', '?')}), on {config.get('device', 'an unrecorded device')}; "
         "its map and a UMAP baseline were used to explore the collection.",
-        f"The shares were read in {space}, chosen because its reading passed the tool's checks best. A "
+        f"The shares were read in {space}"
+        + (", chosen because its reading passed the tool's checks best" if v["level"] != "withheld" else "")
+        + ". A "
         f"logistic-regression classifier was fitted to the source figurines and its output for each group was "
         f"corrected for its own confusion between the sources by EM re-estimation of class priors (Saerens, "
         f"Latinne and Decaestecker 2002). 95% intervals come from {settings.n_boot} bootstrap resamples of the "
@@ -186,6 +188,9 @@ def methods(results: dict[str, dict], name: str, config: dict, run_name: str,
         + (f", widened by {c['shift']['allowance']:.2f} on each side because the {target} figurines differ "
            f"measurably from every mixture of the sources" if moved and moved.get("allowance") else "") + ".",
     ]
+    if settings.merge:
+        text.append(f"{' and '.join(settings.merge)} figurines were read as one source, the tool being unable to "
+                    f"tell them apart in this collection.")
     if "mae" in c:
         text.append(f"Tested on {c['groups']} mixtures of held-out source photographs with known shares "
                     f"({c['folds']}-fold cross-fitting), the estimates were off by {c['mae']:.3f} "

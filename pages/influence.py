@@ -107,7 +107,7 @@ def could_help(res: dict, name: str, key: str) -> None:
     for o in report.options(res, name):
         st.markdown(f"- **{plain(o['what'])}**: {plain(o['measured'])}.")
         if o.get("merge") and o["helps"]:
-            if st.button(f"Read {' + '.join(o['merge'])} as one source", key="merge"):
+            if st.button(f"Read {plain(' + '.join(o['merge']))} as one source", key="merge"):
                 st.session_state[key] = list(o["merge"])
                 st.rerun()
 
@@ -189,10 +189,10 @@ def trust(d: dict, lead: str) -> None:
     worried = any(w in verdict for w in ("roughly", "poor", "blurry", "weakly", "beyond chance"))
     (st.error if unreadable else st.warning if worried else st.info)(f"Verdict: {verdict}.")
     st.caption("What this means for the reading: " + (
-        "none directly; the numbers above are read in the descriptor space, not in the map. Where the map's codes "
-        "do not match the prior, its distances and the look of its clusters are to be read with care on Explore."
-        if lead != "aae" else "the numbers above are read in this map: where its codes do not match the prior, "
-        "read them with care."))
+        f"none directly; the numbers above are read in the {EMBEDDINGS[lead]}, not in this map. Where the map's "
+        "codes do not match the prior, its distances and the look of its clusters are to be read with care on "
+        "Explore." if lead != "aae" else "the numbers above are read in this map: where its codes do not match "
+        "the prior, read them with care."))
     p = d["prior"]
     c = st.columns(5)
     for i, k in enumerate((1, 2, 3)):
@@ -238,7 +238,7 @@ def show(run) -> None:
             st.session_state.pop(key, None)
             st.rerun()
     answer(r, truth)
-    chart = picture(r, lead, truth)
+    chart, paragraph = picture(r, lead, truth), None
     if r["verdict"]["level"] == "withheld":
         could_help(res, lead, key)
     else:
@@ -248,7 +248,7 @@ def show(run) -> None:
     st.divider()
     st.header("For methods readers")
     st.subheader("How far the method can be trusted")
-    self_check(r, EMBEDDINGS[lead], "the demo's" if truth else "your")
+    self_check(r, EMBEDDINGS[lead], "the demo's" if known else "your")
     method_checks(res)
     tables = {n: influence.with_known(t["table"], truth) for n, t in res.items() if not t["table"].empty}
     order = [lead] + [n for n in tables if n != lead]
@@ -273,11 +273,11 @@ def show(run) -> None:
                "sit from the sources ([0, 1] where the tool cannot tell; spanning another representation's reading "
                "where the two disagree); sampling_low, sampling_high: the bootstrap's interval, which ignores what "
                "the checks found.")
-    downloads(run, full[cols], chart, r["verdict"]["level"] != "withheld" and paragraph, res, settings)
+    downloads(run, full[cols], chart, paragraph, res, settings)
     trust(d, lead)
 
 
-def downloads(run, table: pd.DataFrame, chart, paragraph: str | bool, res: dict, settings) -> None:
+def downloads(run, table: pd.DataFrame, chart, paragraph: str | None, res: dict, settings) -> None:
     """What is shown, as files (on_click="ignore": no rerun, so a second download clicked at once finds its file)."""
     c = st.columns(4)
     c[0].download_button("Estimates (CSV)", export.csv(table.round(3)), f"{run.name}-influence.csv", "text/csv",

@@ -145,3 +145,10 @@ def test_sources_to_read_as_one_must_be_sources_of_the_run(tmp_path, monkeypatch
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert not list(tmp_path.iterdir())  # refused before anything was computed or written
+
+
+def test_the_learning_curve_copes_with_a_source_of_one_photograph():
+    X = np.random.default_rng(0).normal(size=(41, 2))
+    y = np.array(["A"] * 20 + ["B"] * 20 + ["C"])
+    g = influence.learning(X, y, 0.1, FAST)
+    assert g["fractions"] == [0.5, 0.75, 1.0] and len(g["conditioning"]) == 3
