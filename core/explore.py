@@ -36,6 +36,25 @@ def filtered(enc: pd.DataFrame, cultures: list[str], sites: list[str]) -> np.nda
     return keep & (~has_site | enc["site"].isin(sites).to_numpy())
 
 
+def find(enc: pd.DataFrame, text: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Row ids whose file name (or path) holds `text`, ignoring case and Unicode form; within `rows` if given."""
+    from .dataset import nfc
+
+    text = nfc(text.strip()).casefold()
+    if not text:
+        return np.array([], int)
+    hit = enc["path"].map(lambda p: text in nfc(str(p)).casefold()).to_numpy(bool)
+    return np.flatnonzero(hit & (rows if rows is not None else True))
+
+
+def neighbours(space: np.ndarray, i: int, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The k rows nearest to row i (itself left out) and their Euclidean distances, nearest first."""
+    d = np.linalg.norm(space - space[i], axis=1)
+    d[i] = np.inf
+    near = np.argsort(d, kind="stable")[:k]
+    return near, d[near]
+
+
 def selected_rows(selection: dict, enc: pd.DataFrame, prefix: str) -> np.ndarray | None:
     """Row ids picked in a chart: a box over `<prefix>_x/_y`, or clicked points; None if nothing is selected."""
     ids = None

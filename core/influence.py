@@ -426,6 +426,19 @@ def _descriptors(run, enc: pd.DataFrame, settings: InfluenceSettings, progress=N
     return None if (pos < 0).any() else x[pos]
 
 
+def reading_space(run_dir, enc: pd.DataFrame, settings: InfluenceSettings = InfluenceSettings(),
+                  progress=None) -> np.ndarray | None:
+    """The descriptor space the shares are read in, rows as `enc` (a run's encodings: path, culture, site);
+    None where the run's folder is gone or changed."""
+    from .runs import Run
+
+    features = _descriptors(Run(run_dir), enc, settings, progress)
+    if features is None:
+        return None
+    is_source = (enc["culture"] != target_culture(enc["culture"], enc["site"])).to_numpy()
+    return descriptor_space(features, is_source, settings.components)
+
+
 def _key(run, settings: InfluenceSettings) -> dict:
     from .descriptors import resolved
     from .embed import stored_key

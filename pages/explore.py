@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import charts, explore, export
+from core import charts, explore, export, influence
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
@@ -36,6 +36,12 @@ def images_of(root: str, size: int, background: str, dataset_key: str):
     never shift the rows); None where the folder holds other files now."""
     ds = load(root, size, background)
     return ds.images if ds.key == dataset_key else None
+
+
+@st.cache_data(max_entries=2, show_spinner="Describing the photographs (first time only)…")
+def reading_space(run_dir: str, checkpoint_mtime: int, dataset_key: str, _enc: pd.DataFrame):
+    """The descriptor space the Influence numbers are read in, rows as the run's encodings."""
+    return influence.reading_space(run_dir, _enc)
 
 
 @st.cache_data(max_entries=4, show_spinner="Making thumbnails (first time only)…")
@@ -108,7 +114,8 @@ def gallery(rows: pd.DataFrame, images, model, style: str, run_name: str, target
     for i, (idx, r) in enumerate(shown.iterrows()):
         with grid[i % 8]:
             st.image(images[idx], width="stretch")
-            st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{plain(short_name(r['path']))}")
+            st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{plain(short_name(r['path']))}",
+                       help=plain(r["path"]))
     st.caption("The first eight on this page as the autoencoder reconstructs them" + (
         " (it sees form: each figure's brightness standardised within it, without colour):" if style == "form"
         else ":"))
@@ -116,6 +123,25 @@ def gallery(rows: pd.DataFrame, images, model, style: str, run_name: str, target
     first = shown.iloc[:8]
     for i, a in enumerate(explore.reconstructions(model, images[first.index], (first["culture"] == target).to_numpy())):
         grid[i % 8].image(a, width="stretch")
+
+
+def like_this(i: int, images) -> None:
+    """The figurines nearest to one, in the space the numbers on Influence are read in."""
+    space = reading_space(str(run.dir), mtime, str(decoded[3]), enc)
+    if space is None:
+        return
+    near, dist = explore.neighbours(space, i, 8)
+    st.subheader("Figurines like this one")
+    tally = enc.loc[near, "culture"].value_counts()
+    st.caption(f"The 8 nearest to {plain(enc.at[i, 'path'])} ({plain(enc.at[i, 'culture'])}) in the descriptor "
+               "space, where the numbers on Influence are read: what tells related cultures apart, not the map's "
+               "distances. Among them: " + ", ".join(f"{n} {plain(c)}" for c, n in tally.items()) + ".")
+    grid = st.columns(8)
+    for k, (j, d) in enumerate(zip(near, dist)):
+        with grid[k]:
+            st.image(images[j], width="stretch")
+            st.caption(f"{plain(enc.at[j, 'culture'])} · {plain(enc.at[j, 'site']) or '—'}  \n"
+                       f"{plain(short_name(enc.at[j, 'path']))}  \ndistance {d:.1f}", help=plain(enc.at[j, "path"]))
 
 
 run = pick_run()
@@ -165,6 +191,25 @@ def chart(prefix: str, title: str, prior_std: float | None, thumbs: str | None =
                           selection is not None, prior_std, thumbs, views[prefix])
 
 
+def find_by_name() -> None:
+    """Select the shown figurines whose file name holds what is typed: highlighted in both charts, in the gallery."""
+    text = st.text_input("Find a figurine by file name", key=f"find:{run.name}", placeholder="part of a file name",
+                         help="Selects the figurines shown whose file name (or folder) holds this text, in both charts")
+    changed, picks["found"] = text != picks.get("found", ""), text
+    hits = [int(i) for i in explore.find(enc, text, keep)] if text else []
+    if text and not hits:
+        st.info(f"No figurine shown has “{plain(text)}” in its file name.")
+    elif hits and changed:
+        for q in ("aae", "umap"):  # the charts are drawn afresh, holding no selection of their own
+            picks["gen"][q] = picks["gen"].get(q, 0) + 1
+        picks.update(ids=hits, seen={"aae": None, "umap": None})
+        st.session_state.pop(f"g_page:{run.name}", None)
+        st.rerun()
+    elif hits and picks["ids"] == hits:
+        st.caption(f"{len(hits):,} figurine{'s' if len(hits) > 1 else ''} found, selected in both charts below.")
+
+
+find_by_name()
 how = ("drag a box or click points in either chart to select them in both" if as_points else
        f"over {explore.POINTS_UP_TO:,} figurines, so each chart shows density cells (colour: the most frequent "
        "culture; strength: how many); drag a box in either chart to select them in both")
@@ -204,6 +249,8 @@ elif selection:
     gallery(enc.loc[selection], photographs, model(str(run.dir), mtime), cfg["effective"].get("style", "colour"),
             run.name,
             target_culture(enc["culture"], enc["site"]))
+    if len(selection) == 1:
+        like_this(selection[0], photographs)
 
 d = st.columns(3)
 d[0].download_button("Filtered table (CSV)", lambda: export.csv(enc[keep].drop(columns=["id"])),

@@ -82,3 +82,22 @@ def test_no_culture_or_site_is_drawn_in_a_grey_like_the_context():
     for colour in [*many.values(), *SITE_COLOURS]:
         r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
         assert colorsys.rgb_to_hsv(r, g, b)[1] > 0.3, colour  # saturated: never mistaken for the context grey
+
+
+def test_find_by_file_name_ignores_case_and_unicode_form():
+    """Issue 27, item 14."""
+    import unicodedata
+
+    enc = pd.DataFrame({"path": ["Achaemenid/IMG_0042.JPG", "Uruk/ta" + unicodedata.normalize("NFD", "é") + "te.tif",
+                                 "Kish/img_0420.jpg", "Kish/other.png"]})
+    assert explore.find(enc, "img_04").tolist() == [0, 2]
+    assert explore.find(enc, " IMG_0042 ").tolist() == [0]
+    assert explore.find(enc, "t" + "é" + "te").tolist() == [1]  # typed in NFC, stored in NFD
+    assert explore.find(enc, "img", np.array([False, True, True, True])).tolist() == [2]  # only among those shown
+    assert explore.find(enc, "").tolist() == [] and explore.find(enc, "zzz").tolist() == []
+
+
+def test_neighbours_are_the_nearest_others_nearest_first():
+    space = np.array([[0.0, 0], [3, 0], [1, 0], [0, 2], [10, 10]])
+    near, dist = explore.neighbours(space, 0, 3)
+    assert near.tolist() == [2, 3, 1] and dist.tolist() == [1.0, 2.0, 3.0]

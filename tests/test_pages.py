@@ -96,6 +96,27 @@ def test_explore_site_filter_changes_both_charts(trained_run, monkeypatch):
     assert not at.exception
 
 
+def test_explore_finds_a_figurine_by_name_and_selects_it_in_both_charts(trained_run):
+    """Issue 27, item 14: part of a file name selects the figurines that hold it, in both charts and the gallery."""
+    import pandas as pd
+
+    at = page("explore", run=trained_run.name)  # encodes the run: its encodings name the files
+    paths = pd.read_parquet(trained_run.encodings_path, columns=["path"])["path"]
+    name = paths.iloc[3].rsplit("/", 1)[-1]
+    at.text_input(key=f"find:{trained_run.name}").set_value(name.upper()).run()
+    assert not at.exception
+    assert at.subheader[0].value == "Selected figurines (1)"
+    assert any(c.value.startswith("1 figurine found, selected in both charts") for c in at.caption)
+    for chart in charts(at):  # highlighted in both: one point marked selected
+        tables = [pa.ipc.open_stream(d.data.data).read_all() for d in chart.proto.datasets]
+        points = next(t for t in tables if "id" in t.column_names)
+        assert sum(points.column("selected").to_pylist()) == 1
+    like = next(h for h in at.subheader if h.value == "Figurines like this one")  # issue 27, item 15
+    assert like and any(c.value.startswith("The 8 nearest to ") and "descriptor space" in c.value for c in at.caption)
+    at.text_input(key=f"find:{trained_run.name}").set_value("no such figurine").run()
+    assert any("No figurine shown has" in i.value for i in at.info)
+
+
 def test_explore_one_culture_filter_is_kept_across_pages_and_the_legend_follows_it(trained_run):
     at = page("explore", run=trained_run.name)
     key = f"f_cultures:{trained_run.name}"
