@@ -199,6 +199,9 @@ def find_by_name() -> None:
     hits = [int(i) for i in explore.find(enc, text, keep)] if text else []
     if text and not hits:
         st.info(f"No figurine shown has “{plain(text)}” in its file name.")
+    elif changed and not text and picks["ids"] is not None:  # the box emptied: the found figurines are let go
+        picks.update(ids=None, seen={"aae": None, "umap": None})
+        st.rerun()
     elif hits and changed:
         for q in ("aae", "umap"):  # the charts are drawn afresh, holding no selection of their own
             picks["gen"][q] = picks["gen"].get(q, 0) + 1
@@ -206,7 +209,8 @@ def find_by_name() -> None:
         st.session_state.pop(f"g_page:{run.name}", None)
         st.rerun()
     elif hits and picks["ids"] == hits:
-        st.caption(f"{len(hits):,} figurine{'s' if len(hits) > 1 else ''} found, selected in both charts below.")
+        st.caption(f"{len(hits):,} figurine{'s' if len(hits) > 1 else ''} found, selected in both charts below; "
+                   "empty the box to let them go.")
 
 
 find_by_name()

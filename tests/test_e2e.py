@@ -242,6 +242,20 @@ def test_data_train_explore(server, browser):
     _settle(page)
     assert page.get_by_text("Selected figurines").count() == 0  # one double-click clears both charts
 
+    # Find a figurine by part of its name (issue 27, item 14), and the figurines like it (item 15)
+    uruk = sorted((url_log[server].parent / "data" / "demo" / "Hellenistic Babylonian" / "Uruk").iterdir())[0]
+    page.get_by_placeholder("part of a file name").fill(uruk.stem.upper())
+    page.keyboard.press("Enter")
+    page.get_by_text("1 figurine found, selected in both charts below").wait_for(timeout=60_000)
+    page.get_by_text("Figurines like this one").wait_for(timeout=240_000)
+    _settle(page)
+    _no_exception(page, "5b-explore-find")
+    assert page.get_by_text("Selected figurines (1)").count() == 1
+    page.get_by_placeholder("part of a file name").fill("")
+    page.keyboard.press("Enter")
+    page.get_by_text("Selected figurines").wait_for(state="detached", timeout=60_000)
+    _settle(page)
+
     _nav(page, "Influence")
     try:
         page.get_by_text("For methods readers").wait_for(timeout=300_000)
