@@ -382,7 +382,7 @@ def test_a_2d_map_that_disagrees_with_the_descriptor_space_yields_to_it():
     assert umap["verdict"]["level"] == descriptor["verdict"]["level"] == "good"
     both = influence.agree(copy.deepcopy({"umap": umap, "descriptor": descriptor}))  # agree marks verdicts in place
     assert all(r["verdict"]["level"] == "caution" for r in both.values())
-    careful = {**umap, "verdict": {"level": "caution", "reasons": ["its own check"]}}
+    careful = {**umap, "verdict": {"level": "caution", "reasons": ["its own check"], "words": ["its own check"]}}
     res = influence.agree({"umap": careful, "descriptor": descriptor})
     assert res["descriptor"]["verdict"]["level"] == "good" and not res["descriptor"]["verdict"]["reasons"]
     assert res["umap"]["verdict"]["level"] == "caution"
