@@ -41,7 +41,7 @@ def counts(table: pd.DataFrame) -> alt.Chart:
         x=alt.X("images:Q", stack="zero", title="images"),
         y=alt.Y("culture:N", sort=order, title=None, axis=alt.Axis(labelLimit=240)),
         color=alt.Color("site:N", title="find-site", scale=alt.Scale(domain=domain, range=palette),
-                        legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
+                        legend=alt.Legend(orient="bottom", columns=1, labelLimit=0)),  # every label in full
         order=alt.Order("site:N"),
         tooltip=["culture", "site", "images", alt.Tooltip("share:Q", format=".1%")],
     ).properties(height=alt.Step(36))

@@ -59,6 +59,18 @@ def prior_match(codes: np.ndarray, prior_std: float, seed: int = 0, prior: np.nd
             "spread": _spread(cov) / _spread(np.cov(prior.T).reshape(d, d)), "c2st_accuracy": c2st}
 
 
+def prior_of(codes: np.ndarray, settings) -> dict:
+    """`prior_match` of a run's codes against the run's own prior (a mixture prior: its draws, seed 0): the one
+    measure that the Train page's snapshots and the Influence page's diagnostics both show."""
+    import torch
+
+    from .model import Prior
+
+    draws = None if settings.prior == "gaussian" else \
+        Prior(settings).sample(len(codes), torch.Generator().manual_seed(0)).numpy()
+    return prior_match(np.asarray(codes, np.float64), settings.prior_std, prior=draws)
+
+
 def _spread(cov: np.ndarray) -> float:
     """The geometric mean sd of a covariance: 0 when the points lie on a line or a point."""
     return float(max(np.linalg.det(cov), 0.0) ** (0.5 / len(cov)))
@@ -105,20 +117,16 @@ def verdict(prior: dict, recon_error: float, aae_acc: float, umap_acc: float, ch
 
 def for_run(run_dir) -> dict:
     """All diagnostics of a run, with the verdict."""
-    import torch
-
     from .embed import spaces
     from .influence import seen_by
     from .labels import is_target
-    from .model import Prior
     from .runs import Run
     from .settings import Settings
 
     enc, e = spaces(run_dir)
     config = Run(run_dir).config()
     s = Settings.from_run(config["effective"])
-    draws = None if s.prior == "gaussian" else Prior(s).sample(len(enc), torch.Generator().manual_seed(0)).numpy()
-    prior = prior_match(e.get("style", e["aae"]), s.prior_std, prior=draws)  # a cluster-head map: its style part
+    prior = prior_of(e.get("style", e["aae"]), s)  # a cluster-head map: its style part
     keep = ~seen_by(config, enc)  # a guided run's separation: on figurines whose labels it did not see
     if s.local:  # told which figurines are targets: its separation is read among the sources alone
         keep &= ~is_target(enc)

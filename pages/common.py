@@ -218,3 +218,14 @@ def pick_run() -> Run | None:
         st.session_state["data_root"] = run.config()["data"]
     st.session_state["run"] = pick
     return run
+
+
+def prior_metrics(p: dict, columns) -> None:
+    """How the photographs' codes sit in the prior (`diagnostics.prior_of`), in four columns: the same figures
+    on the Train page's snapshots and on the Influence page."""
+    for col, k in zip(columns, (1, 2, 3)):
+        col.metric(f"Codes within {k} sd", f"{p['within_sd'][k]:.1%}", f"prior: {p['expected_within_sd'][k]:.1%}",
+                   delta_color="off")
+    columns[3].metric("Codes told from prior draws", f"{p['c2st_accuracy']:.2f}", "0.50: alike", delta_color="off",
+                      help="accuracy of a classifier telling the photographs' codes from draws of the prior "
+                           "(0.50: it cannot tell them apart, as it should; 1: always)")

@@ -64,13 +64,12 @@ if big["share"] > 0.5 or small["share"] < 0.05:
     st.info(f"The cultures are imbalanced ({big['share']:.0%} vs {small['share']:.0%}). "
             "Balanced sampling on the Train page draws each culture equally often.")
 
-left, right = st.columns([1, 1])
+left, right = st.columns([2, 3])
 left.altair_chart(charts.counts(table), width="stretch")
 right.dataframe(table.assign(site=table["site"].replace("", "—")), hide_index=True, width="stretch",
                 height=35 * (len(table) + 1) + 3,  # every row shown, none behind a scrollbar
-                column_config={"culture": st.column_config.TextColumn(width="medium"),
-                               "site": st.column_config.TextColumn(width="medium"),
-                               "share": st.column_config.ProgressColumn("share", format="percent", min_value=0,
+                column_config={"images": st.column_config.NumberColumn(width="small"),
+                               "share": st.column_config.ProgressColumn("share", format="percent", min_value=0, width="small",
                                                                         max_value=1)})
 
 st.subheader("Photographs")
@@ -88,7 +87,7 @@ for i, r in enumerate(rows):
     with grid[i % 8]:
         st.image(ds.images[r], width="stretch")
         st.caption(f"{plain(items.at[r, 'culture'])} · {plain(items.at[r, 'site']) or '—'}  \n"
-                   f"{plain(short_name(items.at[r, 'path']))}")
+                   f"{plain(short_name(items.at[r, 'path']))}", help=plain(items.at[r, "path"]))
 st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, background "
            f"{'flattened to neutral grey' if ds.background == 'flatten' else 'as photographed'}.")
 

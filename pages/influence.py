@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import charts, diagnostics, export, influence, jobs, report
 from core.errors import UserError
-from pages.common import app_page, pick_run, plain
+from pages.common import app_page, pick_run, plain, prior_metrics
 
 app_page("pages/influence.py")
 
@@ -195,11 +195,7 @@ def trust(d: dict, lead: str) -> None:
         "the prior, read them with care."))
     p = d["prior"]
     c = st.columns(5)
-    for i, k in enumerate((1, 2, 3)):
-        c[i].metric(f"Codes within {k} sd", f"{p['within_sd'][k]:.1%}",
-                    f"prior: {p['expected_within_sd'][k]:.1%}", delta_color="off")
-    c[3].metric("Codes told from prior draws", f"{p['c2st_accuracy']:.2f}", "0.50: alike", delta_color="off",
-                help="accuracy of a classifier telling the photographs' codes from draws of the prior")
+    prior_metrics(p, c)
     c[4].metric("Reconstruction error", f"{d['recon_error']:.4f}", help="mean squared error per pixel")
     q = pd.DataFrame(d["quality"]).T.rename(index={**EMBEDDINGS, "pca": "50-D PCA of the pixels"})
     q.columns = ["same culture among 10 nearest (balanced)", "trustworthiness", "silhouette"]

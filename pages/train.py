@@ -6,14 +6,14 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core import charts, jobs
+from core import charts, diagnostics, jobs
 from core.errors import UserError
 from core.explore import culture_colours
 from core.paths import RUNS
 from core.runs import Run, run_name
 from core.settings import PRESETS, STYLES, Settings
 from core.train import NEIGHBOURS
-from pages.common import active_dataset, app_page, data_root, is_demo, plain, runs
+from pages.common import active_dataset, app_page, data_root, is_demo, plain, prior_metrics, runs
 
 app_page("pages/train.py")
 
@@ -258,9 +258,8 @@ def run_view(run: Run) -> None:
         st.switch_page("pages/explore.py")
     if len(metrics):
         st.altair_chart(charts.losses(metrics), width="stretch")
-        last = metrics.iloc[-1]
-        st.caption(f"Epoch {int(last['epoch'])}: {last['within_3sd']:.1%} of this epoch's codes lie within 3 prior "
-                   "sd (a matched prior: 98.9%); discriminator accuracy near 0.5 means the codes pass for prior samples.")
+        st.caption("Discriminator accuracy near 0.5 means the codes pass for prior samples; how the photographs' "
+                   "own codes sit in the prior is measured under the latent snapshot below.")
     snaps = run.snapshots()
     sample = run.snapshot_sample()
     if snaps and len(sample):
@@ -275,6 +274,32 @@ def run_view(run: Run) -> None:
         s = cfg["settings"]
         st.altair_chart(charts.snapshot(codes, culture_colours(sample["culture"]),
                                         None if s.get("clusters") else s["prior_std"], pick), width="content")
+        if s.get("clusters"):
+            st.caption("This run's map places each figurine at a learned cluster head plus its style code; the prior "
+                       "belongs to the style part, and the Influence page measures how it matches.")
+            return
+        whole = pick == epochs[-1] and state == "done" and run.encodings_path.is_file() and \
+            run.encodings_path.stat().st_mtime_ns >= run.model_path.stat().st_mtime_ns
+        source = run.encodings_path if whole else run.snapshots_dir / f"epoch_{pick:04d}.npy"
+        p = prior_at(str(run.dir), pick, whole, source.stat().st_mtime_ns)
+        st.caption(f"How the photographs' own codes sit in the prior at epoch {pick}, measured on " + (
+            f"all {len(enc_codes(str(run.dir), source.stat().st_mtime_ns)):,} photographs, as on the Influence page:"
+            if whole else f"the {len(sample):,} photographs drawn above (on all of them once the run is done):"))
+        prior_metrics(p, st.columns(4))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def enc_codes(run_dir: str, encodings_mtime: int):
+    """The map's codes of every photograph, as the run's encodings hold them."""
+    return pd.read_parquet(Run(run_dir).encodings_path, columns=["aae_x", "aae_y"]).to_numpy()
+
+
+@st.cache_data(max_entries=16, show_spinner="Measuring the codes against the prior…")
+def prior_at(run_dir: str, epoch: int, whole: bool, source_mtime: int) -> dict:
+    """`diagnostics.prior_of` the codes of one snapshot, or of every photograph (the encodings) when `whole`."""
+    run = Run(run_dir)
+    codes = enc_codes(run_dir, source_mtime) if whole else run.snapshots()[epoch]
+    return diagnostics.prior_of(codes, Settings.from_run(run.config()["effective"]))
 
 
 def past_runs() -> str | None:

@@ -270,6 +270,23 @@ def test_a_restarted_server_finds_the_running_training(small_demo, tiny_settings
     assert run.status()["state"] == "stopped"
 
 
+def test_train_and_influence_show_one_prior_measure(trained_run):
+    """Issue 27, item 11: the Train page measures the photographs' own codes against the prior under each
+    snapshot; at the end of a finished run, on all of them, with the same figures as the Influence page."""
+    def prior(at: AppTest) -> dict:
+        return {m.label: m.value for m in at.metric if m.label.startswith("Codes ")}
+
+    influence = prior(page("influence", run=trained_run.name))  # encodes the run, as a launch from the app does
+    train = page("train", watch=trained_run.name)
+    assert not train.exception
+    n = trained_run.config()["images"]
+    assert any(f"measured on all {n} photographs, as on the Influence page" in c.value for c in train.caption)
+    shown = prior(train)
+    assert set(shown) == {"Codes within 1 sd", "Codes within 2 sd", "Codes within 3 sd", "Codes told from prior draws"}
+    assert not any("this epoch's codes" in c.value for c in train.caption)  # the varied views' measure is gone
+    assert influence == shown
+
+
 def test_influence_page():
     """Issue 27: the answer first in words, one picture, which representation and why, what to cite; the checks
     in a section for methods readers, each figure with what it means."""
