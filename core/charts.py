@@ -13,8 +13,8 @@ SITE_COLOURS = ["#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2"
                 "#ff9da6", "#1f3b5c"]  # no grey: figurines without a site are drawn in CONTEXT_GREY
 
 
-def _colour(colours: dict[str, str], title: str = "culture") -> alt.Color:
-    return alt.Color("culture:N", title=title, scale=alt.Scale(domain=list(colours), range=list(colours.values())),
+def _colour(colours: dict[str, str], title: str = "culture", field: str = "culture") -> alt.Color:
+    return alt.Color(f"{field}:N", title=title, scale=alt.Scale(domain=list(colours), range=list(colours.values())),
                      legend=alt.Legend(orient="bottom", columns=2, labelLimit=260))
 
 
@@ -74,39 +74,43 @@ def _box(prefix: str):
 
 def scatter(points: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str, colours: dict[str, str],
             highlighted: bool, prior_std: float | None = None, thumbnails: str | None = None,
-            view=None) -> alt.LayerChart:
+            view=None, by: str = "culture") -> alt.LayerChart:
     """One embedding: grey context, coloured points (dimmed outside a selection), the prior's circles.
 
     `points` has id, path, culture, site, `<prefix>_x`, `<prefix>_y` and `selected`; `colours` maps the
-    cultures to list in the legend. With `thumbnails` (a URL folder holding `<id>.jpg`), hovering a point
-    shows its picture. `view` fixes the domains (`explore.square_view`; default: these points). Box
-    (`box_<prefix>`) and click (`pick_<prefix>`) selections are reported back to the page.
+    values of column `by` (the culture, or a saved selection) to list in the legend. With `thumbnails` (a URL
+    folder holding `<id>.jpg`), hovering a point shows its picture. `view` fixes the domains
+    (`explore.square_view`; default: these points). Box (`box_<prefix>`) and click (`pick_<prefix>`) selections
+    are reported back to the page.
     """
     x, y = f"{prefix}_x", f"{prefix}_y"
     view = view or square_view(pd.concat([points[x], context[x]]), pd.concat([points[y], context[y]]), prior_std)
     pick = alt.selection_point(name=f"pick_{prefix}", fields=["id"], on="click")
-    tips = [alt.Tooltip("culture:N"), alt.Tooltip("site:N"), alt.Tooltip("path:N", title="file")]
+    tips = [alt.Tooltip("culture:N"), alt.Tooltip("site:N"), alt.Tooltip("path:N", title="file")] + \
+        ([alt.Tooltip(f"{by}:N", title="saved selection")] if by != "culture" else [])
     layers = []
     if len(context):
         layers.append(alt.Chart(context[[x, y]], name="context")
                       .mark_circle(size=14, color=CONTEXT_GREY, opacity=0.6).encode(**_xy(f"{x}:Q", f"{y}:Q", view)))
     opacity = alt.condition("datum.selected", alt.value(0.95), alt.value(0.18)) if highlighted else alt.value(0.75)
     size = alt.condition("datum.selected", alt.value(60), alt.value(22)) if highlighted else alt.value(22)
-    chart = alt.Chart(points[["id", "path", "culture", "site", x, y, "selected"]], name="points")
+    chart = alt.Chart(points[list(dict.fromkeys(["id", "path", "culture", "site", by, x, y, "selected"]))],
+                      name="points")
     if thumbnails:  # vega-tooltip shows a field named image as a picture; the URL is made in the browser
         chart = chart.transform_calculate(image=f"'{thumbnails}/' + datum.id + '.jpg'")
         tips.append(alt.Tooltip("image:N", title="image"))
     layers.append(chart.mark_circle().encode(
-        **_xy(f"{x}:Q", f"{y}:Q", view, title), color=_colour(colours), opacity=opacity, size=size, tooltip=tips,
+        **_xy(f"{x}:Q", f"{y}:Q", view, title), color=_colour(colours, by.replace("_", " "), by), opacity=opacity,
+        size=size, tooltip=tips,
     ).add_params(_box(prefix), pick))
     return _embedding(layers, title, prior_std, view)
 
 
 def density(cells: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str, colours: dict[str, str],
-            highlighted: bool, prior_std: float | None = None, view=None) -> alt.LayerChart:
-    """One embedding of a large collection as density cells (see `explore.cells`): each cell in its most
-    frequent culture's colour, more opaque where it holds more figurines. A box selection (`box_<prefix>`)
-    selects the figurines inside it."""
+            highlighted: bool, prior_std: float | None = None, view=None, by: str = "culture") -> alt.LayerChart:
+    """One embedding of a large collection as density cells (see `explore.cells`, made with the same `by`):
+    each cell in the colour of its most frequent culture (or saved selection), more opaque where it holds more
+    figurines. A box selection (`box_<prefix>`) selects the figurines inside it."""
     x, y = f"{prefix}_x", f"{prefix}_y"
     both = pd.concat([cells, context])
     view = view or square_view(pd.concat([both[x], both[f"{x}2"]]), pd.concat([both[y], both[f"{y}2"]]), prior_std)
@@ -118,8 +122,8 @@ def density(cells: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str,
     strength = alt.Opacity("n:Q", scale=alt.Scale(type="log", range=[0.25, 1]), legend=None)
     opacity = alt.condition("datum.selected", alt.value(1.0), alt.value(0.15)) if highlighted else strength
     layers.append(alt.Chart(cells).mark_rect().encode(
-        **rect, color=_colour(colours, "most frequent culture"), opacity=opacity,
-        tooltip=[alt.Tooltip("n:Q", title="figurines"), alt.Tooltip("culture:N", title="most frequent"),
+        **rect, color=_colour(colours, f"most frequent {by.replace('_', ' ')}", by), opacity=opacity,
+        tooltip=[alt.Tooltip("n:Q", title="figurines"), alt.Tooltip(f"{by}:N", title="most frequent"),
                  alt.Tooltip("share:Q", format=".0%")],
     ).add_params(_box(prefix)))
     return _embedding(layers, title, prior_std, view)

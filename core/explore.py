@@ -99,10 +99,12 @@ def write_thumbnails(images, folder: Path, size: int = 48, keep: int = 4) -> Pat
     return folder
 
 
-def cells(enc: pd.DataFrame, rows: np.ndarray, prefix: str, selected=None, bins: int = 120) -> pd.DataFrame:
+def cells(enc: pd.DataFrame, rows: np.ndarray, prefix: str, selected=None, bins: int = 120,
+          by: str = "culture") -> pd.DataFrame:
     """Density cells of the figurines in `rows` (a boolean mask) on a fixed `bins` x `bins` grid over all of
-    `enc`: each cell's count, its most frequent culture and that culture's share, and whether it holds a
-    selected figurine. Columns `<prefix>_x/_y` (lower corner) and `_x2/_y2` (upper corner)."""
+    `enc`: each cell's count, its most frequent value of column `by` (the culture, or a saved selection) and
+    that value's share, and whether it holds a selected figurine. Columns `<prefix>_x/_y` (lower corner) and
+    `_x2/_y2` (upper corner)."""
     x, y = enc[f"{prefix}_x"].to_numpy(), enc[f"{prefix}_y"].to_numpy()
     edges = [np.linspace(v.min(), v.max() + 1e-9 * (1 + abs(v.max())), bins + 1) for v in (x, y)]
     ix = np.clip(np.searchsorted(edges[0], x, side="right") - 1, 0, bins - 1)
@@ -111,15 +113,15 @@ def cells(enc: pd.DataFrame, rows: np.ndarray, prefix: str, selected=None, bins:
     sel = np.zeros(len(enc), bool)
     if selected is not None:
         sel[np.asarray(selected, int)] = True
-    df = pd.DataFrame({"cell": cell, "culture": enc["culture"].to_numpy()[rows], "selected": sel[rows]})
+    df = pd.DataFrame({"cell": cell, by: enc[by].to_numpy()[rows], "selected": sel[rows]})
     if not len(df):
-        return pd.DataFrame(columns=[f"{prefix}_x", f"{prefix}_y", f"{prefix}_x2", f"{prefix}_y2", "culture",
+        return pd.DataFrame(columns=[f"{prefix}_x", f"{prefix}_y", f"{prefix}_x2", f"{prefix}_y2", by,
                                      "n", "share", "selected"])
-    per = df.groupby(["cell", "culture"], observed=True).size().rename("k").reset_index()
+    per = df.groupby(["cell", by], observed=True).size().rename("k").reset_index()
     per = per.sort_values(["cell", "k"], ascending=[True, False])
     top = per.drop_duplicates("cell").set_index("cell")
     n = df.groupby("cell").size()
-    out = pd.DataFrame({"culture": top["culture"], "n": n, "share": top["k"] / n,
+    out = pd.DataFrame({by: top[by], "n": n, "share": top["k"] / n,
                         "selected": df.groupby("cell")["selected"].any()})
     cx, cy = np.divmod(out.index.to_numpy(), bins)
     for axis, idx, e in (("x", cx, edges[0]), ("y", cy, edges[1])):

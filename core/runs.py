@@ -38,7 +38,8 @@ ARCHITECTURE = ("arch", "image_size", "latent_dim", "width", "disc_width", "prio
 
 MB = 1_000_000
 CAPS = {"config.json": MB, "status.json": 100_000, "metrics.csv": 50 * MB, "sample.csv": 50 * MB,
-        "influence.json": 50 * MB, "snapshot": 500 * MB, "encodings.parquet": 4000 * MB, "model.pt": 8000 * MB,
+        "influence.json": 50 * MB, "selections.json": 50 * MB, "snapshot": 500 * MB, "encodings.parquet": 4000 * MB,
+        "model.pt": 8000 * MB,
         "train.log": 10**15}  # the log is only read from its end
 """The largest file of each kind a run may hold (far above what a training writes): a larger one is damage."""
 

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import charts, explore, export, influence
+from core import charts, explore, export, influence, lasso, selections
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
@@ -166,11 +166,11 @@ except UserError as e:
 if kept:
     st.warning(f"{plain(kept)}. The photographs are not shown.")
     relink_form(run)
-enc = enc.reset_index(drop=True).assign(id=lambda d: np.arange(len(d)))
-colours = explore.culture_colours(enc["culture"])
+saved = selections.load(run)
+enc = enc.reset_index(drop=True).assign(id=lambda d: np.arange(len(d)), saved_selection=lambda d:
+                                        selections.groups(d, saved))
 chosen, chosen_sites, context = filters(enc, run.name)
 keep = explore.filtered(enc, chosen, chosen_sites)
-legend = {c: colours[c] for c in colours if c in set(enc.loc[keep, "culture"])}  # what is shown, not all
 circles = None if s.get("clusters") else s["prior_std"]  # a cluster-head map: the prior is its style part's
 views = {p: explore.square_view(enc[f"{p}_x"], enc[f"{p}_y"], circles if p == "aae" else None)
          for p in ("aae", "umap")}  # fixed by the whole run: filtering never rescales a chart
@@ -182,13 +182,103 @@ as_points = len(enc) <= explore.POINTS_UP_TO
 def chart(prefix: str, title: str, prior_std: float | None, thumbs: str | None = None):
     """One embedding of the filtered figurines: points, or density cells for a large collection."""
     if not as_points:
-        ctx = explore.cells(enc, ~keep & context, prefix)
-        return charts.density(explore.cells(enc, keep, prefix, selection), ctx, prefix, title, legend,
-                              selection is not None, prior_std, views[prefix])
-    points = enc[keep].assign(selected=lambda d: d["id"].isin(selection) if selection is not None else False)
-    order = np.argsort(-points["culture"].map(enc["culture"].value_counts()).to_numpy(), kind="stable")
-    return charts.scatter(points.iloc[order], enc[~keep] if context else enc.iloc[:0], prefix, title, legend,
-                          selection is not None, prior_std, thumbs, views[prefix])
+        ctx = explore.cells(enc, ~keep & context, prefix, by=by)
+        return charts.density(explore.cells(enc, keep, prefix, selection, by=by), ctx, prefix, title, legend,
+                              selection is not None, prior_std, views[prefix], by)
+    return charts.scatter(points(), enc[~keep] if context else enc.iloc[:0], prefix, title, legend,
+                          selection is not None, prior_std, thumbs, views[prefix], by)
+
+
+def points() -> pd.DataFrame:
+    """The figurines shown, marked if selected, the most frequent drawn first (the rarest on top)."""
+    shown = enc[keep].assign(selected=lambda d: d["id"].isin(selection) if selection is not None else False)
+    return shown.iloc[np.argsort(-shown[by].map(enc[by].value_counts()).to_numpy(), kind="stable")]
+
+
+def how_to_select() -> tuple[bool, str]:
+    """Box and click (with thumbnails on hover) or lasso, and what colours the maps: kept for the session."""
+    c = st.columns(2)
+    key, colour_key = f"select_with:{run.name}", f"colour_by:{run.name}"
+    restore(key, "box or click")
+    restore(colour_key, "culture")
+    if not as_points:  # density cells: a box only
+        st.session_state[key] = "box or click"
+    if st.session_state.pop(f"colour_next:{run.name}", None) or \
+            st.session_state[colour_key] == "saved selections" and not saved:  # just saved, or none left
+        st.session_state[colour_key] = "saved selections" if saved else "culture"
+    mode = c[0].segmented_control(
+        "Select with", ["box or click", "lasso"] if as_points else ["box or click"], key=key, required=True,
+        help="Box or click: hovering a point shows its photograph. Lasso: draw around any shape of points "
+        "(hovering shows names, not photographs); box and click work there too, from the chart's tool bar. "
+        f"Above {explore.POINTS_UP_TO:,} figurines the charts draw density cells, selected with a box")
+    colour = c[1].segmented_control(
+        "Colour the maps by", ["culture", "saved selections"] if saved else ["culture"], key=colour_key,
+        required=True, help="A figurine held by several saved selections takes the colour of the first saved")
+    store(key)
+    store(colour_key)
+    return mode == "lasso", "saved_selection" if colour == "saved selections" else "culture"
+
+
+def select(ids) -> None:
+    """Select these figurines in both charts (drawn afresh, holding no selection of their own)."""
+    for q in ("aae", "umap"):
+        picks["gen"][q] = picks["gen"].get(q, 0) + 1
+    picks.update(ids=[int(i) for i in ids] or None, seen={"aae": None, "umap": None})
+    st.session_state.pop(f"g_page:{run.name}", None)
+
+
+def save_form() -> None:
+    """Name the current selection to keep it with the run."""
+    with st.form(f"save:{run.name}", clear_on_submit=True, border=False):
+        c = st.columns([2, 1], vertical_alignment="bottom")
+        name = c[0].text_input("Name this selection to keep it with the run", max_chars=selections.NAME_LIMIT,
+                               placeholder="for example: oval-base group")
+        if c[1].form_submit_button("Save selection", icon=":material/bookmark_add:"):
+            try:
+                kept = selections.save(run, name, enc.loc[selection, "path"])
+            except UserError as e:
+                st.error(plain(str(e)))
+            else:
+                st.session_state[f"colour_next:{run.name}"] = True  # the maps show what was saved
+                st.toast(f"Saved “{kept}”: {len(selection):,} figurines, kept with run {run.name}.")
+                st.rerun()
+
+
+@st.cache_data(max_entries=8, show_spinner="Making the contact sheet…")
+def sheet(root: str, table: pd.DataFrame, title: str, fmt: str) -> bytes:
+    pages = selections.contact_sheet(table, root, title)
+    return selections.sheet_pdf(pages) if fmt == "pdf" else selections.sheet_png(pages)
+
+
+def saved_section() -> None:
+    """Each saved selection: select it again, export it (files, contact sheet), or delete it."""
+    st.subheader("Saved selections")
+    st.caption("Kept with this run for everyone who opens it. A contact sheet is a printable grid of the "
+               f"photographs, as photographed, with culture, find-site and file name (A4, {selections.SHEET_LIMIT:,} "
+               f"figurines at most; the PNG holds the first {selections.PNG_PAGES} pages).")
+    for name, paths in saved.items():
+        ids = selections.rows(enc, paths)
+        table = enc.loc[ids, ["path", "culture", "site"]]
+        gone = len(set(paths)) - len(ids)
+        row = st.container(horizontal=True, vertical_alignment="center")
+        row.markdown(f"**{plain(name)}**: {len(ids):,} figurines" +
+                     (f" ({gone:,} of its files are not in this run's encodings any more)" if gone else ""),
+                     width="content")
+        if row.button("Select", key=f"open-saved:{name}", help="Select these figurines in both charts"):
+            select(ids)
+            st.rerun()
+        base = export.file_name(f"{run.name}-{name}")
+        row.download_button("Files (CSV)", lambda t=table: export.csv(t), f"{base}.csv", "text/csv",
+                            icon=":material/download:", on_click="ignore", key=f"csv-saved:{name}")
+        title = f"{name} ({len(ids):,} figurines, run {run.name})"
+        for fmt, mime in (("pdf", "application/pdf"), ("png", "image/png")):
+            row.download_button(f"Contact sheet ({fmt.upper()})",
+                                lambda t=table, f=fmt, ti=title: sheet(cfg["data"], t, ti, f), f"{base}.{fmt}", mime,
+                                icon=":material/download:", on_click="ignore", key=f"{fmt}-saved:{name}",
+                                disabled=bool(kept) or not len(ids))
+        if row.button("Delete", key=f"delete-saved:{name}", icon=":material/delete:"):
+            selections.delete(run, name)
+            st.rerun()
 
 
 def find_by_name() -> None:
@@ -203,10 +293,7 @@ def find_by_name() -> None:
         picks.update(ids=None, seen={"aae": None, "umap": None})
         st.rerun()
     elif hits and changed:
-        for q in ("aae", "umap"):  # the charts are drawn afresh, holding no selection of their own
-            picks["gen"][q] = picks["gen"].get(q, 0) + 1
-        picks.update(ids=hits, seen={"aae": None, "umap": None})
-        st.session_state.pop(f"g_page:{run.name}", None)
+        select(hits)
         st.rerun()
     elif hits and picks["ids"] == hits:
         st.caption(f"{len(hits):,} figurine{'s' if len(hits) > 1 else ''} found, selected in both charts below; "
@@ -214,30 +301,44 @@ def find_by_name() -> None:
 
 
 find_by_name()
-how = ("drag a box or click points in either chart to select them in both" if as_points else
+use_lasso, by = how_to_select()
+colours = explore.culture_colours(enc["culture"]) if by == "culture" else selections.colours(saved)
+legend = {c: colours[c] for c in colours if c in set(enc.loc[keep, by])}  # what is shown, not all
+how = ("draw around points with the lasso in either chart to select them in both" if use_lasso else
+       "drag a box or click points in either chart to select them in both" if as_points else
        f"over {explore.POINTS_UP_TO:,} figurines, so each chart shows density cells (colour: the most frequent "
        "culture; strength: how many); drag a box in either chart to select them in both")
-st.caption(f"{int(keep.sum()):,} of {len(enc):,} figurines shown · {how} · double-click clears the selection.")
+st.caption(f"{int(keep.sum()):,} of {len(enc):,} figurines shown · {how} · "
+           f"{'' if use_lasso else 'a double-click or '}“Clear the selection” below clears it.")
 if s.get("clusters"):
     st.caption(f"This run's map places each figurine at one of {s['clusters']} learned cluster heads plus its "
                "style code: the prior's circles belong to the style part alone and are not drawn.")
 figures = {"aae": chart("aae", "AAE latent", circles, thumbs),
            "umap": chart("umap", "UMAP baseline", None, thumbs)}
-events = {}
+events, keys = {}, {p: f"{'lasso' if use_lasso else 'chart'}_{p}_{picks['gen'].get(p, 0)}" for p in ("aae", "umap")}
 for prefix in ("aae", "umap"):
-    if f"chart_{prefix}_{picks['gen'].get(prefix, 0)}" not in st.session_state:
+    if keys[prefix] not in st.session_state:
         picks["seen"][prefix] = None  # drawn afresh (the page was left): it holds no selection of its own
-for col, prefix in zip(st.columns(2), ("aae", "umap")):
+for col, (prefix, title) in zip(st.columns(2), (("aae", "AAE latent"), ("umap", "UMAP baseline"))):
     with col:  # a chart's key changes to clear a selection it still holds when the other chart selects
-        events[prefix] = st.altair_chart(figures[prefix], on_select="rerun", width="content",
-                                         key=f"chart_{prefix}_{picks['gen'].get(prefix, 0)}")
+        if use_lasso:
+            fig = lasso.scatter(points(), enc[~keep] if context else enc.iloc[:0], prefix, title, legend,
+                                selection is not None, circles if prefix == "aae" else None, views[prefix], by)
+            events[prefix] = st.plotly_chart(fig, on_select="rerun", selection_mode=("lasso", "box", "points"),
+                                             key=keys[prefix], width="content", config={"displaylogo": False})
+        else:
+            events[prefix] = st.altair_chart(figures[prefix], on_select="rerun", width="content", key=keys[prefix])
 
-now = {p: explore.selected_rows(ev.selection, enc, p) for p, ev in events.items()}
+now = {p: lasso.selected_ids(ev.selection) if use_lasso else explore.selected_rows(ev.selection, enc, p)
+       for p, ev in events.items()}
 now = {p: None if v is None else tuple(int(i) for i in v) for p, v in now.items()}
 touched = [p for p in now if now[p] != picks["seen"].get(p)]
 if touched:  # the chart the user acted on decides, in both charts; a double-click (nothing) clears both
     p = touched[0]
     ids = sorted(set(now[p]) & set(np.flatnonzero(keep))) if now[p] is not None else []
+    if use_lasso:  # a Plotly chart's figure is part of its identity: the highlight would drop its selection
+        select(ids)
+        st.rerun()
     for q in now:
         if q != p and now[q] is not None:
             picks["gen"][q] = picks["gen"].get(q, 0) + 1
@@ -248,8 +349,17 @@ if touched:  # the chart the user acted on decides, in both charts; a double-cli
 
 photographs = images_of(*decoded) if selection and not kept else None
 if selection and photographs is None:
-    st.dataframe(enc.loc[selection].drop(columns=["id"]), hide_index=True)
-elif selection:
+    st.dataframe(enc.loc[selection].drop(columns=["id", "saved_selection"]), hide_index=True)
+if selection:
+    c = st.columns([3, 1], vertical_alignment="bottom")
+    with c[0]:
+        save_form()
+    if c[1].button("Clear the selection", icon=":material/deselect:", key=f"clear:{run.name}"):
+        select([])
+        st.rerun()
+if saved:
+    saved_section()
+if selection and photographs is not None:
     gallery(enc.loc[selection], photographs, model(str(run.dir), mtime), cfg["effective"].get("style", "colour"),
             run.name,
             target_culture(enc["culture"], enc["site"]))
@@ -257,7 +367,7 @@ elif selection:
         like_this(selection[0], photographs)
 
 d = st.columns(3)
-d[0].download_button("Filtered table (CSV)", lambda: export.csv(enc[keep].drop(columns=["id"])),
+d[0].download_button("Filtered table (CSV)", lambda: export.csv(enc[keep].drop(columns=["id", "saved_selection"])),
                      f"{run.name}-encodings.csv", "text/csv", icon=":material/download:", on_click="ignore")
 for col, (prefix, title) in zip(d[1:], [("aae", "AAE latent"), ("umap", "UMAP baseline")]):
     col.download_button(f"{title} chart (SVG)", lambda f=figures[prefix]: charts.svg(f),

@@ -5,6 +5,7 @@ prior circles, a box selection paged through, cleared by one double-click) -> In
 on any page, no request leaving the server's host and a clean server log. Screenshots: tests/artifacts/.
 """
 import json
+import math
 import os
 import re
 import shutil
@@ -141,6 +142,23 @@ def _box_select(page, chart, a=0.3, b=0.7):
     page.mouse.up()
 
 
+def _lasso(page, drag):
+    """Draw a closed loop around the middle of a Plotly chart with the lasso."""
+    box = drag.bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.35
+    page.mouse.move(cx + r, cy)
+    page.mouse.down()
+    for k in range(1, 41):
+        page.mouse.move(cx + r * math.cos(k * math.pi / 20), cy + 0.7 * r * math.sin(k * math.pi / 20), steps=2)
+    page.mouse.up()
+
+
+def _highlighted(page) -> list[int]:
+    """Points drawn as selected in each Plotly chart."""
+    return _steady(page, "() => [...document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')].map("
+                         "g => g._fullData.reduce((n, t) => n + (t.selectedpoints?.length || 0), 0))")
+
+
 def _download_all(page, labels: list[str]) -> list[bytes]:
     """Click download buttons in quick succession (a user's double take); every file must arrive."""
     got = []
@@ -254,6 +272,33 @@ def test_data_train_explore(server, browser):
     page.get_by_placeholder("part of a file name").fill("")
     page.keyboard.press("Enter")
     page.get_by_text("Selected figurines").wait_for(state="detached", timeout=60_000)
+    _settle(page)
+
+    # A lasso in the UMAP chart selects in both (item 12); named and saved with the run, the maps are coloured by
+    # it and it prints as a contact sheet (item 13); "Clear the selection" lets it go
+    page.get_by_text("lasso", exact=True).click()
+    drag = page.locator("[data-testid=stPlotlyChart] .nsewdrag").nth(1)
+    drag.wait_for()
+    _settle(page)
+    _lasso(page, drag)
+    page.get_by_text("Selected figurines").wait_for(timeout=60_000)
+    _settle(page)
+    _no_exception(page, "5c-explore-lasso")
+    lassoed = int(page.get_by_text("Selected figurines").inner_text().split("(")[1].rstrip(")").replace(",", ""))
+    assert lassoed > 0
+    assert _highlighted(page) == [lassoed, lassoed]  # drawn large in both charts
+    page.get_by_label("Name this selection to keep it with the run").fill("oval-base group")
+    page.get_by_role("button", name="Save selection").click()
+    page.get_by_text("Saved selections").wait_for(timeout=60_000)
+    _settle(page)
+    assert page.get_by_text(f"oval-base group: {lassoed:,} figurines").count() == 1
+    assert page.locator("[data-testid=stPlotlyChart]").first.get_by_text("oval-base group").count() > 0  # legend
+    pdf, png = _download_all(page, ["Contact sheet (PDF)", "Contact sheet (PNG)"])
+    assert pdf.startswith(b"%PDF") and png.startswith(b"\x89PNG")
+    _no_exception(page, "5d-explore-saved-selection")
+    page.get_by_role("button", name="Clear the selection").click()
+    page.get_by_text("Selected figurines").wait_for(state="detached", timeout=60_000)
+    page.get_by_text("box or click", exact=True).click()
     _settle(page)
 
     _nav(page, "Influence")

@@ -117,6 +117,44 @@ def test_explore_finds_a_figurine_by_name_and_selects_it_in_both_charts(trained_
     assert any("No figurine shown has" in i.value for i in at.info)
 
 
+def test_explore_saves_a_selection_colours_the_maps_by_it_and_selects_it_again(trained_run):
+    """Issue 27, items 12 and 13: a selection named and kept with the run, the maps coloured by it, its files and
+    contact sheet offered, the lasso charts drawn with Plotly; deleting it leaves the run as it was."""
+    from core import selections
+
+    at = page("explore", run=trained_run.name)
+    at.text_input(key=f"find:{trained_run.name}").set_value(".").run()  # every figurine: a dot in each name
+    n = int(at.subheader[0].value.split("(")[1].rstrip(")").replace(",", ""))
+    at.text_input(key=f"find:{trained_run.name}").set_value("").run()
+    at.text_input(key=f"find:{trained_run.name}").set_value("_000").run()
+    chosen = int(at.subheader[0].value.split("(")[1].rstrip(")").replace(",", ""))
+    assert 0 < chosen < n
+    next(t for t in at.text_input if t.label.startswith("Name this selection")).set_value("  oval-base group ")
+    next(b for b in at.button if b.label == "Save selection").click().run()
+    assert not at.exception and not at.error
+    assert list(selections.load(trained_run)) == ["oval-base group"]
+    assert len(selections.load(trained_run)["oval-base group"]) == chosen
+    assert at.segmented_control(key=f"colour_by:{trained_run.name}").value == "saved selections"
+    for chart in charts(at):  # coloured by the saved selection, every figurine in one of two groups
+        tables = [pa.ipc.open_stream(d.data.data).read_all() for d in chart.proto.datasets]
+        groups = next(t for t in tables if "id" in t.column_names).column("saved_selection").to_pylist()
+        assert groups.count("oval-base group") == chosen and len(set(groups)) == 2
+    assert any(m.value.replace("\\", "").startswith(f"**oval-base group**: {chosen:,} figurines") for m in at.markdown)
+    labels = {e.proto.label for e in at.main if getattr(e, "type", "") == "download_button"}
+    assert {"Files (CSV)", "Contact sheet (PDF)", "Contact sheet (PNG)"} <= labels
+    next(b for b in at.button if b.label == "Clear the selection").click().run()
+    assert not any(h.value.startswith("Selected figurines") for h in at.subheader)
+    next(b for b in at.button if b.label == "Select").click().run()  # the saved selection, selected again
+    assert any(h.value == f"Selected figurines ({chosen:,})" for h in at.subheader)
+    at.segmented_control(key=f"select_with:{trained_run.name}").set_value("lasso").run()
+    plotted = [e for e in at.main if getattr(e, "type", "") == "plotly_chart"]
+    assert len(plotted) == 2 and not charts(at) and not at.exception
+    next(b for b in at.button if b.label == "Delete").click().run()
+    assert selections.load(trained_run) == {} and at.segmented_control(key=f"colour_by:{trained_run.name}").value \
+        == "culture"
+    at.segmented_control(key=f"select_with:{trained_run.name}").set_value("box or click").run()
+
+
 def test_explore_one_culture_filter_is_kept_across_pages_and_the_legend_follows_it(trained_run):
     at = page("explore", run=trained_run.name)
     key = f"f_cultures:{trained_run.name}"
