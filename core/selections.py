@@ -130,6 +130,12 @@ def contact_sheet(table: pd.DataFrame, root: str | Path, title: str) -> list[Ima
     return pages
 
 
+def sheet(table: pd.DataFrame, root: str | Path, title: str, fmt: str) -> bytes:
+    """The contact sheet of `table` as a file: "pdf" (every page) or "png" (`sheet_png`)."""
+    pages = contact_sheet(table, root, title)
+    return sheet_pdf(pages) if fmt == "pdf" else sheet_png(pages)
+
+
 def sheet_pdf(pages: list[Image.Image]) -> bytes:
     buf = io.BytesIO()
     pages[0].save(buf, "PDF", save_all=True, append_images=pages[1:], resolution=_DPI)

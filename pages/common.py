@@ -46,15 +46,9 @@ def plain(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", text)
 
 
-def short_name(path: str, limit: int = 16) -> str:
-    """A file's name from its path, shortened in the middle to fit under a thumbnail; the extension whole."""
-    name = str(path).rsplit("/", 1)[-1]
-    if len(name) <= limit:
-        return name
-    stem, dot, ext = name.rpartition(".")
-    stem, ext = (stem, dot + ext) if dot and len(ext) <= 5 else (name, "")
-    keep = max(limit - len(ext) - 1, 4)
-    return f"{stem[:keep - keep // 2]}…{stem[-(keep // 2):]}{ext}"
+def file_name(path: str) -> str:
+    """A file's name from its path, whole (a caption breaks a long one across lines): objects stay identifiable."""
+    return str(path).rsplit("/", 1)[-1]
 
 
 def data_root() -> Path:

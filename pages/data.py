@@ -4,7 +4,7 @@ import streamlit as st
 from core.errors import UserError
 from core import charts, export
 from core.paths import DEMO, data_roots, within_roots
-from pages.common import app_page, choose_dataset, data_root, dataset, fingerprint, is_demo, plain, short_name
+from pages.common import app_page, choose_dataset, data_root, dataset, fingerprint, is_demo, plain, file_name
 
 app_page("pages/data.py")
 
@@ -87,7 +87,7 @@ for i, r in enumerate(rows):
     with grid[i % 8]:
         st.image(ds.images[r], width="stretch")
         st.caption(f"{plain(items.at[r, 'culture'])} · {plain(items.at[r, 'site']) or '—'}  \n"
-                   f"{plain(short_name(items.at[r, 'path']))}", help=plain(items.at[r, "path"]))
+                   f"{plain(file_name(items.at[r, 'path']))}", help=plain(items.at[r, "path"]))
 st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, background "
            f"{'flattened to neutral grey' if ds.background == 'flatten' else 'as photographed'}.")
 

@@ -9,7 +9,7 @@ from core.errors import UserError
 from core.estimator import AAE
 from core.labels import target_culture
 from core.paths import STATIC, THUMBNAILS
-from pages.common import app_page, encodings, fingerprint, pick_run, plain, relink_form, short_name
+from pages.common import app_page, encodings, fingerprint, pick_run, plain, relink_form, file_name
 
 app_page("pages/explore.py")
 
@@ -114,7 +114,7 @@ def gallery(rows: pd.DataFrame, images, model, style: str, run_name: str, target
     for i, (idx, r) in enumerate(shown.iterrows()):
         with grid[i % 8]:
             st.image(images[idx], width="stretch")
-            st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{plain(short_name(r['path']))}",
+            st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{plain(file_name(r['path']))}",
                        help=plain(r["path"]))
     st.caption("The first eight on this page as the autoencoder reconstructs them" + (
         " (it sees form: each figure's brightness standardised within it, without colour):" if style == "form"
@@ -141,7 +141,7 @@ def like_this(i: int, images) -> None:
         with grid[k]:
             st.image(images[j], width="stretch")
             st.caption(f"{plain(enc.at[j, 'culture'])} · {plain(enc.at[j, 'site']) or '—'}  \n"
-                       f"{plain(short_name(enc.at[j, 'path']))}  \ndistance {d:.1f}", help=plain(enc.at[j, "path"]))
+                       f"{plain(file_name(enc.at[j, 'path']))}  \ndistance {d:.1f}", help=plain(enc.at[j, "path"]))
 
 
 run = pick_run()
@@ -244,12 +244,6 @@ def save_form() -> None:
                 st.rerun()
 
 
-@st.cache_data(max_entries=8, show_spinner="Making the contact sheet…")
-def sheet(root: str, table: pd.DataFrame, title: str, fmt: str) -> bytes:
-    pages = selections.contact_sheet(table, root, title)
-    return selections.sheet_pdf(pages) if fmt == "pdf" else selections.sheet_png(pages)
-
-
 def saved_section() -> None:
     """Each saved selection: select it again, export it (files, contact sheet), or delete it."""
     st.subheader("Saved selections")
@@ -272,8 +266,9 @@ def saved_section() -> None:
                             icon=":material/download:", on_click="ignore", key=f"csv-saved:{name}")
         title = f"{name} ({len(ids):,} figurines, run {run.name})"
         for fmt, mime in (("pdf", "application/pdf"), ("png", "image/png")):
-            row.download_button(f"Contact sheet ({fmt.upper()})",
-                                lambda t=table, f=fmt, ti=title: sheet(cfg["data"], t, ti, f), f"{base}.{fmt}", mime,
+            row.download_button(f"Contact sheet ({fmt.upper()})",  # made on the click, outside the page's run
+                                lambda t=table, f=fmt, ti=title: selections.sheet(t, cfg["data"], ti, f),
+                                f"{base}.{fmt}", mime,
                                 icon=":material/download:", on_click="ignore", key=f"{fmt}-saved:{name}",
                                 disabled=bool(kept) or not len(ids))
         if row.button("Delete", key=f"delete-saved:{name}", icon=":material/delete:"):
