@@ -235,12 +235,15 @@ def save_form() -> None:
                                placeholder="for example: oval-base group")
         if c[1].form_submit_button("Save selection", icon=":material/bookmark_add:"):
             try:
-                kept = selections.save(run, name, enc.loc[selection, "path"])
+                saved_as = selections.save(run, name, enc.loc[selection, "path"])
             except UserError as e:
                 st.error(plain(str(e)))
+            except OSError as e:
+                st.error(plain(f"The selection could not be kept with the run ({e.strerror or e}): is its folder "
+                               "writable, and is there room on its disk?"))
             else:
                 st.session_state[f"colour_next:{run.name}"] = True  # the maps show what was saved
-                st.toast(f"Saved “{kept}”: {len(selection):,} figurines, kept with run {run.name}.")
+                st.toast(f"Saved “{saved_as}”: {len(selection):,} figurines, kept with run {run.name}.")
                 st.rerun()
 
 
@@ -272,8 +275,12 @@ def saved_section() -> None:
                                 icon=":material/download:", on_click="ignore", key=f"{fmt}-saved:{name}",
                                 disabled=bool(kept) or not len(ids))
         if row.button("Delete", key=f"delete-saved:{name}", icon=":material/delete:"):
-            selections.delete(run, name)
-            st.rerun()
+            try:
+                selections.delete(run, name)
+            except OSError as e:
+                st.error(plain(f"“{name}” could not be deleted ({e.strerror or e}): is the run's folder writable?"))
+            else:
+                st.rerun()
 
 
 def find_by_name() -> None:
