@@ -3,7 +3,7 @@
     python bench/quality.py [--data FOLDER] [--variants fast unaugmented guided] [--epochs N] [--seeds 0 1]
                             [--device auto|cpu|cuda] [--image-size N] [--out DIR] [--no-write]
 
-Each (variant, seed) is trained through the engine (`core.train.fit_run`, timed from a decoded cache) and
+Each (variant, seed) is trained through the engine (`core.fit.fit_run`, timed from a decoded cache) and
 encoded. Per run: balanced 10-NN culture accuracy (all cultures, and the sources alone) of the AAE codes, of
 the run's UMAP baseline and of the 50-D PCA space (`core.diagnostics.knn_accuracy`: the same folds; for a
 guided run all three only on the figurines whose labels it did not see; a local run's AAE, told which are
@@ -64,7 +64,7 @@ def train(data: Path, run_dir: Path, variant: str, **given) -> dict:
     from core.dataset import load
     from core.embed import encode_run
     from core.settings import Settings
-    from core.train import fit_run
+    from core.fit import fit_run
 
     preset, overrides = VARIANTS[variant]
     s = Settings.from_preset(preset, **{**overrides, **{k: v for k, v in given.items() if v is not None}})
@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     from core import demo, paths
-    from core.train import TrainingFailed, pick_device
+    from core.devices import pick_device
+    from core.runlog import TrainingFailed
 
     try:
         data = Path(a.data).expanduser().resolve() if a.data else demo.ensure(paths.DEMO, 64)

@@ -112,7 +112,7 @@ def main() -> None:
     import torch
 
     from core.demo import generate
-    from core.train import NEIGHBOURS
+    from core.settings import Neighbourhood
 
     gpu = a.device != "cpu" and torch.cuda.is_available()
     quick = a.quick
@@ -148,7 +148,7 @@ def main() -> None:
 
     # -- training ---------------------------------------------------------------------------------------
     print("training", file=sys.stderr)
-    fast_epochs = NEIGHBOURS["after"] + 2 if quick else 30  # quick: two epochs with the neighbourhood term
+    fast_epochs = Neighbourhood.after + 2 if quick else 30  # quick: two epochs with the neighbourhood term
     fast = bench("train", root=str(demo), preset="fast", size=64, epochs=fast_epochs, device=a.device,
                  run_dir=str(out / "runs" / "bench-fast"))
     naive_fast = bench("naive_train", root=str(demo), preset="fast", size=64, epochs=2 if quick else 3,

@@ -25,7 +25,8 @@ from core import labels  # noqa: E402
 from core.dataset import load  # noqa: E402
 from core.model import AAEModel  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.train import encode, pick_device  # noqa: E402
+from core.devices import pick_device  # noqa: E402
+from core.model import encode_images  # noqa: E402
 
 TASKS = {}
 
@@ -95,7 +96,7 @@ def data_epoch(root: str, size: int, device: str, batch_size: int = 100) -> dict
 def train(root: str, preset: str, size: int, epochs: int, device: str, limit: int | None = None,
           run_dir: str | None = None) -> dict:
     """Our trainer (`fit_run` into a run folder, or `train` on the first `limit` images)."""
-    from core.train import fit_run
+    from core.fit import fit_run
     from core.train import train as train_images
 
     t_start = time.perf_counter()
@@ -170,9 +171,9 @@ def encode_rate(root: str, preset: str, size: int, device: str, limit: int | Non
     ds = load(root, size)
     images = ds.images[:limit] if limit else ds.images
     model = AAEModel(_settings(preset, size, device)).to(dev)
-    encode(model, images[:200])  # warm-up
+    encode_images(model, images[:200])  # warm-up
     t0 = time.perf_counter()
-    encode(model, images)
+    encode_images(model, images)
     _sync(dev)
     took = time.perf_counter() - t0
     return {"images": len(images), "seconds": took, "images_per_s": len(images) / took, **_gpu(dev)}

@@ -8,12 +8,13 @@ import argparse
 import json
 import sys
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .errors import UserError
-from .settings import PRESETS, STYLES, Settings
+from .settings import PRESETS, RESUMABLE, Settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,27 +92,20 @@ def cmd_scan(a) -> int:
 
 
 def cmd_train(a) -> int:
+    from .fit import fit_run
     from .runs import Run
-    from .train import fit_run
 
-    given = {k: getattr(a, k) for k in ("epochs", "image_size", "batch_size", "lr", "prior_std", "latent_dim",
-                                        "seed", "disc_lr", "gen_lr", "adv_beta1", "disc_noise", "style",
-                                        "label_holdout", "clusters")}
-    given.update(balanced=a.balanced or None, paper_exact=a.paper_exact or None, guided=a.guided or None,
-                 local=a.local, neighbours=a.neighbours, augment=a.augment)
-    given = {k: v for k, v in given.items() if v is not None}
-    if a.device:
-        given["device"] = a.device
+    given = settings_given(a)
     if not a.resume:
         Run(a.run_dir).check_new()  # before decoding: a folder that is neither new, empty nor a run is refused
     else:
         Run(a.run_dir).require_idle()  # says how to clear a status this machine cannot check
     if a.resume:
         Settings.from_preset("fast", **given)  # validate the overrides
-        fixed = [f"--{k.replace('_', '-')}" for k in given if k not in ("epochs", "device")]
-        if fixed or a.settings:
-            raise UserError(f"--resume continues a run with its own settings; only --epochs and --device can "
-                            f"change (not {', '.join(fixed or ['--settings'])})")
+        fixed = [flag(k) for k in given if k not in RESUMABLE] + (["--settings"] if a.settings else [])
+        if fixed:
+            raise UserError(f"--resume continues a run with its own settings; only "
+                            f"{' and '.join(map(flag, RESUMABLE))} can change (not {', '.join(fixed)})")
         settings, overrides = None, given
     elif not a.data:
         raise UserError("--data is required for a new run (or use --resume)")
@@ -125,7 +119,7 @@ def cmd_train(a) -> int:
         stored = stored.get("settings", stored)
         settings, overrides = make({**stored, **given}), None
     else:
-        settings, overrides = Settings.from_preset(a.preset, **given), None
+        settings, overrides = Settings.from_preset(a.preset or "fast", **given), None
     bars: dict = {}
 
     def on_batch(epoch: int, batch: int, n: int) -> None:
@@ -276,6 +270,41 @@ def _settings_file(path: str) -> dict:
     return stored
 
 
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def flagged() -> list:
+    """The settings the CLI has a flag for (core.settings)."""
+    return [f for f in fields(Settings) if f.metadata["flag"]]
+
+
+def settings_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per setting, made from its metadata: its help, its choices or type, and each preset's value; a flag
+    left out keeps the preset's (or the settings file's) value."""
+    for f in flagged():
+        m, kind = f.metadata, str(f.type).split(" |")[0]
+        choices = m["choices"]
+        text = m["help"] + ("" if not isinstance(choices, dict) else
+                            " (" + "; ".join(f"{k}: {v}" for k, v in choices.items()) + ")")
+        if f.name != "preset":
+            each = {p: _shown(PRESETS[p].get(f.name, f.default)) for p in PRESETS}
+            text = text.rstrip(".") + "; default: " + (next(iter(each.values())) if len(set(each.values())) == 1
+                                                       else ", ".join(f"{p}: {v}" for p, v in each.items()))
+        kw = {"action": argparse.BooleanOptionalAction} if kind == "bool" else \
+            {"type": {"int": int, "float": float, "str": str}[kind], "choices": list(choices) if choices else None}
+        p.add_argument(flag(f.name), help=text.replace("%", "%%"), **kw)
+
+
+def settings_given(a: argparse.Namespace) -> dict:
+    """The settings whose flags were given (all but --preset), by name."""
+    return {f.name: getattr(a, f.name) for f in flagged() if f.name != "preset" and getattr(a, f.name) is not None}
+
+
+def _shown(v) -> str:
+    return {True: "on", False: "off", None: "none"}.get(v, str(v)) if isinstance(v, (bool, type(None))) else str(v)
+
+
 def printable(text: str) -> str:
     """A name from a user's folder, with control characters escaped (no terminal sequences)."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
@@ -303,45 +332,7 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an adversarial autoencoder into a run folder")
     t.add_argument("--data")
     t.add_argument("--run-dir", required=True)
-    t.add_argument("--preset", default="fast", choices=list(PRESETS))
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--image-size", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float, help="reconstruction learning rate")
-    t.add_argument("--disc-lr", type=float, help="discriminator learning rate")
-    t.add_argument("--gen-lr", type=float, help="generator (regularisation) learning rate")
-    t.add_argument("--adv-beta1", type=float, help="Adam beta1 of the adversarial steps")
-    t.add_argument("--disc-noise", type=float, help="noise on the discriminator's inputs, in prior sds")
-    t.add_argument("--prior-std", type=float)
-    t.add_argument("--latent-dim", type=int)
-    t.add_argument("--style", choices=list(STYLES),
-                   help="what counts as style: " + "; ".join(f"{k}: {v}" for k, v in STYLES.items()))
-    t.add_argument("--guided", action="store_true",
-                   help="source labels guide the map (one prior component per source culture); a share of each "
-                        "source, and every target figurine, stays unlabelled and is what the run is judged on")
-    t.add_argument("--label-holdout", type=float, help="share of each source culture a guided run never sees "
-                                                       "labelled (default 0.4)")
-    t.add_argument("--clusters", type=int,
-                   help="K > 0: the map is one of K learned cluster heads plus a style code (Makhzani et al. 2015, "
-                        "section 6); with --guided, one cluster per source culture at least")
-    t.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                   help="the encoder sees each image as another photograph might show it: mirrored, rescaled, "
-                        "rotated and shifted at random, with a patch hidden (on colour: lit differently too); "
-                        "default: the preset's (fast: on, paper: off)")
-    t.add_argument("--local", action=argparse.BooleanOptionalAction,
-                   help="the decoder is told which figurines are of the target culture (when there is one: "
-                        "Hellenistic Babylonian, or the culture with find-sites), so that what they all share "
-                        "(local clay, bases, coatings) is drawn from that, not placed in the map: they sit nearer "
-                        "the sources whose models they follow; separation is then read among the sources alone; "
-                        "default: the preset's (fast: on, paper: off)")
-    t.add_argument("--neighbours", action=argparse.BooleanOptionalAction,
-                   help="figurines alike in their pixels (nearest neighbours in a 50-D PCA) are kept near each other "
-                        "in the map, from the 6th epoch on; with --local, the target figurines then sit beside the "
-                        "sources whose models they follow (README); default: the preset's (fast: on, paper: off)")
-    t.add_argument("--balanced", action="store_true", help="sample each culture equally often")
-    t.add_argument("--paper-exact", action="store_true", help="the study's settings exactly, stabilisers off")
-    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    t.add_argument("--seed", type=int)
+    settings_flags(t)
     t.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     t.add_argument("--settings", help="a JSON file of settings, or another run's config.json; flags override it")
     t.add_argument("--encode", action="store_true", help="write the encodings when training finishes")
@@ -384,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import TrainingFailed
+    from .runlog import TrainingFailed
 
     try:
         args = parser().parse_args(argv)

@@ -126,7 +126,7 @@ def for_run(run_dir) -> dict:
     enc, e = spaces(run_dir)
     config = Run(run_dir).config()
     s = Settings.from_run(config["effective"])
-    prior = prior_of(e.get("style", e["aae"]), s)  # a cluster-head map: its style part
+    prior = prior_of(e.get("offset", e["aae"]), s)  # a cluster-head map: the offsets from its heads
     keep = ~seen_by(config, enc)  # a guided run's separation: on figurines whose labels it did not see
     if s.local:  # told which figurines are targets: its separation is read among the sources alone
         keep &= ~is_target(enc)

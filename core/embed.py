@@ -28,9 +28,9 @@ from filelock import FileLock
 from .dataset import Dataset, cache_root, load, scan
 from .errors import UserError
 from .labels import is_target
-from .model import AAEModel, form, load_model
+from .devices import pick_device
+from .model import AAEModel, encode_images, form, load_model, normalised_batches
 from .runs import CAPS, checked_file, Run, atomic_write
-from .train import encode, normalised_batches, pick_device
 
 _META_KEY = b"figurines"
 BASELINES_KEPT = 16  # cached baselines (least recently used dropped first); a few MB each at the demo's size
@@ -194,7 +194,7 @@ def _stored(run: Run) -> tuple[pd.DataFrame, dict] | None:
         df = pd.read_parquet(run.encodings_path)
     except (OSError, ValueError, pa.ArrowInvalid):
         return None
-    numbers = [*CODE_COLUMNS, *(c for c in df.columns if c.startswith(("_pca_", "_style_")))]
+    numbers = [*CODE_COLUMNS, *(c for c in df.columns if c.startswith(("_pca_", "_offset_", "_style_")))]
     try:
         sound = (all(c in df for c in (*TEXT_COLUMNS, *CODE_COLUMNS)) and len(df)
                  and all(df[c].map(type).eq(str).all() for c in TEXT_COLUMNS)
@@ -285,7 +285,7 @@ def relink(run_dir, data) -> str:
 
 def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
     model = load_model(run.load_checkpoint("cpu"), pick_device(device))
-    codes, style = encode(model, ds.images, style=True)
+    codes, offsets = encode_images(model, ds.images, offsets=True)
     pcs, emb = baseline(ds, baseline_of(run))
     files = _files(ds)
     df = files[["path", "culture", "site"]].copy()
@@ -299,8 +299,8 @@ def _encode(run: Run, ds: Dataset, key: dict, device: str) -> pd.DataFrame:
     # file sizes and times (to tell what changed later) and the PCA baseline (to open the run without its folder)
     df = pd.concat([df, files[["_bytes", "_mtime_ns"]],
                     pd.DataFrame(pcs, columns=[f"_pca_{i}" for i in range(pcs.shape[1])])], axis=1)
-    if model.settings.clusters:  # the style part, which the prior is matched to
-        df["_style_x"], df["_style_y"] = style[:, 0], style[:, 1] if style.shape[1] > 1 else 0.0
+    if model.settings.clusters:  # the offsets from the cluster heads, which the prior is matched to
+        df["_offset_x"], df["_offset_y"] = offsets[:, 0], offsets[:, 1] if offsets.shape[1] > 1 else 0.0
     write_encodings(run, df, key)
     return df
 
@@ -316,7 +316,7 @@ def write_encodings(run: Run, df: pd.DataFrame, key: dict) -> None:
 
 def spaces(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """A run's encodings table and its three spaces (AAE codes, UMAP, 50-D PCA), all from the caches; for a
-    cluster-head run also its style codes (`style`)."""
+    cluster-head run also its codes' offsets from their heads (`offset`)."""
     enc, ds = _encoded(run_dir)
     pca = enc[[c for c in enc.columns if c.startswith("_pca_")]].to_numpy()
     if not pca.shape[1]:  # encodings written before the PCA was stored with them
@@ -325,7 +325,8 @@ def spaces(run_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
                             "encode the run again once its folder is found")
         pca, _ = baseline(ds, baseline_of(Run(run_dir)))
     out = {"pca": pca}
-    if "_style_x" in enc:
-        out["style"] = enc[["_style_x", "_style_y"]].to_numpy()
+    offset = next((p for p in ("_offset", "_style") if f"{p}_x" in enc), None)  # _style: written before 2026-12-04
+    if offset:
+        out["offset"] = enc[[f"{offset}_x", f"{offset}_y"]].to_numpy()
     enc = _public(enc)
     return enc, {"aae": enc[["aae_x", "aae_y"]].to_numpy(), "umap": enc[["umap_x", "umap_y"]].to_numpy(), **out}

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .model import load_model
+from .devices import pick_device
+from .model import encode_images, load_model
 from .runs import Run
 from .settings import Settings
-from .train import encode, pick_device, train
+from .train import train
 
 
 class AAE:
@@ -27,22 +28,22 @@ class AAE:
     def get_params(self, deep: bool = True) -> dict:
         return {"preset": self.preset, **self.settings}
 
-    def fit(self, X: np.ndarray, y=None, is_target=None) -> "AAE":
-        """Train on images X; y (culture labels) is used only for `balanced=True` sampling, `is_target`
+    def fit(self, X: np.ndarray, y=None, local=None) -> "AAE":
+        """Train on images X; y (culture labels) is used only for `balanced=True` sampling, `local`
         (whether each image is of the target culture) only by a `local` run: without it the run is not local."""
         s = Settings.from_preset(self.preset, **{"image_size": X.shape[1], **self.settings})
-        self.settings_ = replace(s, local=s.local and is_target is not None)
-        labels = pd.factorize(np.asarray(y))[0] if y is not None else None
-        result = train(self.settings_, X, labels, local=is_target)
+        self.settings_ = replace(s, local=s.local and local is not None)
+        cultures = pd.factorize(np.asarray(y))[0] if y is not None else None
+        result = train(self.settings_, X, cultures, local=local)
         self.model_, self.history_ = result.model, result.history
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Latent codes (n, latent_dim)."""
-        return encode(self.model_, X)
+        return encode_images(self.model_, X)
 
-    def fit_transform(self, X: np.ndarray, y=None, is_target=None) -> np.ndarray:
-        return self.fit(X, y, is_target).transform(X)
+    def fit_transform(self, X: np.ndarray, y=None, local=None) -> np.ndarray:
+        return self.fit(X, y, local).transform(X)
 
     @torch.no_grad()
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:

@@ -17,14 +17,42 @@ from filelock import FileLock
 
 from . import locks
 from .errors import UserError
+from .parallel import process_start
 from .paths import PROJECT, inside_roots
 from .runs import CAPS, Run, atomic_write, open_checked
 from .settings import Settings
 
 
+def _started_at(ticks: str) -> float | None:
+    """A process start time from /proc (clock ticks since boot) as seconds since the epoch; None elsewhere."""
+    try:
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(ticks) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration):
+        return None
+
+
+def trainer_gone(status: dict) -> str | None:
+    """Why a `running` status written on this machine has no live trainer behind it (None: a live one, or cannot
+    tell): the one test of a trainer's liveness, which `Run.status` applies.
+
+    Its process must exist, have the recorded start time, and be older than the status it wrote last: a pid
+    taken over by another program (after a restart, say) fails the last two."""
+    started = process_start(status.get("pid", 0))
+    if started is None:
+        return "the training process ended without finishing (killed or crashed); resume continues it"
+    at = _started_at(started) if started else None
+    recorded = status.get("pid_start")
+    if started and (recorded and recorded != started or at and at > float(status.get("updated") or 0) + 2):
+        return (f"its training process is gone (pid {status.get('pid')} now belongs to another program, or the "
+                "machine restarted); resume continues it")
+    return None
+
+
 def device_kind(settings: Settings) -> str:
     """The device a training will use, as a lock name: cuda, mps or cpu."""
-    from .train import pick_device
+    from .devices import pick_device
 
     return pick_device(settings.device).type
 
@@ -103,7 +131,7 @@ def estimate(settings: Settings, images: int, runs: list[Run]) -> tuple[float, s
     """How long training `settings` on `images` photographs takes here, in seconds, and what that rests on:
     the median epoch of this machine's own runs of the same network on the same device (scaled by images and
     pixels), else the bench's rate on a small CPU; None where neither is known (a GPU's first run)."""
-    from .train import device_name, pick_device
+    from .devices import device_name, pick_device
 
     s = settings.effective()
     here = device_name(pick_device(s.device))

@@ -2,8 +2,10 @@
 
 `dense` is the reference study's model (flatten -> 1000 -> 1000 -> 2, mirrored decoder, discriminator
 1000 -> 1000 -> 1); `conv` is a small convolutional encoder/decoder with the same interface. With `clusters`
-K > 0 the encoder also gives a categorical code, and the 2-D map is a learned cluster head plus a style code
-(Makhzani et al. 2015, section 6): `encode` returns that map, `parts` the two codes.
+K > 0 the encoder also gives a categorical code, and the 2-D map is a learned cluster head plus an offset from it
+(Makhzani et al. 2015, section 6, where the offset is called the style): `encode` returns that map, `parts` the
+two codes. The model also holds its costs beyond the reconstruction (`critic_cost`, `generator_cost`,
+`head_cost`, `label_cost`), each nothing where its option is off, and `encode_images` for inference.
 Images enter as uint8 (n, H, W, 3) and are normalised on the model's device (mean 0.5, sd 0.5); with
 `style="form"` the model sees each figure's brightness standardised within it, without colour (`form`).
 With `local` the decoder is also told whether it draws a figurine of the target culture, so that what all of
@@ -12,8 +14,11 @@ them share and no source has (local clay, bases, coatings) is drawn from that fl
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .settings import Settings
@@ -60,15 +65,20 @@ def discriminator(s: Settings, n_in: int | None = None) -> nn.Module:
     return nn.Sequential(nn.Linear(n_in, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 1))
 
 
-HEAD_GAP = 6.0  # cluster heads closer than this many prior sds are pushed apart (each style cloud: 3 sd)
+def bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Binary cross-entropy of critic logits against all-real or all-fake."""
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits) if real else torch.zeros_like(logits))
 
 
-def head_cost(heads: torch.Tensor) -> torch.Tensor:
-    """Makhzani et al.'s cost keeping cluster heads apart: the shortfall of each pair's distance below the gap
-    (heads in prior sds)."""
-    d = torch.cdist(heads, heads)
-    i, j = torch.triu_indices(len(heads), len(heads), 1, device=heads.device)
-    return torch.relu(HEAD_GAP - d[i, j]).mean() if len(i) else heads.sum() * 0
+class Judged(NamedTuple):
+    """What the critic step leaves for the generator step and the metrics."""
+    fake: torch.Tensor            # the codes as the critic saw them (with its input noise), still attached
+    y: torch.Tensor | None        # with clusters: the encoder's softmax over them
+    d_real: torch.Tensor          # the critic's logits on prior draws
+    d_fake: torch.Tensor          # and on the codes
+
+    def accuracy(self) -> torch.Tensor:
+        return ((self.d_real > 0).float().mean() + (self.d_fake < 0).float().mean()) / 2
 
 
 class Prior(nn.Module):
@@ -126,12 +136,12 @@ class AAEModel(nn.Module):
         self.decoder = dense_decoder(s) if s.arch == "dense" else conv_decoder(s)
         self.discriminator = discriminator(s)
         self.prior = Prior(s)
-        if s.clusters:  # heads start on a circle of radius HEAD_GAP sd, in prior sds; a critic for the category
+        if s.clusters:  # heads start on a circle of radius head_gap sd, in prior sds; a critic for the category
             angles = torch.arange(s.clusters) * 2 * math.pi / s.clusters
             heads = torch.zeros(s.clusters, s.latent_dim)
-            heads[:, 0] = HEAD_GAP * torch.cos(angles)
+            heads[:, 0] = s.head_gap * torch.cos(angles)
             if s.latent_dim > 1:
-                heads[:, 1] = HEAD_GAP * torch.sin(angles)
+                heads[:, 1] = s.head_gap * torch.sin(angles)
             self.heads = nn.Parameter(heads)
             self.cat_discriminator = discriminator(s, s.clusters)
         # With scale_codes the networks see codes in units of the prior's sd (a fixed rescaling of the
@@ -154,16 +164,17 @@ class AAEModel(nn.Module):
         return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(cluster logits or None, style code) of normalised images."""
+        """(cluster logits or None, code) of normalised images: with clusters, the code is the offset from the
+        cluster head, and what the prior is matched to."""
         out = self.encoder(x)
         k = self.settings.clusters
         return (out[:, :k], out[:, k:] * self.code_scale) if k else (None, out * self.code_scale)
 
-    def place(self, logits: torch.Tensor | None, style: torch.Tensor) -> torch.Tensor:
-        """The map: the style code, plus with clusters the soft-assigned cluster head."""
+    def place(self, logits: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+        """The map: the code, plus with clusters the soft-assigned cluster head."""
         if logits is None:
-            return style
-        return logits.float().softmax(1).to(style.dtype) @ self.heads.to(style.dtype) * self.code_scale + style
+            return z
+        return logits.float().softmax(1).to(z.dtype) @ self.heads.to(z.dtype) * self.code_scale + z
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.place(*self.parts(x))
@@ -184,6 +195,86 @@ class AAEModel(nn.Module):
         if self.settings.guided and not self.settings.clusters:
             x = torch.cat([x, nn.functional.one_hot(label + 1, self.prior.k + 1).to(x.dtype)], 1)
         return self.discriminator(x).squeeze(1)
+
+    @property
+    def critics(self) -> list[nn.Module]:
+        """The discriminator, and with clusters the category's."""
+        return [self.discriminator] + ([self.cat_discriminator] if self.settings.clusters else [])
+
+    def autoencoder_parameters(self) -> list[nn.Parameter]:
+        """What the reconstruction step trains: encoder, decoder and any cluster heads."""
+        heads = [self.heads] if self.settings.clusters else []
+        return [*self.encoder.parameters(), *self.decoder.parameters(), *heads]
+
+    def critic_cost(self, logits: torch.Tensor | None, z: torch.Tensor, label: torch.Tensor | None, noise: float,
+                    g: torch.Generator) -> tuple[torch.Tensor, Judged]:
+        """The critics' cost: prior draws are real, the (detached) codes fake, both blurred by `noise` (instance
+        noise, in code units); with clusters, one-hot draws are real and the encoder's softmax fake too. A guided
+        run draws each labelled figurine's prior sample from its own component."""
+        m, dev = len(z), z.device
+        real = self.prior.sample(m, g, label)
+        eps = noise * torch.randn(2, m, z.shape[1], device=dev, generator=g)
+        d_real = self.discriminate(real + eps[0], label)
+        d_fake = self.discriminate(z.detach() + eps[1], label)
+        cost = bce(d_real, True) + bce(d_fake, False)
+        y = None
+        if self.settings.clusters:
+            k = self.settings.clusters
+            y = logits.float().softmax(1)
+            onehot = F.one_hot(torch.randint(k, (m,), device=dev, generator=g), k)
+            cost = cost + (bce(self.cat_discriminator(onehot.to(y.dtype)).squeeze(1), True)
+                           + bce(self.cat_discriminator(y.detach()).squeeze(1), False))
+        return cost, Judged(z + eps[1], y, d_real, d_fake)
+
+    def generator_cost(self, judged: Judged, label: torch.Tensor | None) -> torch.Tensor:
+        """The encoder's cost as generator: the (frozen) critics should call its codes, and softmax, real."""
+        cost = bce(self.discriminate(judged.fake, label), True)
+        if self.settings.clusters:
+            cost = cost + bce(self.cat_discriminator(judged.y).squeeze(1), True)
+        return cost
+
+    def head_cost(self) -> torch.Tensor | float:
+        """With clusters, Makhzani et al.'s cost keeping the heads apart: the mean shortfall of each pair's distance
+        (in prior sds) below `head_gap`; else nothing."""
+        if not self.settings.clusters:
+            return 0.0
+        d = torch.cdist(self.heads, self.heads)
+        i, j = torch.triu_indices(len(self.heads), len(self.heads), 1, device=self.heads.device)
+        return torch.relu(self.settings.head_gap - d[i, j]).mean()
+
+    def label_cost(self, logits: torch.Tensor | None, label: torch.Tensor | None) -> torch.Tensor | float:
+        """A guided run with clusters: each labelled figurine's cross-entropy against its source's cluster; else
+        nothing (a guided mixture prior is matched per component by the critic instead)."""
+        if not (self.settings.clusters and self.settings.guided):
+            return 0.0
+        seen = label >= 0
+        return F.cross_entropy(logits[seen].float(), label[seen]) if seen.any() else 0.0
+
+
+def normalised_batches(model: AAEModel, images, batch_size: int = 500):
+    """uint8 images (array, memory map or tensor) in normalised batches on the model's device."""
+    dev = next(model.parameters()).device
+    for i in range(0, len(images), batch_size):
+        b = images[i:i + batch_size]
+        yield model.normalise((b if torch.is_tensor(b) else torch.from_numpy(np.array(b))).to(dev))
+
+
+@torch.no_grad()
+def encode_images(model: AAEModel, images, batch_size: int = 500, offsets: bool = False):
+    """Codes of uint8 images (n, H, W, 3), in batches, on the model's device: their place on the map; with
+    `offsets`, (place, code) from the same pass (for a cluster-head model the code is the offset from its head,
+    which the prior is matched to; without clusters the two are the same)."""
+    was_training = model.training
+    model.eval()
+    places, codes = [], []
+    for x in normalised_batches(model, images, batch_size):
+        logits, z = model.parts(x)
+        places.append(model.place(logits, z).float().cpu())
+        codes.append(z.float().cpu())
+    model.train(was_training)
+    empty = np.zeros((0, model.settings.latent_dim), np.float32)
+    place, z = (torch.cat(places).numpy(), torch.cat(codes).numpy()) if places else (empty, empty)
+    return (place, z) if offsets else place
 
 
 def load_model(ckpt: dict, device: str | torch.device = "cpu") -> AAEModel:

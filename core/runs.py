@@ -28,12 +28,11 @@ import torch
 
 from .errors import UserError
 from .parallel import process_start
+from .settings import ARCHITECTURE, Settings
 
 METRIC_COLUMNS = ["epoch", "recon_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd", "seconds"]
 STATES = ("running", "done", "failed", "stopped", "interrupted")
 OWN_FILES = {"settings.json", "train.log", ".trainer.lock"}  # what the launcher and the lock put in a new run's folder
-ARCHITECTURE = ("arch", "image_size", "latent_dim", "width", "disc_width", "prior", "prior_components", "scale_codes",
-                "style")  # the settings a checkpoint's weights are shaped by
 
 
 MB = 1_000_000
@@ -107,32 +106,6 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def write_json(path: Path, obj: dict) -> None:
     atomic_write(path, json.dumps(obj, indent=2, default=str).encode())
-
-
-def _started_at(ticks: str) -> float | None:
-    """A process start time from /proc (clock ticks since boot) as seconds since the epoch; None elsewhere."""
-    try:
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        return boot + int(ticks) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, StopIteration):
-        return None
-
-
-def _gone(st: dict) -> str | None:
-    """Why a `running` status of this machine has no live trainer behind it (None: a live one, or cannot tell).
-
-    Its process must exist, have the recorded start time, and be older than the status it wrote last: a pid
-    taken over by another program (after a restart, say) fails the last two."""
-    started = process_start(st.get("pid", 0))
-    if started is None:
-        return "the training process ended without finishing (killed or crashed); resume continues it"
-    at = _started_at(started) if started else None
-    recorded = st.get("pid_start")
-    if started and (recorded and recorded != started or at and at > float(st.get("updated") or 0) + 2):
-        return (f"its training process is gone (pid {st.get('pid')} now belongs to another program, or the machine "
-                "restarted); resume continues it")
-    return None
 
 
 def run_name(name: str) -> str:
@@ -228,10 +201,11 @@ class Run:
             return _damaged(f"its status.json {why}")
         if st.get("state") != "running":
             return st
+        from . import jobs  # which imports this module
         if st.get("host", socket.gethostname()) != socket.gethostname():
             st["message"] = (f"{st.get('message', '')} (training on {st['host']}, pid {st.get('pid')}: this machine "
                              f"cannot check it; if nothing trains it there any more: {self.clear_command})").strip()
-        elif why := _gone(st):
+        elif why := jobs.trainer_gone(st):
             st.update(state="interrupted", message=why)
         return st
 
@@ -458,8 +432,6 @@ def _status_problem(st) -> str | None:
 
 
 def _config_problem(cfg) -> str | None:
-    from .settings import Settings
-
     if not isinstance(cfg, dict):
         return "is not a JSON object"
     for key in ("settings", "effective"):

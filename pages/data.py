@@ -4,9 +4,7 @@ import streamlit as st
 from core.errors import UserError
 from core import charts, export
 from core.paths import DEMO, data_roots, within_roots
-from pages.common import app_page, choose_dataset, data_root, dataset, fingerprint, is_demo, plain, file_name
-
-app_page("pages/data.py")
+from pages.shared import choose_dataset, data_root, dataset, fingerprint, is_demo, plain, file_name
 
 st.title("Data")
 

@@ -9,9 +9,7 @@ from core.errors import UserError
 from core.estimator import AAE
 from core.labels import target_culture
 from core.paths import STATIC, THUMBNAILS
-from pages.common import app_page, encodings, fingerprint, pick_run, plain, relink_form, file_name
-
-app_page("pages/explore.py")
+from pages.shared import encodings, fingerprint, pick_run, plain, relink_form, file_name
 
 THUMBNAIL_SIZE = 128  # px, what hovering a point shows
 PER_PAGE = 48  # figurines per gallery page

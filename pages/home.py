@@ -7,9 +7,7 @@ from core import jobs
 from core.errors import UserError
 from core.paths import RUNS
 from core.settings import Settings
-from pages.common import active_dataset, active_run, app_page, data_root, is_demo, openable_runs, plain, runs
-
-app_page("pages/home.py")
+from pages.shared import active_dataset, active_run, data_root, is_demo, openable_runs, plain, runs
 
 DEMO_RUN = "demo-fast"
 

@@ -7,9 +7,7 @@ import streamlit as st
 
 from core import charts, diagnostics, export, influence, jobs, report
 from core.errors import UserError
-from pages.common import app_page, pick_run, plain, prior_metrics
-
-app_page("pages/influence.py")
+from pages.shared import pick_run, plain, prior_metrics
 
 EMBEDDINGS = influence.EMBEDDINGS
 ALERT = {"good": st.success, "caution": st.warning, "withheld": st.error}

@@ -1,6 +1,7 @@
 """Train: configure and launch a training in the background, follow it live, stop or resume it."""
 import re
 import time
+from dataclasses import Field, fields
 
 import pandas as pd
 import streamlit as st
@@ -11,20 +12,11 @@ from core.errors import UserError
 from core.explore import culture_colours
 from core.paths import RUNS
 from core.runs import Run, run_name
-from core.settings import PRESETS, STYLES, Settings
-from core.train import NEIGHBOURS
-from pages.common import active_dataset, app_page, data_root, is_demo, plain, prior_metrics, runs
-
-app_page("pages/train.py")
+from core.settings import PRESETS, Settings
+from pages.shared import active_dataset, data_root, is_demo, plain, prior_metrics, runs
 
 st.title("Train")
 LONG = 3600  # seconds: a training estimated to take longer is launched only after the user confirms
-
-
-def _default(on: bool) -> str:
-    """Marks a check-box's preset value as a measured default, saying on what it was measured."""
-    return (f"Measured default: {'on' if on else 'off'} for this preset, chosen on the demo collection "
-            "(bench/RESULTS.md says on what each default was measured).")
 
 
 def device_options() -> dict[str, str]:
@@ -39,12 +31,47 @@ def device_options() -> dict[str, str]:
     return opts
 
 
+def widget(where, f: Field, base: Settings):
+    """The widget of one setting, made from its metadata (core.settings): a check-box, a choice or a number in its
+    range, starting at the preset's value; no key, so that another preset starts it afresh."""
+    m, value, kind = f.metadata, getattr(base, f.name), str(f.type).split(" |")[0]
+    label, help_ = m["label"], m["help"]
+    if kind == "bool":
+        if m["group"] == "basic":
+            help_ += (f" Measured default: {'on' if value else 'off'} for this preset, chosen on the demo collection "
+                      "(bench/RESULTS.md says on what each default was measured).")
+        return where.checkbox(label, value=value, help=help_)
+    if f.name == "device":
+        devices = device_options()
+        return where.selectbox(label, list(devices), format_func=devices.get, help=help_)
+    if isinstance(m["choices"], dict):
+        keys = list(m["choices"])
+        return where.radio(label, keys, index=keys.index(value), horizontal=True, help=help_,
+                           format_func=lambda k: f"{k}: {m['choices'][k]}")
+    if m["choices"] or m["options"]:
+        keys = list(m["choices"] or m["options"])
+        return where.selectbox(label, keys, index=keys.index(value), help=help_)
+    lo, hi = m["range"]
+    if kind == "int":
+        return where.number_input(label, int(lo), int(hi), value, help=help_)
+    return where.number_input(label, float(lo), float(hi), None if value is None else float(value), help=help_,
+                              format="%.5f" if lo < 0.01 else "%.2f")
+
+
+def widgets(base: Settings, chosen: list[Field], columns) -> dict:
+    """The widgets of these settings, one per column, in rows of as many as `columns` (a number or a list)."""
+    values, width = {}, columns if isinstance(columns, int) else len(columns)
+    for i in range(0, len(chosen), width):
+        for col, f in zip(st.columns(columns), chosen[i:i + width]):
+            values[f.name] = widget(col, f, base)
+    return values
+
+
 def settings_form() -> tuple[str, Settings] | None:
-    """The launch form, the choices that change the reading up front and the expert ones folded; returns
-    (run name, settings) when submitted with valid settings."""
+    """The launch form, made from the settings' own list: the choices that change the reading up front, the expert
+    ones folded; returns (run name, settings) when submitted with valid settings."""
     preset = st.segmented_control("Preset", list(PRESETS), default="fast", key="preset",
-                                  help="fast: a small convolutional AAE at 64 px, minutes on a CPU; paper: the "
-                                       "study's dense 1000-1000-2 AAE at 256 px, for a GPU")
+                                  help=Settings.__dataclass_fields__["preset"].metadata["help"])
     base = Settings.from_preset(preset or "fast")
     est = jobs.estimate(base, len(ds.items), runs())
     if est:
@@ -56,114 +83,23 @@ def settings_form() -> tuple[str, Settings] | None:
         folder = "demo" if is_demo(data_root()) else re.sub(r"[^\w-]+", "-", data_root().name).strip("-")[:40]
         st.session_state["run_name"] = f"{folder or 'data'}-{base.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
         st.session_state["run_name_for"] = made_for
-    sizes = [16, 32, 64, 128, 256]
+    basic = [f for f in fields(Settings) if f.metadata["group"] == "basic"]
+    described = [f for f in basic if isinstance(f.metadata["choices"], dict)]  # shown with what each choice means
+    switches = [f for f in basic if f.type == "bool"]
+    numbers = [f for f in basic if f not in described and f not in switches]
     with st.form("launch", enter_to_submit=False):  # launched by its button only, never by Enter in a box
-        c = st.columns([3, 1, 1, 2])
+        c = st.columns([3, 4])
         name = c[0].text_input("Run name", key="run_name")
-        epochs = c[1].number_input("Epochs", 1, 10_000, base.epochs,
-                                   help="passes over the collection; the losses below show when the map has "
-                                        "settled")
-        image_size = c[2].selectbox("Image size (px)", sizes, index=sizes.index(base.image_size),
-                                    help="the detail the model sees: larger shows finer relief and trains "
-                                         "slower (64: minutes on a CPU; 256: a GPU)")
-        devices = device_options()
-        device = c[3].selectbox("Device", list(devices), format_func=devices.get)
-        style = st.radio("What counts as style", list(STYLES), index=list(STYLES).index(base.style), horizontal=True,
-                         format_func=lambda k: f"{k}: {STYLES[k]}",
-                         help="form suits terracottas: local clay, firing and coatings, shared by every figurine "
-                              "made in one place, are not read as influence")
-        c = st.columns(3)
-        guided = c[0].checkbox("Guided by source labels", value=base.guided,
-                               help="The map gives each source culture its own region, learned from the labels of "
-                                    f"all but {base.label_holdout:.0%} of each source; the map's figures are then "
-                                    "measured on those unlabelled alone. The numbers on Influence are read in the "
-                                    "descriptor space whenever it passes its checks best, so they rarely change. "
-                                    f"{_default(base.guided)}")
-        balanced = c[1].checkbox("Each culture equally often", value=base.balanced,
-                                 help="Small cultures are shown as often as large ones, so a large culture does not "
-                                      "shape the map alone (the study's data was 70% one culture). The shares on "
-                                      "Influence already correct for culture sizes. " + _default(base.balanced))
-        local = c[2].checkbox("Tell it which are local", value=base.local,
-                              help="What only the target culture has (local clay, bases, coatings) is not given a "
-                                   "place in the map, so its figurines sit nearer the sources whose models they "
-                                   "follow; the map's figures are then measured among the sources. "
-                                   + _default(base.local))
-        c = st.columns(3)
-        flatten = c[0].checkbox("Flatten backgrounds", value=base.background == "flatten",
-                                help="Studio backgrounds become one neutral grey, so neither the map nor the "
-                                     "descriptor space groups figurines by how they were photographed (dark and "
-                                     "graded museum backdrops are not all removed yet). "
-                                     + _default(base.background == "flatten"))
-        augment = c[1].checkbox("Vary each view", value=base.augment,
-                                help="Each figurine is shown as another photograph might show it (mirrored, "
-                                     "closer, tilted, partly hidden), so its place in the map does not hang on how "
-                                     "it was photographed; it changes the map, not the numbers read in the "
-                                     "descriptor space. " + _default(base.augment))
-        neighbours = c[2].checkbox("Keep look-alikes together", value=base.neighbours,
-                                   help="Figurines that look alike in their pixels are kept near each other in the "
-                                        "map, as UMAP does, so target figurines sit beside the sources they follow; "
-                                        f"it starts after epoch {NEIGHBOURS['after']}. It changes the map, not the "
-                                        "numbers read in the descriptor space. " + _default(base.neighbours))
+        with c[1]:
+            values = widgets(base, numbers, len(numbers))
+        values |= widgets(base, described, 1)
+        values |= widgets(base, switches, 3)
         with st.expander("Expert settings: the network and its optimisers"):
-            c = st.columns(4)
-            lr = c[0].number_input("Reconstruction learning rate", 1e-6, 1.0, base.lr, format="%.5f",
-                                   help="how fast the autoencoder learns to redraw figurines; too high and the map "
-                                        "jumps between epochs")
-            disc_lr = c[1].number_input("Critic learning rate", 1e-6, 1.0, base.disc_lr, format="%.5f",
-                                        help="how fast the discriminator learns to tell codes from prior draws; it "
-                                             "keeps the map shaped like the prior, so distances compare")
-            gen_lr = c[2].number_input("Prior-matching learning rate", 1e-6, 1.0, base.gen_lr, format="%.5f",
-                                       help="how hard the encoder is pushed toward the prior: higher fills the "
-                                            "circles evenly at the cost of faithful reconstructions")
-            adv_beta1 = c[3].number_input("Adversarial momentum (Adam beta1)", 0.0, 0.999, base.adv_beta1,
-                                          help="momentum of both adversarial steps; 0.5 keeps them stable")
-            c = st.columns(4)
-            prior = c[0].selectbox("Prior", ["gaussian", "mixture"],
-                                   help="gaussian: one cloud; mixture: Gaussians on a circle of radius 2 sd, which "
-                                        "pulls the figurines into separate groups (a guided run always uses one "
-                                        "per source culture)")
-            prior_std = c[1].number_input("Prior sd", 0.01, 1000.0, base.prior_std,
-                                          help="the map's scale (its circles on Explore): units, not neighbours")
-            latent_dim = c[2].number_input("Latent size", 1, 512, base.latent_dim,
-                                           help="dimensions of each code; Explore draws the first two, so 2 gives "
-                                                "a map read whole")
-            width = c[3].number_input("Autoencoder width", 1, 100_000, base.width,
-                                      help="units (dense) or first-layer channels (conv): more capacity sees finer "
-                                           "differences, trains slower and can memorise a small collection")
-            c = st.columns(4)
-            disc_width = c[0].number_input("Critic width", 1, 100_000, base.disc_width,
-                                           help="the discriminator's hidden units")
-            disc_noise = c[1].number_input("Critic input noise (sd)", 0.0, 10.0, base.disc_noise,
-                                           help="blurs the critic's view a little so it cannot win outright, which "
-                                                "keeps training stable")
-            batch = c[2].number_input("Batch size", 2, 4096, base.batch_size,
-                                      help="figurines per training step: mostly speed and memory")
-            seed = c[3].number_input("Seed", 0, 2**31 - 1, base.seed,
-                                     help="the random start: train two seeds to see how much of a map is chance")
-            c = st.columns(4)
-            snapshot_every = c[0].number_input("Snapshot every (epochs)", 1, 1000, base.snapshot_every,
-                                               help="how often this page records the map of a fixed sample")
-            checkpoint_every = c[1].number_input("Checkpoint every (epochs)", 1, 1000, base.checkpoint_every,
-                                                 help="how often a resumable checkpoint is written; Explore opens "
-                                                      "a run at its latest")
-            clusters = c[2].number_input("Cluster heads (0: none)", 0, 64, base.clusters,
-                                         help="K > 0 draws the map as K learned cluster heads plus each figurine's "
-                                              "style (Makhzani et al. 2015, section 6): groups sit apart, and "
-                                              "distances are read within a cluster; guided runs get one per source")
-            paper_exact = c[3].checkbox("Paper-exact", help="the study's settings exactly, stabilisers off: to "
-                                                            "reproduce its figures, not for new readings")
+            values |= widgets(base, [f for f in fields(Settings) if f.metadata["group"] == "expert"], 4)
         if not st.form_submit_button("Launch training", type="primary"):
             return None
     try:
-        return name.strip(), Settings.from_preset(
-            preset or "fast", image_size=image_size, epochs=int(epochs), batch_size=int(batch), device=device,
-            lr=lr, disc_lr=disc_lr, gen_lr=gen_lr, adv_beta1=adv_beta1, prior_std=prior_std,
-            latent_dim=int(latent_dim), width=int(width), disc_noise=disc_noise, balanced=balanced, guided=guided,
-            local=local, neighbours=neighbours, augment=augment, paper_exact=paper_exact,
-            background="flatten" if flatten else "keep",
-            seed=int(seed),
-            prior=prior, style=style, clusters=int(clusters), disc_width=int(disc_width), snapshot_every=int(snapshot_every),
-            checkpoint_every=int(checkpoint_every))
+        return name.strip(), Settings.from_preset(preset or "fast", **values)
     except UserError as e:
         st.error(plain(str(e)))
         return None

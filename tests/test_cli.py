@@ -43,8 +43,8 @@ def test_scan_lists_unreadable_files(messy):
 @pytest.mark.parametrize("args,message", [
     (["scan", "/no/such/folder"], "not found"),
     (["train", "--data", "/no/such/folder", "--run-dir", "RUN"], "not found"),
-    (["train", "--data", "DATA", "--run-dir", "RUN", "--lr", "-0.1"], "lr must be"),
-    (["train", "--data", "DATA", "--run-dir", "RUN", "--epochs", "0"], "epochs must be"),
+    (["train", "--data", "DATA", "--run-dir", "RUN", "--lr", "-0.1"], "(--lr) must be"),
+    (["train", "--data", "DATA", "--run-dir", "RUN", "--epochs", "0"], "(--epochs) must be"),
     (["train", "--data", "DATA", "--run-dir", "RUN", "--preset", "huge"], "invalid choice"),
     (["train", "--data", "DATA", "--run-dir", "RUN", "--epochs", "ten"], "invalid int"),
     (["train", "--run-dir", "RUN", "--resume"], "no run found"),

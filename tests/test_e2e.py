@@ -2,8 +2,10 @@
 
 Data -> Train (a short run, watched live, to completion) -> Explore (a one-site filter kept across pages, round
 prior circles, a box selection paged through, cleared by one double-click) -> Influence, with no exception box
-on any page, no request leaving the server's host and a clean server log. Screenshots: tests/artifacts/.
+on any page, no request leaving the server's host and a clean server log. Screenshots: tests/artifacts/, and the
+README's in docs/screenshots/ (committed when they change).
 """
+import io
 import json
 import math
 import os
@@ -18,15 +20,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from core.fit import fit_run
 from core.paths import THUMBNAILS
 from core.runs import list_runs
 from core.settings import Settings
-from core.train import fit_run
 from tests.corpus import answerable
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
+README_SHOTS = ROOT / "docs" / "screenshots"
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
                                 reason="Debian chromium is not installed (apt-get install chromium)")
 
@@ -95,6 +98,16 @@ def _shot(page, name):
     page.wait_for_timeout(300)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     page.set_viewport_size(size)
+
+
+def _readme_shot(page, name):
+    """The window as a user first sees the page, as a small PNG for the README (docs/screenshots/NAME.png)."""
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    im = im.resize((1000, round(im.height * 1000 / im.width)), Image.LANCZOS).quantize(96)
+    README_SHOTS.mkdir(parents=True, exist_ok=True)
+    im.save(README_SHOTS / f"{name}.png", optimize=True)
 
 
 def _no_exception(page, name):
@@ -215,6 +228,8 @@ def test_data_train_explore(server, browser):
     page.get_by_text("Finished 3 epochs").wait_for(timeout=240_000)
     _settle(page)
     _no_exception(page, "3-train")
+    page.get_by_text("Run e2e-run", exact=True).first.scroll_into_view_if_needed()
+    _readme_shot(page, "train")
     rings = _rings(page)  # the latent snapshot
     assert len(rings) == 3 and abs(rings[0][0] / rings[0][1] - 1) < 0.02, rings
 
@@ -222,6 +237,7 @@ def test_data_train_explore(server, browser):
     page.get_by_text("AAE latent").first.wait_for(timeout=240_000)
     _settle(page)
     everything, shown = _points(page), page.get_by_text("figurines shown").inner_text()
+    _readme_shot(page, "explore")
     assert everything[0] == everything[1] > 0
     page.get_by_role("button", name="Uruk", exact=True).click()  # one click: one site, in both charts
     _settle(page)
@@ -289,7 +305,7 @@ def test_data_train_explore(server, browser):
     assert _highlighted(page) == [lassoed, lassoed]  # drawn large in both charts
     page.get_by_label("Name this selection to keep it with the run").fill("oval-base group")
     page.get_by_role("button", name="Save selection").click()
-    page.get_by_text("Saved selections").wait_for(timeout=60_000)
+    page.get_by_text("Saved selections", exact=True).wait_for(timeout=60_000)
     _settle(page)
     assert page.get_by_text(f"oval-base group: {lassoed:,} figurines").count() == 1
     assert page.locator("[data-testid=stPlotlyChart]").first.get_by_text("oval-base group").count() > 0  # legend
@@ -324,6 +340,7 @@ def test_data_train_explore(server, browser):
         _shot(page, "7-influence-answered")
     _settle(page)
     _no_exception(page, "7-influence-answered")
+    _readme_shot(page, "influence")
     picture = page.locator("[data-testid=stVegaLiteChart]").first  # the reading as one picture, first
     assert "shares of each source culture" in picture.locator("svg").first.text_content()
     assert picture.locator(".mark-area path").count() > 0  # the 95% regions

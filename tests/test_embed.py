@@ -11,7 +11,7 @@ from core import embed
 from core.dataset import load
 from core.embed import UMAPBaseline, baseline, encode_run, stored_key
 from core.model import AAEModel, form
-from core.train import fit_run
+from core.fit import fit_run
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_encodings_table(trained, small_demo):
 def test_encodings_are_cached_until_the_checkpoint_changes(trained, monkeypatch):
     encode_run(trained.dir)
     key = stored_key(trained.encodings_path)
-    monkeypatch.setattr(embed, "encode", lambda *a: pytest.fail("encoded again"))
+    monkeypatch.setattr(embed, "encode_images", lambda *a: pytest.fail("encoded again"))
     monkeypatch.setattr(UMAPBaseline, "fit_transform", lambda *a: pytest.fail("UMAP again"))
     encode_run(trained.dir)
     monkeypatch.undo()

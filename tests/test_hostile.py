@@ -20,7 +20,7 @@ from core.errors import UserError
 from core.export import csv
 from core.paths import within_roots
 from core.runs import Run, damaged_runs, list_runs
-from core.train import fit_run
+from core.fit import fit_run
 
 
 def figure(path, seed=0):
@@ -342,9 +342,9 @@ def test_parallel_decoding_shares_the_memory_slots(tmp_path, monkeypatch):
 # 11. clear messages instead of tracebacks ---------------------------------------------------------------
 def test_bad_numbers_and_settings_files_get_one_clear_line(small_demo, tmp_path, capsys):
     new = ["train", "--data", small_demo, "--run-dir", tmp_path / "r"]
-    for flags, message in [(["--seed", "-1"], "seed must be"), (["--seed", str(2**70)], "seed must be"),
-                           (["--prior-std", "inf"], "prior sd"), (["--prior-std", "1e-300"], "prior sd"),
-                           (["--disc-noise", "inf"], "discriminator noise")]:
+    for flags, message in [(["--seed", "-1"], "(--seed) must be"), (["--seed", str(2**70)], "(--seed) must be"),
+                           (["--prior-std", "inf"], "Prior sd"), (["--prior-std", "1e-300"], "Prior sd"),
+                           (["--disc-noise", "inf"], "(--disc-noise) must be")]:
         assert message in error_of(new + flags, capsys)
     assert "--seed must be" in error_of(["demo", "--out", tmp_path / "demo", "--seed", "-1"], capsys)
     os.mkfifo(tmp_path / "fifo")
@@ -353,8 +353,8 @@ def test_bad_numbers_and_settings_files_get_one_clear_line(small_demo, tmp_path,
     (tmp_path / "device.json").write_text('{"device": "tpu"}')
     (tmp_path / "inner.json").write_text('{"settings": 3}')
     for f, message in [("fifo", "not a regular file"), ("/dev/zero", "not a regular file"),
-                       ("list.json", "JSON object"), ("types.json", "epochs must be a number"),
-                       ("device.json", "device must be"), ("inner.json", "JSON object")]:
+                       ("list.json", "JSON object"), ("types.json", "(--epochs) must be a number"),
+                       ("device.json", "(--device) must be"), ("inner.json", "JSON object")]:
         assert message in error_of(new + ["--settings", tmp_path / f], capsys)
     assert not (tmp_path / "r").exists()
 

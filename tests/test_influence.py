@@ -286,7 +286,7 @@ def demo_run(tmp_path_factory):
     """The fast preset on the full demo (64 px, 30 epochs): the run the ground-truth test reads."""
     from core.demo import generate
     from core.settings import Settings
-    from core.train import fit_run
+    from core.fit import fit_run
 
     tmp = tmp_path_factory.mktemp("truth")
     generate(tmp / "demo", size=64)

@@ -14,7 +14,7 @@ from core import jobs
 from core.paths import DATA, RUNS
 from core.runs import Run
 from core.settings import Settings
-from core.train import fit_run
+from core.fit import fit_run
 
 APP = "../streamlit_app.py"
 
@@ -83,7 +83,7 @@ def test_explore_site_filter_changes_both_charts(trained_run, monkeypatch):
     from core.embed import UMAPBaseline, encode_run
 
     encode_run(trained_run.dir)  # an encoded run: opening Explore and filtering recompute nothing
-    monkeypatch.setattr(embed, "encode", lambda *a: pytest.fail("encoded again"))
+    monkeypatch.setattr(embed, "encode_images", lambda *a: pytest.fail("encoded again"))
     monkeypatch.setattr(UMAPBaseline, "fit_transform", lambda *a: pytest.fail("UMAP again"))
     at = page("explore", run=trained_run.name)
     assert not at.exception and not at.error
@@ -262,6 +262,16 @@ def test_a_failed_run_shows_its_message(trained_run):
     assert any("training diverged" in e.value for e in at.error)
 
 
+def test_the_train_page_offers_every_setting_but_the_presets_own():
+    """Its widgets are made from the settings' list: a new setting appears without touching the page."""
+    from dataclasses import fields
+
+    at = page("train")
+    shown = {w.label for kind in (at.checkbox, at.selectbox, at.number_input, at.radio) for w in kind}
+    for f in fields(Settings):
+        assert (f.metadata["label"] in shown) == (f.metadata["group"] != "preset"), f.name
+
+
 def test_a_short_training_from_the_train_page_completes(small_demo):
     at = page("train")
     assert not at.exception
@@ -410,7 +420,7 @@ def test_influence_page_names_the_datasets_own_target_culture(tmp_path):
 
 
 def test_names_from_a_folder_are_shown_as_text():
-    from pages.common import plain
+    from pages.shared import plain
 
     for name in ["**bold**", "<b>x</b>", "$x$.jpg", "[link](http://e.x)", "a_b_c.tif"]:
         escaped = plain(name)
@@ -433,7 +443,7 @@ def test_every_cache_of_the_app_is_bounded():
 
 
 def test_data_page_lists_every_unreadable_file_of_a_messy_folder(messy):
-    from pages.common import plain
+    from pages.shared import plain
     from tests.corpus import READABLE, UNREADABLE
 
     name = "messy **bold** [x](y) _z_"
@@ -471,7 +481,7 @@ def test_damaged_runs_are_listed_with_the_reason_and_every_page_works(trained_ru
 
     import numpy as np
 
-    from pages.common import plain
+    from pages.shared import plain
 
     damage = {"status-list": lambda r: r.status_path.write_text("[]"),
               "pid-text": lambda r: r.status_path.write_text('{"state": "running", "epoch": 1, "pid": "x"}'),
@@ -543,9 +553,9 @@ def test_influence_page_with_a_culture_of_one_image(small_demo):
 
 
 def test_explore_says_which_run_trains_before_its_first_checkpoint(trained_run, tmp_path, monkeypatch):
-    import pages.common
+    import pages.shared
 
-    monkeypatch.setattr(pages.common, "RUNS", tmp_path)  # no finished run anywhere
+    monkeypatch.setattr(pages.shared, "RUNS", tmp_path)  # no finished run anywhere
     run = Run(tmp_path / "warming")
     cfg = trained_run.config()
     run.write_config({**cfg, "settings": {**cfg["settings"], "checkpoint_every": 5}})

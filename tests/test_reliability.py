@@ -27,7 +27,7 @@ from core.errors import UserError
 from core.paths import DATA, RUNS
 from core.runs import Run, damaged_runs, run_name
 from core.settings import Settings
-from core.train import fit_run
+from core.fit import fit_run
 from tests.corpus import EVIL, HOSTILE, hostile
 
 ROOT = Path(__file__).resolve().parents[1]

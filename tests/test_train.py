@@ -19,8 +19,11 @@ from core.estimator import AAE
 from core.labels import unseen
 from core.model import AAEModel
 from core.runs import Run
-from core.settings import Settings
-from core.train import TrainingFailed, _batches, fit_run, pick_device, train
+from core.devices import pick_device
+from core.fit import fit_run
+from core.runlog import TrainingFailed
+from core.settings import Neighbourhood, Settings
+from core.train import _order, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,23 +57,24 @@ def test_reproducible_on_cpu(small_demo, tiny_settings):
 def test_the_gpu_code_path_runs_on_cpu(small_demo, tiny_settings, monkeypatch):
     """What CUDA runs (bf16 autocast around all three steps, each batch normalised on the device, the
     neighbourhood term, one host sync per epoch), here on the CPU."""
+    import core.neighbours
     import core.train
 
     monkeypatch.setattr(core.train, "AMP_DEVICES", ("cuda", "cpu"))
     monkeypatch.setattr(core.train, "SEEN_BYTES", 0)
-    monkeypatch.setitem(core.train.NEIGHBOURS, "after", 0)
+    engine = os.path.dirname(core.train.__file__)
     syncs, counting = [], [True]
 
     def counted(name):
         real = getattr(torch.Tensor, name)
 
         def f(t, *a, **k):
-            if counting[0] and sys._getframe(1).f_code.co_filename == core.train.__file__:  # the trainer's own
+            if counting[0] and os.path.dirname(sys._getframe(1).f_code.co_filename) == engine:  # the engine's own
                 syncs.append(name)
             return real(t, *a, **k)
         return f
 
-    def graph(*a, real=core.train.neighbour_graph):  # found once before training, on the host
+    def graph(*a, real=core.neighbours.neighbour_graph):  # found once before training, on the host
         counting[0] = False
         try:
             return real(*a)
@@ -79,9 +83,10 @@ def test_the_gpu_code_path_runs_on_cpu(small_demo, tiny_settings, monkeypatch):
 
     for name in ("tolist", "item", "cpu", "numpy", "__bool__", "__float__"):  # how a value reaches the host
         monkeypatch.setattr(torch.Tensor, name, counted(name))
-    monkeypatch.setattr(core.train, "neighbour_graph", graph)
+    monkeypatch.setattr(core.neighbours, "neighbour_graph", graph)
     ds = load(small_demo, 32)
-    out = train(replace(tiny_settings, epochs=2), ds.images, local=labels.is_target(ds.items))
+    s = replace(tiny_settings, epochs=2, neighbourhood=Neighbourhood(after=0))
+    out = train(s, ds.images, local=labels.is_target(ds.items))
     assert syncs == ["tolist", "tolist"]  # the metrics, once per epoch
     assert np.isfinite(out.history.drop(columns="seconds").to_numpy()).all()
     assert out.history["recon_loss"].iloc[-1] < out.history["recon_loss"].iloc[0]
@@ -171,7 +176,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_says_so_and_frees_its_name
 def _spawn_training(run_dir, data, epochs=200, prelude=""):
     code = prelude + (
         "import sys; sys.path.insert(0, %r)\n"
-        "from core.settings import Settings\nfrom core.train import fit_run\n"
+        "from core.settings import Settings\nfrom core.fit import fit_run\n"
         "s = Settings.from_preset('fast', image_size=32, width=8, disc_width=32, epochs=%d, batch_size=20,"
         " device='cpu', checkpoint_every=2, snapshot_every=50)\n"
         "fit_run(%r, s, %r)\n" % (ROOT, epochs, str(run_dir), str(data)))
@@ -291,7 +296,7 @@ def test_paper_preset_matches_the_study():
 
 def test_balanced_sampling_draws_cultures_equally():
     labels = np.array([0] * 700 + [1] * 280 + [2] * 20)
-    order = _batches(len(labels), labels, 100, torch.Generator().manual_seed(0))
+    order = _order(len(labels), labels, torch.Generator().manual_seed(0))
     share = np.bincount(labels[order.numpy()], minlength=3) / len(order)
     assert np.allclose(share, 1 / 3, atol=0.05)
 
@@ -358,7 +363,7 @@ def test_estimator_face(small_demo, tmp_path, tiny_settings):
     codes = est.fit_transform(ds.images, ds.items["culture"])
     assert codes.shape == (len(ds.items), 2) and len(est.history_) == 1
     assert not est.settings_.local  # told nothing of a target culture
-    told = AAE("fast", width=8, disc_width=16, epochs=1, device="cpu").fit(ds.images, is_target=labels.is_target(ds.items))
+    told = AAE("fast", width=8, disc_width=16, epochs=1, device="cpu").fit(ds.images, local=labels.is_target(ds.items))
     assert told.settings_.local and told.model_.decoder[0].in_features == 3  # the code and the flag
     assert est.inverse_transform(codes[:3]).shape == (3, 32, 32, 3)
     fit_run(tmp_path / "run", tiny_settings, str(small_demo))
@@ -417,7 +422,7 @@ def test_the_label_hold_out_is_stable_per_file():
 
 
 def test_augmentation_varies_the_framing_and_hides_one_patch_per_image():
-    from core.train import augmented
+    from core.augment import augmented
 
     x = torch.full((200, 3, 32, 32), 0.5)
     x[:, :, :, :16] = 0.9  # bright on the left: a mirrored view is bright on the right
@@ -432,7 +437,7 @@ def test_augmentation_varies_the_framing_and_hides_one_patch_per_image():
 
 
 def test_colour_augmentation_varies_the_figure_and_keeps_the_background():
-    from core.train import augmented
+    from core.augment import augmented
 
     x = torch.zeros(100, 3, 32, 32)
     x[:, 0, 8:24, 8:24], x[:, 1, 8:24, 8:24], x[:, 2, 8:24, 8:24] = 0.6, 0.2, -0.2  # a red-brown figure
@@ -451,10 +456,10 @@ def test_augmented_and_guided_runs_train_and_resume(small_demo, tmp_path, tiny_s
 
 @pytest.mark.parametrize("guided", [False, True])
 def test_cluster_head_runs_train_resume_and_encode(small_demo, tmp_path, tiny_settings, guided):
-    """Makhzani et al.'s section 6 map: cluster heads kept apart plus a style code matched to the prior."""
+    """Makhzani et al.'s section 6 map: cluster heads kept apart plus an offset matched to the prior."""
     from core import diagnostics
     from core.embed import encode_run, spaces
-    from core.model import HEAD_GAP, load_model
+    from core.model import load_model
 
     run = fit_run(tmp_path / "run", replace(tiny_settings, clusters=2, guided=guided, epochs=2), str(small_demo))
     assert run.config()["effective"]["clusters"] == (3 if guided else 2)  # guided: one per source at least
@@ -462,21 +467,21 @@ def test_cluster_head_runs_train_resume_and_encode(small_demo, tmp_path, tiny_se
     fit_run(run.dir, resume=True, overrides={"epochs": 3})
     assert run.metrics()["epoch"].tolist() == [1, 2, 3]
     enc, e = spaces(run.dir)
-    assert len(encode_run(run.dir)) == len(enc) and e["style"].shape == e["aae"].shape
+    assert len(encode_run(run.dir)) == len(enc) and e["offset"].shape == e["aae"].shape
     model = load_model(run.load_checkpoint())
     x = model.normalise(torch.from_numpy(np.zeros((4, 32, 32, 3), np.uint8) + 100))
-    logits, style = model.parts(x)
-    assert torch.allclose(model.encode(x), logits.softmax(1) @ model.heads * model.code_scale + style, atol=1e-5)
+    logits, offset = model.parts(x)
+    assert torch.allclose(model.encode(x), logits.softmax(1) @ model.heads * model.code_scale + offset, atol=1e-5)
     heads = model.heads.detach()
-    assert torch.pdist(heads).min() > HEAD_GAP * 0.8  # kept apart
+    assert torch.pdist(heads).min() > model.settings.head_gap * 0.8  # kept apart
     within = diagnostics.for_run(run.dir)["prior"]["within_sd"]  # measured on the style part
-    assert within == pytest.approx(diagnostics.within_sd(e["style"], run.config()["settings"]["prior_std"]))
+    assert within == pytest.approx(diagnostics.within_sd(e["offset"], run.config()["settings"]["prior_std"]))
 
 
 def test_cluster_heads_are_refused_with_a_mixture_prior(tiny_settings):
     with pytest.raises(UserError, match="gaussian prior for its style part"):
         replace(tiny_settings, clusters=3, prior="mixture").validated()
-    with pytest.raises(UserError, match="clusters must be 0"):
+    with pytest.raises(UserError, match=r"must be 0 \(none\)"):
         replace(tiny_settings, clusters=1).validated()
 
 
@@ -514,24 +519,23 @@ def test_a_local_run_tells_its_decoder_which_figurines_are_targets(small_demo, t
     assert not paper.local  # the study's settings exactly
 
 
-def test_the_neighbourhood_term_keeps_look_alikes_together(small_demo, tmp_path, tiny_settings, monkeypatch):
+def test_the_neighbourhood_term_keeps_look_alikes_together(small_demo, tmp_path, tiny_settings):
     """Settings.neighbours: each figurine's pixel neighbours, a margin cost, and a run that trains, resumes and
     encodes with it."""
-    from core import train as T
     from core.embed import encode_run
     from core.model import AAEModel
+    from core.neighbours import neighbour_cost, neighbour_graph
 
     twins = np.repeat(np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), 2, axis=0)
-    monkeypatch.setitem(T.NEIGHBOURS, "k", 1)
     model, pixels = AAEModel(tiny_settings), torch.from_numpy(twins)
-    near = T.neighbour_graph(lambda rows: model.normalise(pixels[rows]), len(twins), seed=0)
+    near = neighbour_graph(lambda rows: model.normalise(pixels[rows]), len(twins), seed=0, a=Neighbourhood(k=1))
     assert near[:, 0].tolist() == [i ^ 1 for i in range(20)]  # each image's nearest is its twin
     z = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0], [-3.0, 0.0], [0.0, -3.0], [3.0, 3.0]])
-    assert T.neighbour_cost(z, z) == 0  # neighbours in place, every other code far enough
-    assert T.neighbour_cost(z, -z) > 0  # neighbours further than the other codes
+    assert neighbour_cost(z, z) == 0  # neighbours in place, every other code far enough
+    assert neighbour_cost(z, -z) > 0  # neighbours further than the other codes
 
-    monkeypatch.setitem(T.NEIGHBOURS, "after", 1)  # the term from the 2nd epoch of a tiny run
-    s = replace(tiny_settings, neighbours=True, local=True, epochs=2)
+    s = replace(tiny_settings, neighbours=True, local=True, epochs=2,
+                neighbourhood=Neighbourhood(after=1))  # the term from the 2nd epoch of a tiny run
     run = fit_run(tmp_path / "run", s, str(small_demo))
     fit_run(run.dir, resume=True, overrides={"epochs": 3})
     assert run.metrics()["epoch"].tolist() == [1, 2, 3] and run.config()["effective"]["neighbours"]

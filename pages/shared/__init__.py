@@ -1,4 +1,7 @@
-"""What every page shares: the active dataset and run, and cached loaders feeding each other."""
+"""What every page shares: the active dataset and run, cached loaders feeding each other, and common widgets.
+
+It lives in a folder of its own: Streamlit takes every file directly in pages/ for a page of its own.
+"""
 from __future__ import annotations
 
 import re
@@ -6,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from core import demo
 from core.dataset import Dataset, folder_fingerprint, load
@@ -16,26 +20,12 @@ from core.runs import Run, checked_runs, list_runs
 
 PREVIEW_SIZE = 64
 
-
-def navigation():
-    """The app's pages; streamlit_app.py runs the chosen one. No page icons: the browser would fetch a page's
-    Material icon from fonts.gstatic.com as the tab's icon, and museum servers are often offline."""
-    st.session_state["navigation"] = True
-    return st.navigation([
-        st.Page("pages/home.py", title="Home", default=True),
-        st.Page("pages/data.py", title="Data"),
-        st.Page("pages/train.py", title="Train"),
-        st.Page("pages/explore.py", title="Explore"),
-        st.Page("pages/influence.py", title="Influence"),
-    ])
-
-
-def app_page(path: str) -> None:
-    """Call first on every page. Until the app has run once, Streamlit runs a deep-linked file of pages/
-    on its own (its old multipage mode): set up the app's navigation and come back through it."""
-    if not st.session_state.get("navigation"):
-        navigation()
-        st.switch_page(path)
+if PagesManager.uses_pages_directory:
+    # Until some session of this server has run streamlit_app.py, Streamlit runs a deep-linked file of pages/ on its
+    # own (its legacy multipage mode, chosen once per server because pages/ exists). Leave that mode, as
+    # st.navigation would, and run the page again through the app's navigation.
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 def plain(text: str) -> str:
