@@ -14,7 +14,8 @@ from .settings import Settings
 METRICS = ("recon_loss", "map_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd")
 """recon_loss: the reconstruction's MSE alone; map_loss: the costs on the map beside it (look-alikes, cluster heads,
 guided labels); disc_loss and gen_loss: the critic's and the generator's; disc_acc: how often the critic is right;
-within_3sd: the share of the epoch's codes within 3 prior sd."""
+within_3sd: the share of the epoch's codes within 3 prior sd, of what the critic compares with the prior (the varied
+views, or the photographs as taken: `Settings.matched`)."""
 
 
 class TrainingFailed(Exception):

@@ -40,6 +40,8 @@ STYLES = {"form": "shape and relief: each figure's brightness standardised withi
 BACKGROUNDS = {"flatten": "studio backgrounds become one neutral grey, so that nothing groups figurines by how "
                           "they were photographed (dark and graded museum backdrops are not all removed yet)",
                "keep": "as photographed"}
+MATCHED = {"views": "the varied views the encoder learns from", "photographs": "the photographs as taken, whose "
+           "codes the map shows, so that the map itself has the prior's shape"}
 GROUPS = ("preset", "basic", "expert")  # set by the preset alone; shown up front; folded away
 RESUMABLE = ("epochs", "device")        # what a resumed run may change
 
@@ -137,6 +139,8 @@ class Settings:
                             "(mirrored, closer, tilted, partly hidden; on colour, lit differently too), so its place "
                             "in the map does not hang on how it was photographed; it changes the map, not the numbers "
                             "read in the descriptor space.", "basic")
+    matched: str = setting("views", "Codes matched to the prior", "whose codes the critic compares with the prior's "
+                           "draws when each view is varied", choices=MATCHED)
     augmentation: Augmentation = setting(Augmentation(), "How far each view varies", Augmentation.__doc__,
                                          "preset", flag=False)
     local: bool = setting(True, "Tell it which are local", "What only the target culture has (local clay, bases, "

@@ -181,6 +181,7 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
                 rows = order[b * s.batch_size:(b + 1) * s.batch_size]
                 x, label, local = photos.batch(rows)
                 x_in = augment(x, g_dev)  # what the encoder sees; the decoder draws x as photographed
+                x_matched = x if s.matched == "photographs" else x_in  # whose codes the critic matches to the prior
                 # 1) reconstruction: encoder + decoder on the MSE, with the costs on the map beside it
                 with amp:
                     logits, z = model.parts(x_in)
@@ -191,7 +192,7 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
                 _step(opt["ae"], cost)
                 # 2) discriminator: prior samples are real, the (detached) codes are fake
                 with amp:
-                    logits, z = model.parts(x_in)
+                    logits, z = model.parts(x_matched)
                     critic, judged = model.critic_cost(logits, z, label, noise, g_dev)
                 _step(opt["disc"], critic)
                 # 3) generator: the encoder learns to make the frozen discriminators call its codes real

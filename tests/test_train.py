@@ -568,6 +568,28 @@ def test_the_fast_default_is_local_with_neighbours_where_a_culture_is_asked_abou
     assert not run.config()["effective"]["local"] and run.config()["effective"]["neighbours"]
 
 
+def test_the_critic_matches_the_photographs_or_their_varied_views(small_demo, tiny_settings, monkeypatch):
+    """Settings.matched: whose codes the critic compares with the prior's draws (and the monitor measures). With
+    every varied view blank, the views' codes are all one; the photographs' are not."""
+    import core.train
+    from core.model import AAEModel as Model
+
+    seen, real = [], Model.critic_cost
+
+    def spy(model, logits, z, *a):
+        seen.append(z.detach())
+        return real(model, logits, z, *a)
+
+    monkeypatch.setattr(Model, "critic_cost", spy)
+    monkeypatch.setattr(core.train.Augment, "__call__", lambda self, x, g: torch.zeros_like(x))
+    ds = load(small_demo, 32)
+    for matched in ("views", "photographs"):
+        seen.clear()
+        out = train(replace(tiny_settings, epochs=1, matched=matched), ds.images, local=labels.is_target(ds.items))
+        assert (seen[0].std(0).max() > 1e-4) == (matched == "photographs"), matched
+        assert np.isfinite(out.history.drop(columns="seconds").to_numpy()).all()
+
+
 def test_normalised_once_or_in_every_step_the_training_is_the_same(small_demo, tiny_settings, monkeypatch):
     """What the model sees is computed once on a CPU when it fits (SEEN_BYTES), else per batch: the same run."""
     import core.train as T
