@@ -19,7 +19,10 @@ def test_quality_bench_on_a_tiny_demo(tmp_path, small_demo, capsys):
         assert (r["accuracy"]["aae"] is None) == (r["variant"] == "fast") and None not in r["source_accuracy"].values()
         assert all(0 <= v <= 1 for v in r["trustworthiness"].values())
         assert set(r["beside"]) == {"aae", "umap", "pca"} and all(0 <= v <= 1 for v in r["beside"].values())
-        assert 0 <= r["within_3sd"] <= 1 and 0.9 < r["prior_within_3sd"] <= 1
+        # the prior's shape, on the photographs' codes, beside what the run's own prior puts there
+        assert all(0 <= w <= 1 for w in r["within_sd"]) and r["within_sd"] == sorted(r["within_sd"])
+        assert r["prior_within_sd"] == sorted(r["prior_within_sd"]) and 0.9 < r["prior_within_sd"][2] <= 1
+        assert 0.3 <= r["c2st"] <= 1
         assert r["recon_error"] > 0 and r["train_s"] > 0 and 0 < r["s_per_epoch"] < r["train_s"]
         assert r["epochs"] == 2 and r["image_size"] == 32 and r["images"] == images
     # the guided run is measured, in every space, only on the figurines whose labels it did not see
