@@ -40,6 +40,7 @@ VARIANTS = {
     "fast": ("fast", {}),
     "photographs-matched": ("fast", {"matched": "photographs"}),
     "photographs-matched-plain": ("fast", {"matched": "photographs", "neighbours": False}),
+    "descriptor-looks": ("fast", {"looks": "descriptors"}),
     "augmented": ("fast", PLAIN),
     "local": ("fast", {"neighbours": False}),
     "neighbours": ("fast", {"local": False}),

@@ -4,6 +4,8 @@ from __future__ import annotations
 import platform
 from contextlib import ExitStack
 
+import numpy as np
+
 from . import locks
 from .devices import device_name, pick_device
 from .errors import UserError
@@ -19,6 +21,18 @@ def versions() -> dict:
 
     libs = ("torch", "numpy", "pillow", "scikit-learn", "umap-learn")
     return {"python": platform.python_version(), **{lib: version(lib) for lib in libs}}
+
+
+def _looks(ds, s: Settings, progress) -> np.ndarray:
+    """Each figurine's HOG descriptors at 64 px (as the Influence page reads them), rows as `ds.items`."""
+    import pandas as pd
+
+    from .dataset import load
+    from .descriptors import Descriptor, describe
+
+    at = load(ds.root, 64, s.effective().background, progress=progress)
+    x = describe(at, Descriptor("hog", 64))
+    return x[pd.Index(at.items["path"]).get_indexer(ds.items["path"])]
 
 
 def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | None = None, resume: bool = False,
@@ -87,8 +101,9 @@ def _fit(run: Run, s: Settings, data_root: str, resume: bool, config: dict, dev,
         run.set_status("running", epoch=0, epochs=s.epochs, message="starting", device=device_name(dev), note=note)
     except OSError as e:
         raise UserError(f"cannot write to the run folder {run.dir}: {e.strerror or e}") from None
+    looks = _looks(ds, s, on_decode) if s.neighbours and s.looks == "descriptors" else None
     try:
-        result = train(s, ds.images, plan.cultures, run, resume, on_batch, on_epoch, plan.guide, plan.local)
+        result = train(s, ds.images, plan.cultures, run, resume, on_batch, on_epoch, plan.guide, plan.local, looks)
     except (TrainingFailed, UserError) as e:
         run.set_status("failed", message=str(e))
         raise

@@ -48,11 +48,14 @@ def neighbour_cost(z: torch.Tensor, z_near: torch.Tensor, a: Neighbourhood = Nei
 
 
 class Neighbours:
-    """A run's look-alike term, its graph found once (over `view`, the model's view of all n images); nothing when
-    `neighbours` is off, before epoch `after` + 1, or for a batch of one."""
+    """A run's look-alike term, its graph found once over `view`, the model's view of all n images, or with
+    `looks` over each image's descriptors (`Settings.looks`); nothing when `neighbours` is off, before epoch
+    `after` + 1, or for a batch of one."""
 
-    def __init__(self, s: Settings, view: View, n: int, device: torch.device):
+    def __init__(self, s: Settings, view: View, n: int, device: torch.device, looks: np.ndarray | None = None):
         self.a = s.neighbourhood
+        if looks is not None:
+            view = lambda rows: torch.from_numpy(looks[rows.numpy()])  # noqa: E731
         self.near = neighbour_graph(view, n, s.seed, self.a).to(device) if s.neighbours and n > 2 else None
 
     def cost(self, model, codes: torch.Tensor, rows: torch.Tensor, epoch: int, see: View,

@@ -42,6 +42,8 @@ BACKGROUNDS = {"flatten": "studio backgrounds become one neutral grey, so that n
                "keep": "as photographed"}
 MATCHED = {"views": "the varied views the encoder learns from", "photographs": "the photographs as taken, whose "
            "codes the map shows, so that the map itself has the prior's shape"}
+LOOKS = {"pixels": "in what the model sees of them (a PCA of its pixels)", "descriptors": "in their HOG "
+         "descriptors, the space the Influence numbers are read in (shape and relief, blind to clay colour)"}
 GROUPS = ("preset", "basic", "expert")  # set by the preset alone; shown up front; folded away
 RESUMABLE = ("epochs", "device")        # what a resumed run may change
 
@@ -150,6 +152,8 @@ class Settings:
                                "near each other in the map, as UMAP does, so target figurines sit beside the sources "
                                f"they follow, from epoch {Neighbourhood.after + 1} on. It changes the map, not the "
                                "numbers read in the descriptor space.", "basic")
+    looks: str = setting("pixels", "Look-alikes judged", "where the look-alike term finds each figurine's nearest "
+                         "neighbours", choices=LOOKS)
     neighbourhood: Neighbourhood = setting(Neighbourhood(), "The look-alike term", Neighbourhood.__doc__, "preset",
                                            flag=False)
     scale_codes: bool = setting(True, "Codes in prior sds", "the encoder's last layer works in units of the prior's "

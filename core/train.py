@@ -150,12 +150,13 @@ def _check(s: Settings, n: int, images: np.ndarray, cultures, guide, local) -> N
 
 def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = None, run: Run | None = None,
           resume: bool = False, on_batch: OnBatch | None = None, on_epoch: OnEpoch | None = None,
-          guide: np.ndarray | None = None, local: np.ndarray | None = None) -> Trained:
+          guide: np.ndarray | None = None, local: np.ndarray | None = None, looks: np.ndarray | None = None) -> Trained:
     """Train an AAE on uint8 images (n, H, W, 3). With `run`, write metrics, snapshots and checkpoints.
 
     `cultures` (integer culture codes) are needed for `balanced` sampling; `guide` (each image's prior
     component, -1 where its label is not to be seen) for a `guided` run; `local` (whether each image is of the
-    target culture) for a `local` run: `Settings.resolve` gives all three.
+    target culture) for a `local` run: `Settings.resolve` gives all three. `looks` (n, features): where a run
+    with `looks="descriptors"` finds each image's look-alikes (core.fit computes them).
     """
     s, n = settings.effective(), len(images)
     _check(s, n, images, cultures, guide, local)
@@ -167,7 +168,10 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
     sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(photos.data.device)
     log = RunLog(s, run, lambda: photos.data[sample]) if run is not None else Log(s)
     start = log.begin(model, opt, resume)
-    augment, near = Augment(s), Neighbours(s, photos.view, n, photos.data.device)
+    if s.neighbours and s.looks == "descriptors" and (looks is None or len(looks) != n):
+        raise UserError("look-alikes judged in descriptors need each image's descriptors (fit_run computes them)")
+    augment = Augment(s)
+    near = Neighbours(s, photos.view, n, photos.data.device, looks if s.looks == "descriptors" else None)
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type in AMP_DEVICES and s.amp)
     noise, n_batches, state = s.disc_noise * s.prior_std, math.ceil(n / s.batch_size), "done"
     with _StopFlag(run) as stop:

@@ -590,6 +590,22 @@ def test_the_critic_matches_the_photographs_or_their_varied_views(small_demo, ti
         assert np.isfinite(out.history.drop(columns="seconds").to_numpy()).all()
 
 
+def test_look_alikes_can_be_judged_in_the_descriptors(small_demo, tmp_path, tiny_settings):
+    """Settings.looks: the look-alike graph over each figurine's HOG descriptors rather than the model's pixels."""
+    from core.neighbours import Neighbours
+
+    twins = np.repeat(np.random.default_rng(0).normal(size=(10, 40)).astype(np.float32), 2, axis=0)
+    s = replace(tiny_settings, neighbours=True, looks="descriptors", neighbourhood=Neighbourhood(k=1, after=1))
+    blank = lambda rows: torch.zeros(len(rows), 3, 32, 32)  # noqa: E731  the pixels say nothing here
+    near = Neighbours(s, blank, len(twins), torch.device("cpu"), looks=twins).near
+    assert near[:, 0].tolist() == [i ^ 1 for i in range(20)]  # each figurine's nearest is its twin
+    with pytest.raises(UserError, match="need each image's descriptors"):
+        train(s, load(small_demo, 32).images, local=labels.is_target(load(small_demo, 32).items))
+    run = fit_run(tmp_path / "run", replace(s, epochs=2, neighbourhood=Neighbourhood(after=1)), str(small_demo))
+    assert run.config()["effective"]["looks"] == "descriptors"
+    assert (run.metrics()["map_loss"] > 0).tolist() == [False, True]  # the term from epoch 2
+
+
 def test_normalised_once_or_in_every_step_the_training_is_the_same(small_demo, tiny_settings, monkeypatch):
     """What the model sees is computed once on a CPU when it fits (SEEN_BYTES), else per batch: the same run."""
     import core.train as T
