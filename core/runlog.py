@@ -11,11 +11,10 @@ from .model import AAEModel, encode_images
 from .runs import Run
 from .settings import Settings
 
-METRICS = ("recon_loss", "map_loss", "disc_loss", "gen_loss", "disc_acc", "within_3sd")
-"""recon_loss: the reconstruction's MSE alone; map_loss: the costs on the map beside it (look-alikes, cluster heads,
-guided labels); disc_loss and gen_loss: the critic's and the generator's; disc_acc: how often the critic is right;
-within_3sd: the share of the epoch's codes within 3 prior sd, of what the critic compares with the prior (the varied
-views, or the photographs as taken: `Settings.matched`)."""
+METRICS = ("recon_loss", "map_loss", "disc_loss", "gen_loss", "disc_acc")
+"""Summed over an epoch's batches: recon_loss, the reconstruction's MSE alone; map_loss, the costs on the map beside
+it (look-alikes, cluster heads, guided labels); disc_loss and gen_loss, the critic's and the generator's;
+disc_acc, how often the critic is right. Beside them each epoch's row has `within_3sd` (see `within_3sd`)."""
 
 
 class TrainingFailed(Exception):
@@ -25,6 +24,15 @@ class TrainingFailed(Exception):
 def snapshot_rows(n: int, size: int, seed: int) -> np.ndarray:
     """The fixed random sample of rows that every latent snapshot of a run shows."""
     return np.sort(np.random.default_rng(seed).permutation(n)[:min(size, n)])
+
+
+@torch.no_grad()
+def within_3sd(model: AAEModel, images: torch.Tensor) -> float:
+    """The share of the photographs' own codes (uint8 images as taken, not varied; a cluster map's offsets from its
+    heads, which the prior is matched to) within 3 prior sd: what the map shows, measured as the Train and
+    Influence pages measure it."""
+    codes = encode_images(model, images, offsets=True)[1]
+    return float((np.linalg.norm(codes, axis=1) <= 3 * model.settings.prior_std).mean()) if len(codes) else 0.0
 
 
 class Tally:

@@ -26,7 +26,7 @@ from .devices import pick_device
 from .errors import UserError
 from .model import AAEModel, normalised_batches
 from .neighbours import Neighbours
-from .runlog import Log, RunLog, Tally, snapshot_rows
+from .runlog import Log, RunLog, Tally, snapshot_rows, within_3sd
 from .runs import Run
 from .settings import Settings
 
@@ -205,9 +205,8 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
                         fool = model.generator_cost(judged, label)
                     _step(opt["gen"], fool)
 
-                inside = (z.detach().float().norm(dim=1) <= 3 * s.prior_std).float().mean()
                 tally.add(recon_loss=recon, map_loss=cost - recon, disc_loss=critic, gen_loss=fool,
-                          disc_acc=judged.accuracy(), within_3sd=inside)
+                          disc_acc=judged.accuracy())
                 if on_batch:
                     on_batch(epoch, b + 1, n_batches)
                 if stop:
@@ -216,7 +215,8 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
             if state == "stopped":
                 log.stopped(epoch, model, opt)
                 break
-            row = {**tally.means(), "epoch": epoch, "seconds": time.perf_counter() - t0}
+            row = {**tally.means(), "within_3sd": within_3sd(model, photos.data[sample]), "epoch": epoch,
+                   "seconds": time.perf_counter() - t0}
             log.epoch(row, model, opt)
             if on_epoch:
                 on_epoch(row)

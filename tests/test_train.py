@@ -21,7 +21,7 @@ from core.model import AAEModel
 from core.runs import Run
 from core.devices import pick_device
 from core.fit import fit_run
-from core.runlog import TrainingFailed
+from core.runlog import TrainingFailed, snapshot_rows, within_3sd
 from core.settings import Neighbourhood, Settings
 from core.train import _order, train
 
@@ -87,7 +87,11 @@ def test_the_gpu_code_path_runs_on_cpu(small_demo, tiny_settings, monkeypatch):
     ds = load(small_demo, 32)
     s = replace(tiny_settings, epochs=2, neighbourhood=Neighbourhood(after=0))
     out = train(s, ds.images, local=labels.is_target(ds.items))
-    assert syncs == ["tolist", "tolist"]  # the metrics, once per epoch
+    per_epoch = syncs[:len(syncs) // 2]
+    assert syncs == per_epoch * 2 and per_epoch.count("tolist") == 1  # the metrics, once per epoch
+    syncs.clear()
+    train(replace(s, batch_size=20), ds.images, local=labels.is_target(ds.items))  # more batches, no more syncs
+    assert syncs == per_epoch * 2 and len(per_epoch) < len(ds.images) // 20  # the monitor's one pass aside
     assert np.isfinite(out.history.drop(columns="seconds").to_numpy()).all()
     assert out.history["recon_loss"].iloc[-1] < out.history["recon_loss"].iloc[0]
     assert all(p.dtype == torch.float32 for p in out.model.parameters())  # bf16 compute, fp32 weights
@@ -588,6 +592,9 @@ def test_the_critic_matches_the_photographs_or_their_varied_views(small_demo, ti
         out = train(replace(tiny_settings, epochs=1, matched=matched), ds.images, local=labels.is_target(ds.items))
         assert (seen[0].std(0).max() > 1e-4) == (matched == "photographs"), matched
         assert np.isfinite(out.history.drop(columns="seconds").to_numpy()).all()
+        # the live monitor measures the photographs as taken (the snapshot sample), whatever the critic sees
+        sample = torch.from_numpy(ds.images[snapshot_rows(len(ds.images), tiny_settings.snapshot_size, 0)])
+        assert out.history["within_3sd"].iloc[-1] == within_3sd(out.model, sample)
 
 
 def test_look_alikes_can_be_judged_in_the_descriptors(small_demo, tmp_path, tiny_settings):
