@@ -184,7 +184,7 @@ def trust(d: dict, lead: str) -> None:
     st.subheader("Does the AAE map match its prior?")
     verdict = d["verdict"]
     unreadable = "do not read distances" in verdict
-    worried = any(w in verdict for w in ("roughly", "poor", "blurry", "weakly", "beyond chance"))
+    worried = any(w in verdict for w in ("do not match", "poor", "blurry", "weakly", "beyond chance"))
     (st.error if unreadable else st.warning if worried else st.info)(f"Verdict: {verdict}.")
     st.caption("What this means for the reading: " + (
         f"none directly; the numbers above are read in the {EMBEDDINGS[lead]}, not in this map. Where the map's "

@@ -270,6 +270,22 @@ def test_diagnostics_tell_a_matched_prior_from_the_studys_drift():
     assert abs(good["spread"] - 1) < 0.1
 
 
+def test_a_ring_of_codes_within_3_sd_is_judged_not_to_match_the_prior():
+    """Issue 25: the demo's codes once formed a ring, all within 3 sd but few within 1: the bar of 95% within 3 sd
+    was met while the prior was not. The shape is judged: radial shares and a classifier two-sample test."""
+    rng = np.random.default_rng(6)
+    angle, radius = rng.uniform(0, 2 * np.pi, 2000), rng.normal(1.7, 0.2, 2000) * 5
+    ring = diagnostics.prior_match(np.c_[radius * np.cos(angle), radius * np.sin(angle)], 5)
+    assert ring["within_sd"][3] == 1 and ring["within_sd"][1] < 0.05 and ring["c2st_accuracy"] > 0.8
+    assert diagnostics.shape_gap(ring).startswith("0% of the codes lie within 1 sd and")
+    assert diagnostics.verdict(ring, 0.01, 0.9, 0.8, chance=0.25).startswith("codes do not match the prior's shape")
+    good = diagnostics.prior_match(rng.normal(0, 5, (2000, 2)), 5)
+    assert diagnostics.shape_gap(good) is None
+    centres = np.random.default_rng(7).normal(0, 5, (30, 2))  # clumps, each tight, spread as the prior is
+    clumped = diagnostics.prior_match(np.repeat(centres, 70, axis=0) + rng.normal(0, 0.3, (2100, 2)), 5)
+    assert (diagnostics.shape_gap(clumped) or "").startswith("a classifier tells them from the prior's draws")
+
+
 def test_diagnostics_tell_collapsed_codes_and_chance_level_separation():
     """Codes on one point inside the prior, and a 10-NN accuracy at chance, are not read as a usable map."""
     rng = np.random.default_rng(5)
