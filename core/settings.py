@@ -148,8 +148,8 @@ class Settings:
     local: bool = setting(True, "Tell it which are local", "What only the target culture has (local clay, bases, "
                           "coatings) is not given a place in the map, so its figurines sit nearer the sources whose "
                           "models they follow; the map's figures are then measured among the sources.", "basic")
-    neighbours: bool = setting(True, "Keep look-alikes together", "Figurines that look alike in their pixels are kept "
-                               "near each other in the map, as UMAP does, so target figurines sit beside the sources "
+    neighbours: bool = setting(True, "Keep look-alikes together", "Figurines that look alike are kept near each "
+                               "other in the map, as UMAP does, so target figurines sit beside the sources "
                                f"they follow, from epoch {Neighbourhood.after + 1} on. It changes the map, not the "
                                "numbers read in the descriptor space.", "basic")
     looks: str = setting("pixels", "Look-alikes judged", "where the look-alike term finds each figurine's nearest "
