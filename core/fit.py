@@ -24,14 +24,16 @@ def versions() -> dict:
 
 
 def _looks(ds, s: Settings, progress) -> np.ndarray:
-    """Each figurine's HOG descriptors at 64 px (as the Influence page reads them), rows as `ds.items`."""
+    """Each figurine's descriptors as the Influence page reads them by default (cached), rows as `ds.items`."""
     import pandas as pd
 
     from .dataset import load
-    from .descriptors import Descriptor, describe
+    from .descriptors import describe
+    from .influence import InfluenceSettings, descriptor_of
 
-    at = load(ds.root, 64, s.effective().background, progress=progress)
-    x = describe(at, Descriptor("hog", 64))
+    d = descriptor_of(InfluenceSettings())
+    at = load(ds.root, d.image_size, s.effective().background, progress=progress)
+    x = describe(at, d)
     return x[pd.Index(at.items["path"]).get_indexer(ds.items["path"])]
 
 
@@ -101,8 +103,8 @@ def _fit(run: Run, s: Settings, data_root: str, resume: bool, config: dict, dev,
         run.set_status("running", epoch=0, epochs=s.epochs, message="starting", device=device_name(dev), note=note)
     except OSError as e:
         raise UserError(f"cannot write to the run folder {run.dir}: {e.strerror or e}") from None
-    looks = _looks(ds, s, on_decode) if s.neighbours and s.looks == "descriptors" else None
     try:
+        looks = _looks(ds, s, on_decode) if s.neighbours and s.looks == "descriptors" else None
         result = train(s, ds.images, plan.cultures, run, resume, on_batch, on_epoch, plan.guide, plan.local, looks)
     except (TrainingFailed, UserError) as e:
         run.set_status("failed", message=str(e))

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import torch
 
-from .model import AAEModel, encode_images
+from .model import AAEModel
 from .runs import Run
 from .settings import Settings
 
 METRICS = ("recon_loss", "map_loss", "disc_loss", "gen_loss", "disc_acc")
 """Summed over an epoch's batches: recon_loss, the reconstruction's MSE alone; map_loss, the costs on the map beside
 it (look-alikes, cluster heads, guided labels); disc_loss and gen_loss, the critic's and the generator's;
-disc_acc, how often the critic is right. Beside them each epoch's row has `within_3sd` (see `within_3sd`)."""
+disc_acc, how often the critic is right. Beside them each epoch's row has `within_3sd`: the share of the photographs'
+own codes (the snapshot sample as taken; a cluster map's offsets from its heads) within 3 prior sd at its end."""
 
 
 class TrainingFailed(Exception):
@@ -24,15 +24,6 @@ class TrainingFailed(Exception):
 def snapshot_rows(n: int, size: int, seed: int) -> np.ndarray:
     """The fixed random sample of rows that every latent snapshot of a run shows."""
     return np.sort(np.random.default_rng(seed).permutation(n)[:min(size, n)])
-
-
-@torch.no_grad()
-def within_3sd(model: AAEModel, images: torch.Tensor) -> float:
-    """The share of the photographs' own codes (uint8 images as taken, not varied; a cluster map's offsets from its
-    heads, which the prior is matched to) within 3 prior sd: what the map shows, measured as the Train and
-    Influence pages measure it."""
-    codes = encode_images(model, images, offsets=True)[1]
-    return float((np.linalg.norm(codes, axis=1) <= 3 * model.settings.prior_std).mean()) if len(codes) else 0.0
 
 
 class Tally:
@@ -62,8 +53,9 @@ class Log:
         """The first epoch to train."""
         return 1
 
-    def epoch(self, row: dict, model: AAEModel, optimisers: dict) -> None:
-        """Keep the epoch's row; a non-finite metric ends the training (TrainingFailed)."""
+    def epoch(self, row: dict, model: AAEModel, optimisers: dict, places: np.ndarray) -> None:
+        """Keep the epoch's row (`places`: where the map puts the snapshot sample now); a non-finite metric ends the
+        training (TrainingFailed)."""
         bad = [k for k, v in row.items() if not math.isfinite(v)]
         if bad:
             kept = ("the last good checkpoint is kept" if self.run is not None and self.run.model_path.is_file()
@@ -77,12 +69,12 @@ class Log:
 
 
 class RunLog(Log):
-    """A training's history in its run folder: metrics.csv every epoch, a snapshot of the fixed sample's codes
-    (`sample()`: their uint8 images) and a resumable checkpoint on their schedules, and the status."""
+    """A training's history in its run folder: metrics.csv every epoch, a snapshot of the fixed sample's places and
+    a resumable checkpoint on their schedules, and the status."""
 
-    def __init__(self, s: Settings, run: Run, sample: Callable[[], torch.Tensor]):
+    def __init__(self, s: Settings, run: Run):
         super().__init__(s)
-        self.run, self.sample = run, sample
+        self.run = run
 
     def begin(self, model: AAEModel, optimisers: dict, resume: bool) -> int:
         """A resumed run's model, optimisers and history from its checkpoint (rows written after it are dropped:
@@ -98,12 +90,12 @@ class RunLog(Log):
         self.run.write_metrics(self.history)
         return ckpt["epoch"] + 1
 
-    def epoch(self, row: dict, model: AAEModel, optimisers: dict) -> None:
-        super().epoch(row, model, optimisers)
+    def epoch(self, row: dict, model: AAEModel, optimisers: dict, places: np.ndarray) -> None:
+        super().epoch(row, model, optimisers, places)
         s, epoch = self.s, row["epoch"]
         self.run.write_metrics(self.history)
         if epoch % s.snapshot_every == 0 or epoch == s.epochs or epoch == 1:
-            self.run.save_snapshot(epoch, encode_images(model, self.sample()))
+            self.run.save_snapshot(epoch, places)
         if epoch % s.checkpoint_every == 0 or epoch == s.epochs:
             self.checkpoint(epoch, model, optimisers)
         self.run.set_status("running", epoch=epoch, epochs=s.epochs, message=f"epoch {epoch} of {s.epochs}")

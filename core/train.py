@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from .augment import Augment
+from .diagnostics import within_sd
 from .devices import pick_device
 from .errors import UserError
-from .model import AAEModel, normalised_batches
+from .model import AAEModel, encode_images, normalised_batches
 from .neighbours import Neighbours
-from .runlog import Log, RunLog, Tally, snapshot_rows, within_3sd
+from .runlog import Log, RunLog, Tally, snapshot_rows
 from .runs import Run
 from .settings import Settings
 
@@ -166,7 +167,7 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
     opt = _optimisers(model, s, fused=dev.type == "cuda")
     photos = Photographs(model, images, dev, guide if s.guided else None, local if s.local else None)
     sample = torch.as_tensor(snapshot_rows(n, s.snapshot_size, s.seed)).to(photos.data.device)
-    log = RunLog(s, run, lambda: photos.data[sample]) if run is not None else Log(s)
+    log = RunLog(s, run) if run is not None else Log(s)
     start = log.begin(model, opt, resume)
     if s.neighbours and s.looks == "descriptors" and (looks is None or len(looks) != n):
         raise UserError("look-alikes judged in descriptors need each image's descriptors (fit_run computes them)")
@@ -215,9 +216,10 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
             if state == "stopped":
                 log.stopped(epoch, model, opt)
                 break
-            row = {**tally.means(), "within_3sd": within_3sd(model, photos.data[sample]), "epoch": epoch,
+            places, codes = encode_images(model, photos.data[sample], offsets=True)  # the photographs as taken
+            row = {**tally.means(), "within_3sd": within_sd(codes, s.prior_std, ks=(3,))[3], "epoch": epoch,
                    "seconds": time.perf_counter() - t0}
-            log.epoch(row, model, opt)
+            log.epoch(row, model, opt, places)
             if on_epoch:
                 on_epoch(row)
     model.eval()
