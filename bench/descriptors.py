@@ -1,6 +1,7 @@
 """Readings in descriptor spaces alone (no training): which descriptor and image size tell the cultures apart.
 
     python bench/descriptors.py --data DIR [DIR ...] [--descriptors hog:64 hog:128 pixels:64 backbone:64]
+                                [--background flatten|separate|keep]
 
 For each collection (a folder with a `truth.json`: the demo, or `core demo --collection second`) and each
 descriptor (KIND:SIZE; `backbone` uses a ResNet-50 with random weights, saved under --out: its time is
@@ -27,6 +28,7 @@ def main() -> None:
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--descriptors", nargs="+", default=["hog:64", "hog:128", "pixels:64"])
     p.add_argument("--out", default=tempfile.mkdtemp(prefix="descriptors-"))
+    p.add_argument("--background", default="flatten", help="what is made of each photograph's backdrop (as a run's)")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -45,6 +47,7 @@ def main() -> None:
         torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
     settings = influence.InfluenceSettings()
     print(f"{os.cpu_count()} cores; {settings.components} components fitted to the sources\n")
+    print(f"Backgrounds: {a.background}\n")
     print("| collection | descriptor | figurines | describe (s) | reading (s) | error vs truth | truth in shown CI | "
           "shown CI width | self-check error / coverage | apart (AUC / null 95%) | conditioning | reading |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -52,7 +55,7 @@ def main() -> None:
         truth = json.loads((Path(data) / "truth.json").read_text())["sites"]
         for d in a.descriptors:
             kind, size = d.split(":")
-            ds = load(data, int(size))
+            ds = load(data, int(size), a.background)
             items = ds.items
             start = time.time()
             x = describe(ds, Descriptor(kind, int(size), weights=str(weights) if kind == "backbone" else ""))

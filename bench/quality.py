@@ -1,7 +1,7 @@
 """Latent quality: the AAE variants against the UMAP and PCA-50 baselines, on the same figurines and folds.
 
-    python bench/quality.py [--data FOLDER] [--variants fast unaugmented guided] [--epochs N] [--seeds 0 1]
-                            [--device auto|cpu|cuda] [--image-size N] [--out DIR] [--no-write]
+    python bench/quality.py [--data FOLDER ...] [--backdrops] [--variants fast unaugmented guided] [--epochs N]
+                            [--seeds 0 1] [--device auto|cpu|cuda] [--image-size N] [--out DIR] [--no-write]
 
 Each (variant, seed) is trained through the engine (`core.fit.fit_run`, timed from a decoded cache) and
 encoded. Per run: balanced 10-NN culture accuracy (all cultures, and the sources alone) of the AAE codes, of
@@ -9,9 +9,13 @@ the run's UMAP baseline and of the 50-D PCA space (`core.diagnostics.knn_accurac
 guided run all three only on the figurines whose labels it did not see; a local run's AAE, told which are
 targets, only among the sources), trustworthiness against the PCA space, the shares of the photographs' codes
 within 1, 2 and 3 prior sd beside the shares the run's own prior puts there and a classifier two-sample test
-against the prior's draws (`core.diagnostics.prior_of`), the mean reconstruction error and the training time. Prints a Markdown table, writes the raw numbers to
-OUT/quality.json and, unless --no-write, the section `quality-<cpu|gpu>-<data>` of bench/RESULTS.md. The
-default data is the demo, drawn at 64 px if missing.
+against the prior's draws (`core.diagnostics.prior_of`), the mean reconstruction error and the training time.
+On a collection drawn by `core.demo`: the targets beside their source (a label no run sees); on one drawn on
+varied backdrops, how well a 10-NN classifier tells each photograph's backdrop from the codes. Prints a Markdown
+table per collection, writes the raw numbers to OUT/quality.json and, unless --no-write, the section
+`quality-<cpu|gpu>-<data>` of bench/RESULTS.md. The default data is the demo, drawn at 64 px if missing;
+--backdrops adds the second collection on five kinds of backdrop (`core demo --collection varied`), drawn into
+OUT if missing.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ VARIANTS = {
     "photographs-matched": ("fast", {"matched": "photographs"}),
     "photographs-matched-plain": ("fast", {"matched": "photographs", "neighbours": False}),
     "descriptor-looks": ("fast", {"looks": "descriptors"}),
+    "separate": ("fast", {"background": "separate"}),
     "augmented": ("fast", PLAIN),
     "local": ("fast", {"neighbours": False}),
     "neighbours": ("fast", {"local": False}),
@@ -104,6 +109,7 @@ def measure(run_dir: Path) -> dict:
     told = config["effective"].get("local")  # a local run was told which are targets: no all-culture figure
     return {"figurines": int(keep.sum()),
             "beside": beside(config["data"], enc[keep], {n: emb[n][keep] for n in SPACES}),
+            "backdrop": backdrop_told(config["data"], enc[keep], {n: emb[n][keep] for n in SPACES}),
             "accuracy": {n: float("nan") if told and n == "aae" else knn_accuracy(emb[n][keep], y)
                          for n in SPACES},
             "source_accuracy": {n: knn_accuracy(emb[n][keep][src], y[src]) for n in SPACES},
@@ -115,26 +121,48 @@ def measure(run_dir: Path) -> dict:
 
 
 def beside(data: str, enc, emb: dict) -> dict | None:
-    """On the demo: per space, the share of its target figurines that a 10-NN classifier of the (unseen) source
-    figurines places with the source whose style the demo drew them in: how far the map puts each target figurine
-    beside its own models. None for other data."""
+    """On a collection drawn by `core.demo` (the demo, the second collection): per space, the balanced accuracy
+    with which a 10-NN classifier of the source figurines places its target figurines with the source whose
+    style the generator drew them in: how far the map puts each target figurine beside its own models, a label
+    no run sees. None for other data."""
+    from sklearn.metrics import balanced_accuracy_score
     from sklearn.neighbors import KNeighborsClassifier
 
-    from core.demo import drawn_style
+    from core.demo import COLLECTIONS, drawn_style
     from core.labels import is_target
 
     try:
-        seed = json.loads((Path(data) / "truth.json").read_text())["seed"]
-    except (OSError, ValueError, KeyError, TypeError):
+        truth = json.loads((Path(data) / "truth.json").read_text())
+        seed = truth["seed"]
+        collection = next(c for c in COLLECTIONS.values() if c.target == truth.get("collection", c.target))
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
         return None
     target = is_target(enc)
-    style = np.array([drawn_style(p, s, seed) for p, s in zip(enc["path"][target], enc["site"][target])])
-    known = np.array([s is not None for s in style], bool)
+    drawn = [drawn_style(p, s, seed, collection) for p, s in zip(enc["path"][target], enc["site"][target])]
+    style = np.array([collection.names[d] if d else None for d in drawn], object)
+    known = np.array([d is not None for d in drawn], bool)
     if not known.any():
         return None
     y = enc["culture"].to_numpy()[~target]
-    return {n: float((KNeighborsClassifier(10).fit(x[~target], y).predict(x[target][known]) == style[known]).mean())
-            for n, x in emb.items()}
+    return {n: float(balanced_accuracy_score(style[known], KNeighborsClassifier(10).fit(x[~target], y).predict(
+        x[target][known]))) for n, x in emb.items()}
+
+
+def backdrop_told(data: str, enc, emb: dict) -> dict | None:
+    """On a collection drawn on several kinds of backdrop: per space, the balanced 10-NN accuracy of telling each
+    photograph's backdrop from its place (chance: one over the kinds, under `"chance"`). None for other data."""
+    from core.demo import drawn_backdrop
+    from core.diagnostics import knn_accuracy
+
+    try:
+        truth = json.loads((Path(data) / "truth.json").read_text())
+        kinds, seed = truth["backdrops"], truth["seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(kinds) < 2:
+        return None
+    y = np.array([drawn_backdrop(p, seed, kinds) for p in enc["path"]], object)
+    return {"chance": 1 / len(kinds), **{n: knn_accuracy(x, y.astype(str)) for n, x in emb.items()}}
 
 
 def rows(r: dict, seed) -> list[list]:
@@ -145,6 +173,7 @@ def rows(r: dict, seed) -> list[list]:
         trust = r["trustworthiness"].get(n)
         out.append([r["variant"] if aae else "", seed if aae else "", label, r["figurines"], r["accuracy"][n],
                     r["source_accuracy"][n], r["beside"][n] if r.get("beside") else "",
+                    r["backdrop"][n] if r.get("backdrop") else "",
                     "(reference)" if trust is None else trust,
                     " / ".join(f"{w:.0%}" for w in r["within_sd"]) + " (" + " / ".join(
                         f"{w:.0%}" for w in r["prior_within_sd"]) + ")" if aae else "",
@@ -163,6 +192,8 @@ def mean(results: list[dict]) -> dict:
             "accuracy": {n: avg("accuracy", n) for n in SPACES},
             "source_accuracy": {n: avg("source_accuracy", n) for n in SPACES},
             "beside": {n: avg("beside", n) for n in SPACES} if all(r.get("beside") for r in results) else None,
+            "backdrop": {n: avg("backdrop", n) for n in ("chance", *SPACES)} if all(r.get("backdrop") for r in results)
+            else None,
             "trustworthiness": {n: avg("trustworthiness", n) for n in ("aae", "umap")},
             **{k: [avg(k, i) for i in range(3)] for k in ("within_sd", "prior_within_sd")},
             **{k: avg(k) for k in ("c2st", "recon_error", "train_s", "s_per_epoch")}}
@@ -179,55 +210,22 @@ def finite(obj):
     return obj
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", help="a dataset folder (default: the demo, drawn at 64 px if missing)")
-    p.add_argument("--variants", nargs="+", default=["fast", "unaugmented", "guided"], choices=list(VARIANTS))
-    p.add_argument("--epochs", type=int, help="default: each preset's")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--image-size", type=int, help="default: each preset's")
-    p.add_argument("--out", help="runs and quality.json (default: a new temporary folder)")
-    p.add_argument("--no-write", action="store_true", help="do not write the section of bench/RESULTS.md")
-    p.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    from core import demo, paths
-    from core.devices import pick_device
-    from core.runlog import TrainingFailed
-
-    try:
-        data = Path(a.data).expanduser().resolve() if a.data else demo.ensure(paths.DEMO, 64)
-        out = Path(a.out or tempfile.mkdtemp(prefix="figurines-quality-")).resolve()
-        gpu = pick_device(a.device).type == "cuda"
-        results = []
-        for variant in a.variants:
-            for seed in a.seeds:
-                run_dir = out / f"{variant}-{seed}"
-                r = train(data, run_dir, variant, epochs=a.epochs, seed=seed, device=a.device,
-                          image_size=a.image_size)
-                results.append({**r, "seed": seed, **measure(run_dir)})
-    except UserError as e:
-        print(f"error: {printable(e)}", file=sys.stderr)
-        return 2
-    except TrainingFailed as e:
-        print(f"training failed: {printable(e)}", file=sys.stderr)
-        return 1
-
+def section(data: Path, results: list[dict], a, gpu: bool, command: str, when: datetime) -> str:
+    """The Markdown section of one collection's runs."""
     body = []
     for variant in a.variants:
         mine = [r for r in results if r["variant"] == variant]
         body += [row for r in mine for row in rows(r, r["seed"])]
         if len(mine) > 1:
             body += rows(mean(mine), "mean")
+    chance = next((r["backdrop"]["chance"] for r in results if r.get("backdrop")), None)
     tab = table(["variant", "seed", "space", "figurines", "10-NN accuracy", "sources only",
-                 "targets beside their source", "trustworthiness",
-                 "codes within 1 / 2 / 3 sd (the prior's own)", "told from prior draws", "recon error",
-                 "training (s)", "s / epoch"], body)
-    when = datetime.now(timezone.utc)
-    command = shlex.join(sys.argv[1:] if argv is None else argv)
+                 "targets beside their source", "backdrop told" + (f" (chance {chance:.2f})" if chance else ""),
+                 "trustworthiness", "codes within 1 / 2 / 3 sd (the prior's own)", "told from prior draws",
+                 "recon error", "training (s)", "s / epoch"], body)
     epochs = sorted({r["epochs"] for r in results})
     sizes = sorted({r["image_size"] for r in results})
-    section = (
+    return (
         f"## Latent quality on {data.name} ({'GPU' if gpu else 'CPU'}, {when:%Y-%m-%d %H:%M} UTC)\n\n"
         f"{machine(a.device)}\n- Data: {data} ({results[0]['images']:,} images at "
         f"{', '.join(map(str, sizes))} px), {', '.join(map(str, epochs))} epochs, seeds "
@@ -235,25 +233,74 @@ def main(argv: list[str] | None = None) -> int:
         f"\n\n{tab}\n\nBalanced 10-NN culture accuracy by 5-fold cross-validation, the same folds in every space, over "
         "all cultures and over the source cultures alone; for a guided run, in every space only on the figurines "
         "whose labels it did not see (`figurines`); a local run's AAE, told which figurines are targets, has no "
-        "all-culture figure (nan). Targets beside their source (the demo only): the share of its Hellenistic "
-        "Babylonian figurines that a 10-NN classifier of the source figurines places with the source whose style "
-        "the demo drew them in. "
+        "all-culture figure (nan). Targets beside their source (collections drawn by `core.demo`): the balanced "
+        "accuracy with which a 10-NN classifier of the source figurines places each target figurine with the "
+        "source the generator drew it after, a label no run sees. Backdrop told (a collection on varied "
+        "backdrops): balanced 10-NN accuracy of telling each photograph's backdrop from its place. "
         "Trustworthiness: of the 10 nearest neighbours, against the 50-D PCA space (on at most 2,000 of them, "
         "drawn at random). The photographs' codes within 1, 2 and 3 prior sd, "
         "beside the shares the run's own prior puts there, and how well a classifier tells them from the prior's "
-        "draws (0.50: it cannot, as it should be; issue 25's bar: at most 0.65). Reconstruction error: mean squared, in the model's "
-        "[-1, 1] pixel units. Training: wall-clock from a decoded cache; s / epoch: the median epoch, which other "
-        "work on the machine moves less.")
-    print(section)
+        "draws (0.50: it cannot, as it should be; issue 25's bar: at most 0.65). Reconstruction error: mean "
+        "squared, in the model's [-1, 1] pixel units. Training: wall-clock from a decoded cache; s / epoch: the "
+        "median epoch, which other work on the machine moves less.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", nargs="+", help="dataset folders (default: the demo, drawn at 64 px if missing)")
+    p.add_argument("--backdrops", action="store_true",
+                   help="also the second collection on five kinds of backdrop, drawn into --out if missing")
+    p.add_argument("--variants", nargs="+", default=["fast", "unaugmented", "guided"], choices=list(VARIANTS))
+    p.add_argument("--epochs", type=int, help="default: each preset's")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--image-size", type=int, help="default: each preset's")
+    p.add_argument("--out", help="runs and quality.json (default: a new temporary folder)")
+    p.add_argument("--no-write", action="store_true", help="do not write the sections of bench/RESULTS.md")
+    p.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    from core import demo, paths
+    from core.devices import pick_device
+    from core.runlog import TrainingFailed
+
+    try:
+        out = Path(a.out or tempfile.mkdtemp(prefix="figurines-quality-")).resolve()
+        datas = [Path(d).expanduser().resolve() for d in a.data] if a.data else [demo.ensure(paths.DEMO, 64)]
+        if a.backdrops:
+            varied = out / "varied"
+            if not (varied / "truth.json").is_file():
+                demo.generate(varied, 64, seed=1, collection=demo.VARIED)
+            datas.append(varied)
+        gpu = pick_device(a.device).type == "cuda"
+        results = {}
+        for data in datas:
+            for variant in a.variants:
+                for seed in a.seeds:
+                    run_dir = out / data.name / f"{variant}-{seed}"
+                    r = train(data, run_dir, variant, epochs=a.epochs, seed=seed, device=a.device,
+                              image_size=a.image_size)
+                    results.setdefault(data, []).append({**r, "seed": seed, **measure(run_dir)})
+    except UserError as e:
+        print(f"error: {printable(e)}", file=sys.stderr)
+        return 2
+    except TrainingFailed as e:
+        print(f"training failed: {printable(e)}", file=sys.stderr)
+        return 1
+
+    when = datetime.now(timezone.utc)
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
     out.mkdir(parents=True, exist_ok=True)
-    raw = {"date": when.isoformat(), "data": str(data), "device": a.device, "gpu": gpu, "seeds": a.seeds,
-           "runs": results}
+    raw = {"date": when.isoformat(), "device": a.device, "gpu": gpu, "seeds": a.seeds,
+           "collections": {str(d): r for d, r in results.items()}}
     (out / "quality.json").write_text(json.dumps(finite(raw), indent=1))
-    print(f"\nraw numbers: {out / 'quality.json'}", file=sys.stderr)
-    if not a.no_write:
-        key = f"quality-{'gpu' if gpu else 'cpu'}-{re.sub(r'[^a-z0-9]+', '-', data.name.lower()).strip('-')}"
-        write_section(Path(a.results), key, section)
-        print(f"wrote the section {key} of {a.results}", file=sys.stderr)
+    for data, mine in results.items():
+        text = section(data, mine, a, gpu, command, when)
+        print(text + "\n")
+        if not a.no_write:
+            key = f"quality-{'gpu' if gpu else 'cpu'}-{re.sub(r'[^a-z0-9]+', '-', data.name.lower()).strip('-')}"
+            write_section(Path(a.results), key, text)
+            print(f"wrote the section {key} of {a.results}", file=sys.stderr)
+    print(f"raw numbers: {out / 'quality.json'}", file=sys.stderr)
     return 0
 
 

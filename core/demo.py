@@ -23,7 +23,7 @@ import math
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +36,7 @@ from .parallel import map_chunks
 HB, GREEK, NEOBAB, ACHAEMENID = ("Hellenistic Babylonian", "Classical Greek and Hellenistic",
                                  "Neo-Babylonian", "Achaemenid")
 CULTURES = (HB, GREEK, NEOBAB, ACHAEMENID)
+BACKDROPS = ("studio", "dark", "white", "spotlight", "cloth")  # a studio sweep, velvet, paper, a spotlight, cloth
 SOURCES = (GREEK, NEOBAB, ACHAEMENID)
 STUDY_COUNTS = {HB: 3144, GREEK: 887, NEOBAB: 204, ACHAEMENID: 80}
 # Site: (share of the study's Hellenistic Babylonian figurines, mixing weights over SOURCES).
@@ -68,7 +69,8 @@ class Collection:
     of each, its target culture's find-sites and their mixing weights over `SOURCES`, what local making
     adds to the target figurines (`local`: the demo's oval base, alluvial clay and gypsum; "slip": a dark red
     slip and nothing else; "none"), and `kinship`: how far the sources' proportions and clay are drawn
-    towards one another (0: the demo's distinct styles; 1: one style)."""
+    towards one another (0: the demo's distinct styles; 1: one style); `backdrops`: the kinds of backdrop its
+    photographs are taken on (`BACKDROPS`), one drawn at random for each photograph whatever its culture."""
 
     target: str = HB
     names: dict = field(default_factory=lambda: {s: s for s in SOURCES})
@@ -76,6 +78,7 @@ class Collection:
     sites: dict = field(default_factory=lambda: SITES)
     local: str = "demo"
     kinship: float = 0.0
+    backdrops: tuple = ("studio",)
 
 
 # A collection drawn unlike the demo, to measure every default on more than one: three related source
@@ -88,7 +91,9 @@ SECOND = Collection(
     sites={"Dura": (51, (0.6, 0.3, 0.1)), "Assur": (51, (0.2, 0.5, 0.3)), "Tell Umar": (51, (0.34, 0.33, 0.33)),
            "Larsa": (51, (0.1, 0.2, 0.7))},
     local="slip", kinship=0.5)
-COLLECTIONS = {"demo": Collection(), "second": SECOND}
+# The second collection photographed on every kind of backdrop (the same figures): does the map group by backdrop?
+VARIED = replace(SECOND, backdrops=BACKDROPS)
+COLLECTIONS = {"demo": Collection(), "second": SECOND, "varied": VARIED}
 
 
 def counts(scale: float = 1.0, collection: Collection = Collection()) -> dict[str, dict[str, int]]:
@@ -110,6 +115,31 @@ def _background(rng: np.random.Generator, d: int) -> np.ndarray:
     tint = rng.normal(0, 2.5, 3)
     grad = np.linspace(1.04, 0.92, d)[:, None, None] * rng.uniform(0.9, 1.1)
     return np.clip((tone + tint)[None, None, :] * grad * np.ones((d, d, 3)), 0, 255)
+
+
+def _backdrop(kind: str, rng: np.random.Generator, d: int) -> np.ndarray:
+    """A museum backdrop of a kind (`BACKDROPS`), float (d, d, 3)."""
+    if kind == "studio":
+        return _background(rng, d)
+    yy, xx = np.mgrid[0:d, 0:d].astype(np.float32) / d
+    if kind == "dark":  # black velvet, vignetted, with a faint pile
+        r2 = (xx - 0.5) ** 2 + (yy - 0.5) ** 2
+        tone = rng.uniform(18, 45) * (1 - 0.8 * r2) + rng.normal(0, 2.0, (d, d))
+        return np.clip(tone[..., None] + rng.normal(0, 1.5, 3), 0, 255) * np.ones((1, 1, 3))
+    if kind == "white":  # near-white paper, a slight tilt of light
+        tone = rng.uniform(232, 250) * (1 + 0.03 * rng.uniform(-1, 1) * (xx - 0.5))
+        return np.clip(tone[..., None] + rng.normal(0, 1.0, 3), 0, 255) * np.ones((1, 1, 3))
+    if kind == "spotlight":  # a pool of light high on the figure, falling off into a dark sweep
+        cx, cy = 0.5 + rng.normal(0, 0.08), rng.uniform(0.25, 0.45)
+        r2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / rng.uniform(0.08, 0.15)
+        tone = 25 + rng.uniform(150, 200) * np.exp(-r2)
+        return np.clip(tone[..., None] * np.array([1.0, 0.97, 0.9]), 0, 255)
+    if kind == "cloth":  # coloured cloth: a weave and a few soft folds
+        colour = np.array([rng.uniform(40, 200) for _ in range(3)], np.float32)
+        weave = 6 * np.sin(xx * d * 1.6) * np.sin(yy * d * 1.6)
+        folds = 1 + 0.18 * np.sin(2 * np.pi * (xx * rng.uniform(1, 3) + yy * rng.uniform(-1, 1) + rng.random()))
+        return np.clip(colour * folds[..., None] + weave[..., None], 0, 255)
+    raise ValueError(f"unknown backdrop {kind!r}")
 
 
 def _kin(culture: str, kinship: float) -> dict:
@@ -229,12 +259,19 @@ def _figure(culture: str, rng: np.random.Generator, d: int, local: bool, kinship
 
 
 def figurine(culture: str, rng: np.random.Generator, size: int, local: bool | str = False,
-             kinship: float = 0.0) -> Image.Image:
+             kinship: float = 0.0, backdrop: str = "studio") -> Image.Image:
     """One photograph of a figurine in a source culture's style, `size` x `size` RGB.
 
     `local` (True or "demo"): made in Hellenistic Babylonia in that style (oval base, alluvial clay, gypsum
     coating); "slip": made locally under a dark red slip, the figure's shape unchanged; False or "none": not.
+    `backdrop`: one of `BACKDROPS`.
     """
+    return photograph(culture, rng, size, local, kinship, backdrop)[0]
+
+
+def photograph(culture: str, rng: np.random.Generator, size: int, local: bool | str = False,
+               kinship: float = 0.0, backdrop: str = "studio") -> tuple[Image.Image, np.ndarray]:
+    """`figurine`'s photograph and the figure's true silhouette (bool, size x size)."""
     kind = {True: "demo", False: "none"}.get(local, local)
     slip, local = kind == "slip", kind == "demo"
     s = _kin(culture, kinship)
@@ -261,13 +298,15 @@ def figurine(culture: str, rng: np.random.Generator, size: int, local: bool | st
         coat = np.asarray(Image.fromarray(blobs.astype(np.uint8) * 255).resize((d, d), Image.Resampling.BILINEAR)
                           .filter(ImageFilter.GaussianBlur(d / 40)), np.float32)[..., None] / 255
         fig = fig * (1 - 0.55 * coat) + 0.55 * coat * np.array([236, 232, 222], np.float32)
-    bg = _background(rng, d)
+    bg = _backdrop(backdrop, rng, d)
     shadow = np.asarray(mask.transform(mask.size, Image.Transform.AFFINE, (1, 0, -0.04 * d * light, 0, 1, 0))
                         .filter(ImageFilter.GaussianBlur(d * 0.03)), np.float32) / 255
     bg = bg * (1 - 0.3 * shadow[..., None])
     out = fig * a[..., None] + bg * (1 - a[..., None])
     img = Image.fromarray(out.astype(np.uint8))
-    return img.resize((size, size), Image.Resampling.LANCZOS) if d != size else img
+    if d != size:
+        img, mask = img.resize((size, size), Image.Resampling.LANCZOS), mask.resize((size, size), Image.Resampling.BOX)
+    return img, np.asarray(mask) >= 128
 
 
 def _plan(scale: float, collection: Collection) -> list[tuple[str, str]]:
@@ -294,6 +333,17 @@ def drawn_style(path: str, site: str, seed: int, collection: Collection = Collec
     return _style(np.random.default_rng([seed, int(m.group(1))]), site, collection)
 
 
+def _backdrop_of(i: int, seed: int, backdrops: tuple | list) -> str:
+    """The backdrop the `i`-th photograph is taken on (its own random draw: the figures do not change with it)."""
+    return backdrops[np.random.default_rng([seed, i, 1]).integers(len(backdrops))] if len(backdrops) > 1 else backdrops[0]
+
+
+def drawn_backdrop(path: str, seed: int, backdrops: tuple | list) -> str | None:
+    """The backdrop the generator took one of its photographs on, from the file's name; None for another file."""
+    m = re.fullmatch(r"[^_]+_(\d+)\.(jpg|TIF)", os.path.basename(path))
+    return _backdrop_of(int(m.group(1)), seed, backdrops) if m else None
+
+
 def _render_chunk(args: tuple[str, int, int, list[tuple[int, str, str]], Collection]) -> None:
     out, size, seed, jobs, collection = args
     drawn_as = {name: style for style, name in collection.names.items()}
@@ -301,7 +351,8 @@ def _render_chunk(args: tuple[str, int, int, list[tuple[int, str, str]], Collect
         rng = np.random.default_rng([seed, i])
         local = culture == collection.target
         style = _style(rng, site, collection) if local else drawn_as[culture]
-        img = figurine(style, rng, size, collection.local if local else "none", collection.kinship)
+        backdrop = _backdrop_of(i, seed, collection.backdrops)
+        img = figurine(style, rng, size, collection.local if local else "none", collection.kinship, backdrop)
         tif = rng.random() < 0.1  # the study mixed .jpg and .TIF, independent of culture
         folder = Path(out, culture, site)
         name = f"{_file_stem(culture)}_{i:05d}"
@@ -337,6 +388,7 @@ def generate(out: str | os.PathLike, size: int = 64, scale: float = 1.0, seed: i
     # the demo's known answer is its mixing weights (as DESIGN.md says); another collection's, whose sites are
     # small, is the share of each site's figurines actually drawn in each style
     truth = {"seed": seed, "size": size, "scale": scale, "collection": collection.target,
+             "backdrops": list(collection.backdrops),
              "sites": weights if collection == Collection() else drawn, "weights": weights, "drawn": drawn,
              "counts": {c: sum(v.values()) for c, v in counts(scale, collection).items()}}
     (out / "truth.json").write_text(json.dumps(truth, indent=2))

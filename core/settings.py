@@ -37,8 +37,10 @@ PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, sc
 STYLES = {"form": "shape and relief: each figure's brightness standardised within it, colour dropped, so that "
                   "clay colour, firing and coatings do not decide",
           "colour": "everything photographed: colour, tone and surface count as style"}
-BACKGROUNDS = {"flatten": "studio backgrounds become one neutral grey, so that nothing groups figurines by how "
-                          "they were photographed (dark and graded museum backdrops are not all removed yet)",
+BACKGROUNDS = {"flatten": "plain studio backdrops (a light gradient) become one neutral grey, so that nothing groups "
+                          "figurines by how they were photographed; dark, spot-lit and cloth backdrops stay",
+               "separate": "each figure is cut out of any backdrop (velvet, paper, spotlight, cloth) and set on the "
+                           "same grey; it can bite into a figure whose surface looks like its backdrop",
                "keep": "as photographed"}
 MATCHED = {"views": "the varied views the encoder learns from", "photographs": "the photographs as taken, whose "
            "codes the map shows, so that the map itself has the prior's shape"}

@@ -87,7 +87,7 @@ for i, r in enumerate(rows):
         st.caption(f"{plain(items.at[r, 'culture'])} · {plain(items.at[r, 'site']) or '—'}  \n"
                    f"{plain(file_name(items.at[r, 'path']))}", help=plain(items.at[r, "path"]))
 st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, background "
-           f"{'flattened to neutral grey' if ds.background == 'flatten' else 'as photographed'}.")
+           f"{ {'flatten': 'flattened to neutral grey', 'separate': 'cut away to neutral grey'}.get(ds.background, 'as photographed')}.")
 
 st.subheader("Files that could not be read")
 problems = ds.metadata_problems

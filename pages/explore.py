@@ -313,13 +313,14 @@ st.caption(f"{int(keep.sum()):,} of {len(enc):,} figurines shown · {how} · "
 if s.get("clusters"):
     st.caption(f"This run's map places each figurine at one of {s['clusters']} learned cluster heads plus its "
                "style code: the prior's circles belong to the style part alone and are not drawn.")
-figures = {"aae": chart("aae", "AAE latent", circles, thumbs),
-           "umap": chart("umap", "UMAP baseline", None, thumbs)}
+titles = {"aae": f"AAE latent (from the pixels, {s.get('style', 'colour')})",  # each map says what it was made from
+          "umap": f"UMAP baseline (from the {enc.attrs.get('umap_from', 'pixels')})"}
+figures = {p: chart(p, titles[p], circles if p == "aae" else None, thumbs) for p in titles}
 events, keys = {}, {p: f"{'lasso' if use_lasso else 'chart'}_{p}_{picks['gen'].get(p, 0)}" for p in ("aae", "umap")}
 for prefix in ("aae", "umap"):
     if keys[prefix] not in st.session_state:
         picks["seen"][prefix] = None  # drawn afresh (the page was left): it holds no selection of its own
-for col, (prefix, title) in zip(st.columns(2), (("aae", "AAE latent"), ("umap", "UMAP baseline"))):
+for col, (prefix, title) in zip(st.columns(2), titles.items()):
     with col:  # a chart's key changes to clear a selection it still holds when the other chart selects
         if use_lasso:
             fig = lasso.scatter(points(), enc[~keep] if context else enc.iloc[:0], prefix, title, legend,

@@ -10,7 +10,7 @@ def test_quality_bench_on_a_tiny_demo(tmp_path, small_demo, capsys):
                  "--device", "cpu", "--out", str(tmp_path / "runs"), "--results", str(results)]) == 0
     raw = json.loads((tmp_path / "runs" / "quality.json").read_text())
     images = sum(1 for p in small_demo.rglob("*") if p.suffix in (".jpg", ".TIF"))
-    runs = {r["variant"]: r for r in raw["runs"]}
+    runs = {r["variant"]: r for r in raw["collections"][str(small_demo)]}
     assert set(runs) == {"fast", "guided"}
     for r in runs.values():
         for acc in (r["accuracy"], r["source_accuracy"]):
@@ -19,6 +19,7 @@ def test_quality_bench_on_a_tiny_demo(tmp_path, small_demo, capsys):
         assert (r["accuracy"]["aae"] is None) == (r["variant"] == "fast") and None not in r["source_accuracy"].values()
         assert all(0 <= v <= 1 for v in r["trustworthiness"].values())
         assert set(r["beside"]) == {"aae", "umap", "pca"} and all(0 <= v <= 1 for v in r["beside"].values())
+        assert r["backdrop"] is None  # the demo is photographed on one kind of backdrop
         # the prior's shape, on the photographs' codes, beside what the run's own prior puts there
         assert all(0 <= w <= 1 for w in r["within_sd"]) and r["within_sd"] == sorted(r["within_sd"])
         assert r["prior_within_sd"] == sorted(r["prior_within_sd"]) and 0.9 < r["prior_within_sd"][2] <= 1
@@ -31,6 +32,31 @@ def test_quality_bench_on_a_tiny_demo(tmp_path, small_demo, capsys):
     assert "| guided | 0 | AAE |" in out and "|  |  | PCA-50 |" in out
     text = results.read_text()
     assert "<!-- bench:quality-cpu-demo -->" in text and "| fast | 0 | AAE |" in text
+
+
+def test_the_backdrop_is_told_from_where_the_map_puts_each_photograph(tmp_path):
+    """Issue 25: on a collection drawn on varied backdrops, a map that groups by backdrop is caught, one that does
+    not is at chance; the targets' unseen sources are known on the second collections too."""
+    import numpy as np
+
+    from bench.quality import backdrop_told, beside
+    from core.dataset import scan
+    from core.demo import VARIED, drawn_backdrop, generate
+    from core.labels import is_target
+
+    generate(tmp_path / "varied", 16, scale=0.5, seed=1, collection=VARIED)
+    enc = scan(tmp_path / "varied")
+    paths = enc["path"]
+    kinds = np.array([drawn_backdrop(p, 1, VARIED.backdrops) for p in paths])
+    assert set(kinds) == set(VARIED.backdrops)
+    grouped = (kinds[:, None] == np.array(VARIED.backdrops)[None]).astype(float)
+    rng = np.random.default_rng(0)
+    told = backdrop_told(str(tmp_path / "varied"), enc, {"grouped": grouped + rng.normal(0, 0.1, grouped.shape),
+                                                         "blind": rng.normal(size=(len(enc), 2))})
+    assert told["chance"] == 0.2 and told["grouped"] > 0.95 and abs(told["blind"] - 0.2) < 0.1
+    assert backdrop_told(str(tmp_path), enc, {}) is None  # not a drawn collection
+    near = beside(str(tmp_path / "varied"), enc, {"blind": rng.normal(size=(len(enc), 2))})
+    assert is_target(enc).sum() > 0 and 0 <= near["blind"] <= 1
 
 
 def test_a_folder_without_images_is_one_line_and_status_2(tmp_path, capsys):

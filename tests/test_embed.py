@@ -97,6 +97,22 @@ def test_concurrent_first_loads_decode_once(small_demo, tmp_path, monkeypatch):
     assert len(builds) == 1 and all(np.array_equal(s.images, sets[0].images) for s in sets)
 
 
+def test_the_baseline_reads_pixels_or_hog_descriptors_and_says_which(trained):
+    """Issue 25: each map says what it was made from; the baseline can be made from HOG descriptors."""
+    from core.descriptors import Descriptor, hog
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (5, 16, 16, 3), dtype=np.uint8)
+    assert np.array_equal(UMAPBaseline(reads="descriptors").features(images), hog(images, Descriptor("hog", 16)))
+    assert UMAPBaseline(style="form").features(images).shape == (5, 256)
+    assert UMAPBaseline(reads="descriptors").made_from == "HOG descriptors"
+    enc = encode_run(trained.dir)
+    assert enc.attrs["umap_from"] == f"pixels, {trained.config()['effective']['style']}"
+    assert stored_key(trained.encodings_path)["baseline"]["reads"] == "pixels"
+    assert embed.umap_made_from({"baseline": {"style": "form"}}) == "pixels, form"  # stored before `reads`
+    assert embed.umap_made_from({"baseline": {"reads": "descriptors"}}) == "HOG descriptors"
+
+
 def test_the_baseline_sees_what_a_form_model_sees():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)

@@ -90,6 +90,9 @@ def test_explore_site_filter_changes_both_charts(trained_run, monkeypatch):
     aae, umap = charts(at)
     n = points_in(aae)
     assert n == points_in(umap) == trained_run.config()["images"]
+    # each map says what it was made from (issue 25)
+    assert "UMAP baseline (from the pixels, form)" in umap.proto.spec
+    assert "AAE latent (from the pixels, form)" in aae.proto.spec
     at.pills(key=f"f_sites:{trained_run.name}").set_value(["Babylon", "Seleucia on the Tigris"]).run()
     aae, umap = charts(at)
     assert points_in(aae) == points_in(umap) < n
