@@ -45,7 +45,7 @@ VARIANTS = {
     "photographs-matched": ("fast", {"matched": "photographs"}),
     "photographs-matched-plain": ("fast", {"matched": "photographs", "neighbours": False}),
     "descriptor-looks": ("fast", {"looks": "descriptors"}),
-    "separate": ("fast", {"background": "separate"}),
+    "flatten": ("fast", {"background": "flatten"}),  # the default before 2026-12-04
     "augmented": ("fast", PLAIN),
     "local": ("fast", {"neighbours": False}),
     "neighbours": ("fast", {"local": False}),

@@ -44,8 +44,9 @@ MAX_WIDTH = 0.35  # the widest 95% interval a reading may have (the product's ba
 DISJOINT = 0.1  # two representations whose 95% intervals are disjoint for more of the values than this disagree
 EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "descriptor": "descriptor space"}
 MAPS, READ_IN = ("aae", "umap"), "descriptor"  # the 2-D maps, and the space that keeps what tells cultures apart
-CACHE_VERSION = 8  # 6: the descriptor space; checks in the classifier's log-odds against their null; 7: sealed;
-# 8: reasons in words, source counts
+CACHE_VERSION = 9  # 6: the descriptor space; checks in the classifier's log-odds against their null; 7: sealed;
+# 8: reasons in words, source counts; 9: the descriptors on flattened backdrops whatever the run's, and a map whose
+# own checks ask for care yields to the descriptor space however far apart
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class InfluenceSettings:
     null_draws: int = 40
     descriptor: str = "hog"      # the descriptor space: core.descriptors.KINDS
     descriptor_size: int = 64
+    background: str = "flatten"  # the descriptors' own backdrop handling, whatever the run's (bench/RESULTS.md)
     components: int = 60         # principal components of the descriptors, fitted to the source figurines
     backbone: str = "resnet50"   # with descriptor "backbone": resnet50 or convnext_tiny
     weights: str = ""            # a backbone's weights file, or "torchvision" (downloaded when online)
@@ -225,9 +227,9 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
     1 time in 100. Where more than DISJOINT of the values have disjoint intervals, or the shares differ by
     more than the self-check's bar on average, the reading depends on the representation: each is read with
     care and its intervals span both readings; beyond the self-check's failure level, neither is shown.
-    Where a 2-D map whose own checks ask for care disagrees, by no more than the failure level, with a
-    descriptor space that passes its own, only the map's reading is so marked: a 2-D map loses what tells
-    related cultures apart (measured on real photographs), the descriptor space keeps it.
+    Where a 2-D map whose own checks ask for care disagrees with a descriptor space that passes its own, only
+    the map's reading is so marked (or withheld, beyond the failure level): a 2-D map loses what tells related
+    cultures apart (measured on real photographs), the descriptor space keeps it.
     """
     ok = [n for n, r in results.items() if not r["table"].empty and r["verdict"]["level"] != "withheld"]
     own = {n: results[n]["verdict"]["level"] for n in ok}  # each reading's own checks, before comparing
@@ -246,11 +248,11 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
             if gap <= BAR["mae"] and apart <= DISJOINT:
                 continue
             low, high = np.minimum(ta["low"], tb["low"]), np.maximum(ta["high"], tb["high"])
-            # a 2-D map whose own checks already ask for care yields to the descriptor space that passes them (the
-            # map loses what tells related cultures apart, the descriptor space keeps it); otherwise both are read
-            # with care, and readings further apart than the failure level are both withheld
+            # a 2-D map whose own checks already ask for care yields to the descriptor space that passes them, however
+            # far apart (the map loses what tells related cultures apart, the descriptor space keeps it); otherwise
+            # both are read with care, and readings further apart than the failure level are both withheld
             def yields(m: str, o: str) -> bool:
-                return gap <= FAIL["mae"] and m == READ_IN and o in MAPS and own[o] == "caution" and own[m] == "good"
+                return m == READ_IN and o in MAPS and own[o] == "caution" and own[m] == "good"
 
             for n, other in [(m, o) for m, o in ((a, b), (b, a)) if not yields(m, o)]:
                 r, v = results[n], results[n]["verdict"]
@@ -387,8 +389,10 @@ def seen_by(config: dict, enc: pd.DataFrame) -> np.ndarray:
 
 def describe_space(settings: InfluenceSettings) -> str:
     """The descriptor space in words."""
-    return (f"{descriptor_of(settings).name}, standardised and projected on their first {settings.components} "
-            f"principal components, fitted to the source figurines only")
+    backdrop = {"flatten": "plain studio backdrops flattened to grey", "separate": "figures cut from their backdrops",
+                "keep": "backdrops as photographed"}[settings.background]
+    return (f"{descriptor_of(settings).name} ({backdrop}), standardised and projected on their first "
+            f"{settings.components} principal components, fitted to the source figurines only")
 
 
 def descriptor_of(settings: InfluenceSettings):
@@ -418,7 +422,7 @@ def _descriptors(run, enc: pd.DataFrame, settings: InfluenceSettings, progress=N
     root = Path(cfg["data"])
     if not root.is_dir():
         return None
-    ds = load(root, settings.descriptor_size, cfg["effective"].get("background", "flatten"),
+    ds = load(root, settings.descriptor_size, settings.background,
               progress=progress and (lambda i, n: progress("Decoding the photographs", i / max(n, 1))))
     x = describe(ds, descriptor_of(settings),
                  progress=progress and (lambda i, n: progress("Describing the photographs", i / max(n, 1))))

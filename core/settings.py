@@ -37,10 +37,10 @@ PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, sc
 STYLES = {"form": "shape and relief: each figure's brightness standardised within it, colour dropped, so that "
                   "clay colour, firing and coatings do not decide",
           "colour": "everything photographed: colour, tone and surface count as style"}
-BACKGROUNDS = {"flatten": "plain studio backdrops (a light gradient) become one neutral grey, so that nothing groups "
-                          "figurines by how they were photographed; dark, spot-lit and cloth backdrops stay",
-               "separate": "each figure is cut out of any backdrop (velvet, paper, spotlight, cloth) and set on the "
-                           "same grey; it can bite into a figure whose surface looks like its backdrop",
+BACKGROUNDS = {"separate": "each figure is cut out of its backdrop (studio paper, velvet, spotlight, cloth) and set on "
+                           "one neutral grey, so that nothing groups figurines by how they were photographed",
+               "flatten": "only a plain studio backdrop (a light gradient) becomes grey; dark, spot-lit and cloth "
+                          "backdrops stay (the default before 2026-12-04)",
                "keep": "as photographed"}
 MATCHED = {"views": "the varied views the encoder learns from", "photographs": "the photographs as taken, whose "
            "codes the map shows, so that the map itself has the prior's shape"}
@@ -110,7 +110,7 @@ class Settings:
     image_size: int = setting(64, "Image size (px)", "the detail the model sees: larger shows finer relief and "
                               "trains slower (64: minutes on a CPU; 256: a GPU)", "basic", range=(8, 1024),
                               options=(16, 32, 64, 128, 256), architecture=True)
-    background: str = setting("flatten", "Backgrounds", "what the model is shown of each photograph's backdrop",
+    background: str = setting("separate", "Backgrounds", "what the model is shown of each photograph's backdrop",
                               "basic", choices=BACKGROUNDS)
     style: str = setting("form", "What counts as style", "form suits terracottas: local clay, firing and coatings, "
                          "shared by every figurine made in one place, are not read as influence", "basic",

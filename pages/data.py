@@ -86,8 +86,9 @@ for i, r in enumerate(rows):
         st.image(ds.images[r], width="stretch")
         st.caption(f"{plain(items.at[r, 'culture'])} · {plain(items.at[r, 'site']) or '—'}  \n"
                    f"{plain(file_name(items.at[r, 'path']))}", help=plain(items.at[r, "path"]))
-st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, background "
-           f"{ {'flatten': 'flattened to neutral grey', 'separate': 'cut away to neutral grey'}.get(ds.background, 'as photographed')}.")
+backdrop = {"flatten": "flattened to neutral grey", "separate": "cut away to neutral grey"}.get(ds.background,
+                                                                                            "as photographed")
+st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, backdrop {backdrop}.")
 
 st.subheader("Files that could not be read")
 problems = ds.metadata_problems

@@ -384,8 +384,9 @@ def test_the_reading_that_passes_its_checks_leads():
 
 def test_a_2d_map_that_disagrees_with_the_descriptor_space_yields_to_it():
     """The descriptor space keeps what tells cultures apart, a 2-D map loses it: where a map whose own checks ask
-    for care reads the groups differently, the map's reading is read with care and the descriptor space's keeps
-    its level. Where both pass their own checks, neither is preferred: both are read with care."""
+    for care reads the groups differently, the map's reading is read with care (withheld, far apart) and the
+    descriptor space's keeps its level. Where both pass their own checks, neither is preferred: both are read with
+    care."""
     rng = np.random.default_rng(7)
     sources = [(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [9, 0], 300))]
 
@@ -404,6 +405,17 @@ def test_a_2d_map_that_disagrees_with_the_descriptor_space_yields_to_it():
     assert res["umap"]["verdict"]["level"] == "caution"
     assert "the descriptor space reads the same groups differently" in res["umap"]["verdict"]["reasons"][-1]
     assert influence.lead(res) == "descriptor"
+    # however far apart (a map of photographs cut from their backdrops reads the demo's local making as influence,
+    # 0.29 off, while the descriptor space reads it within 0.04): the map is withheld, the descriptor space is not
+    far = influence.estimate(*frame(sources + [(T, "Uruk", group(0.05))]), FAST)
+    far["verdict"] = {"level": "caution", "reasons": ["its own check"], "words": ["its own check"]}
+    res = influence.agree(copy.deepcopy({"aae": far, "descriptor": descriptor}))
+    assert res["aae"]["verdict"]["level"] == "withheld" and res["descriptor"]["verdict"]["level"] == "good"
+    assert influence.lead(res) == "descriptor"
+    # a descriptor space whose own checks ask for care does not lead past a map so far apart: neither is shown
+    unsure = {**descriptor, "verdict": {"level": "caution", "reasons": ["its own"], "words": ["its own"]}}
+    res = influence.agree(copy.deepcopy({"aae": far, "descriptor": unsure}))
+    assert {r["verdict"]["level"] for r in res.values()} == {"withheld"}
 
 
 def test_the_descriptor_space_gives_no_axis_to_what_only_the_targets_share():

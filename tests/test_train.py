@@ -506,7 +506,7 @@ def test_a_local_run_tells_its_decoder_which_figurines_are_targets(small_demo, t
     as_source, as_target = model.decode(z), model.decode(z, torch.tensor([True, True]))
     assert torch.equal(as_source, model.decode(z, torch.tensor([False, False])))  # the default: as sources
     assert not torch.allclose(as_source, as_target)  # the flag is an input of the decoder
-    ds = load(small_demo, 32)
+    ds = load(small_demo, 32, run.config()["effective"]["background"])
     target = is_target(ds.items)
     assert 0 < target.mean() < 1
     enc = encode_run(run.dir)

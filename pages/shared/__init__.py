@@ -17,6 +17,7 @@ from core.embed import encode_run, relink
 from core.errors import UserError
 from core.paths import DEMO, RUNS, inside_roots, remember_folder, remembered_folder, within_roots
 from core.runs import Run, checked_runs, list_runs
+from core.settings import Settings
 
 PREVIEW_SIZE = 64
 
@@ -66,7 +67,7 @@ def _progress(text: str):
     return bar, update
 
 
-def dataset(root: str, size: int = PREVIEW_SIZE, background: str = "flatten") -> Dataset:
+def dataset(root: str, size: int = PREVIEW_SIZE, background: str = Settings.background) -> Dataset:
     """A decoded dataset as its folder is now (the demo is drawn on first use); progress bars while the work
     happens."""
     return _dataset(root, size, background, fingerprint(root))
