@@ -45,6 +45,7 @@ VARIANTS = {
     "photographs-matched": ("fast", {"matched": "photographs"}),
     "photographs-matched-plain": ("fast", {"matched": "photographs", "neighbours": False}),
     "descriptor-looks": ("fast", {"looks": "descriptors"}),
+    "descriptor-looks-matched": ("fast", {"looks": "descriptors", "matched": "photographs"}),
     "flatten": ("fast", {"background": "flatten"}),  # the default before 2026-12-04
     "augmented": ("fast", PLAIN),
     "local": ("fast", {"neighbours": False}),

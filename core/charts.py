@@ -47,11 +47,18 @@ def counts(table: pd.DataFrame) -> alt.Chart:
     ).properties(height=alt.Step(36))
 
 
+def axis_name(title: str) -> str:
+    """A map's axis name: its title without what it was made from ("UMAP baseline (from the pixels)" -> "UMAP
+    baseline")."""
+    return title.split(" (")[0]
+
+
 def _xy(x: str, y: str, view, title: str | None = None) -> dict:
     """x and y encodings on the view's fixed, equal-span domains."""
     (x0, x1), (y0, y1) = view
-    return dict(x=alt.X(x, title=f"{title} 1" if title else None, scale=alt.Scale(domain=[x0, x1], nice=False)),
-                y=alt.Y(y, title=f"{title} 2" if title else None, scale=alt.Scale(domain=[y0, y1], nice=False)))
+    name = axis_name(title) if title else None
+    return dict(x=alt.X(x, title=f"{name} 1" if name else None, scale=alt.Scale(domain=[x0, x1], nice=False)),
+                y=alt.Y(y, title=f"{name} 2" if name else None, scale=alt.Scale(domain=[y0, y1], nice=False)))
 
 
 def _circles(prior_std: float, view) -> alt.Chart:

@@ -24,17 +24,22 @@ def versions() -> dict:
 
 
 def _looks(ds, s: Settings, progress) -> np.ndarray:
-    """Each figurine's descriptors as the Influence page reads them by default (cached), rows as `ds.items`."""
+    """Each figurine in the descriptor space the Influence page reads in (its cached descriptors, standardised and
+    projected on components fitted to the source figurines, so that local making gets no axis), rows as
+    `ds.items`."""
     import pandas as pd
 
     from .dataset import load
     from .descriptors import describe
-    from .influence import InfluenceSettings, descriptor_of
+    from .influence import InfluenceSettings, descriptor_of, descriptor_space
+    from .labels import target_culture
 
-    d = descriptor_of(InfluenceSettings())
-    at = load(ds.root, d.image_size, s.effective().background, progress=progress)
-    x = describe(at, d)
-    return x[pd.Index(at.items["path"]).get_indexer(ds.items["path"])]
+    read = InfluenceSettings()
+    d = descriptor_of(read)
+    at = load(ds.root, d.image_size, read.background, progress=progress)
+    x = describe(at, d)[pd.Index(at.items["path"]).get_indexer(ds.items["path"])]
+    is_source = (ds.items["culture"] != target_culture(ds.items["culture"], ds.items["site"])).to_numpy()
+    return descriptor_space(x, is_source, read.components) if 1 < is_source.sum() < len(x) else x
 
 
 def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | None = None, resume: bool = False,

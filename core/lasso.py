@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .charts import EMBEDDING_SIZE
+from .charts import EMBEDDING_SIZE, axis_name
 from .explore import CONTEXT_GREY
 
 
@@ -39,8 +39,8 @@ def scatter(points: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str
         margin=dict(l=50, r=10, t=40, b=40), hovermode="closest", clickmode="event+select",
         legend=dict(orientation="h", yanchor="top", y=-0.12, x=0, title=dict(text=by.replace("_", " ")),
                     itemsizing="constant"),
-        xaxis=dict(range=view[0], title=f"{title} 1", zeroline=False, constrain="domain"),
-        yaxis=dict(range=view[1], title=f"{title} 2", zeroline=False, scaleanchor="x", scaleratio=1,
+        xaxis=dict(range=view[0], title=f"{axis_name(title)} 1", zeroline=False, constrain="domain"),
+        yaxis=dict(range=view[1], title=f"{axis_name(title)} 2", zeroline=False, scaleanchor="x", scaleratio=1,
                    constrain="domain"))
     return fig
 

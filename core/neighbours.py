@@ -1,6 +1,7 @@
-"""The look-alike term (`Settings.neighbours`): figurines alike in what the model sees stay near in the map.
+"""The look-alike term (`Settings.neighbours`): figurines alike in what tells cultures apart stay near in the map.
 
-Each code is drawn toward one of its figurine's nearest neighbours in the PCA space of the model's inputs,
+Each code is drawn toward one of its figurine's nearest neighbours in the descriptor space the shares are read
+in (`Settings.looks`, the default) or in the PCA space of the model's inputs,
 and a few other codes of the batch are kept further away than it by a margin, so that nothing is pushed out
 of the prior (as parametric UMAP does). The graph is found once per run, before training.
 """

@@ -44,8 +44,9 @@ BACKGROUNDS = {"separate": "each figure is cut out of its backdrop (studio paper
                "keep": "as photographed"}
 MATCHED = {"views": "the varied views the encoder learns from", "photographs": "the photographs as taken, whose "
            "codes the map shows, so that the map itself has the prior's shape"}
-LOOKS = {"pixels": "in what the model sees of them (a PCA of its pixels)", "descriptors": "in their HOG "
-         "descriptors, the space the Influence numbers are read in (shape and relief, blind to clay colour)"}
+LOOKS = {"descriptors": "in the descriptor space the Influence numbers are read in (HOG: shape and relief, blind to "
+         "clay colour; its axes fitted to the source figurines, so that local making does not decide)",
+         "pixels": "in what the model sees of them (a PCA of its pixels; the default before 2026-12-04)"}
 GROUPS = ("preset", "basic", "expert")  # set by the preset alone; shown up front; folded away
 RESUMABLE = ("epochs", "device")        # what a resumed run may change
 
@@ -81,7 +82,7 @@ class Augmentation:
 @dataclass(frozen=True)
 class Neighbourhood:
     """The neighbour term of `Settings.neighbours` (see core.neighbours): each code is drawn toward one of its
-    figurine's `k` nearest neighbours in the `pca`-D PCA space of the model's inputs (fitted on `fit_rows`),
+    figurine's `k` nearest neighbours in the `pca`-D PCA space of what `Settings.looks` names (fitted on `fit_rows`),
     and `negatives` other codes of the batch are kept further away than it by (`kernel` prior sd)^2, with
     weight `weight`, from epoch `after` + 1 on; the first `share` of each batch stands for it."""
 
@@ -154,7 +155,7 @@ class Settings:
                                "other in the map, as UMAP does, so target figurines sit beside the sources "
                                f"they follow, from epoch {Neighbourhood.after + 1} on. It changes the map, not the "
                                "numbers read in the descriptor space.", "basic")
-    looks: str = setting("pixels", "Look-alikes judged", "where the look-alike term finds each figurine's nearest "
+    looks: str = setting("descriptors", "Look-alikes judged", "where the look-alike term finds each figurine's nearest "
                          "neighbours", choices=LOOKS)
     neighbourhood: Neighbourhood = setting(Neighbourhood(), "The look-alike term", Neighbourhood.__doc__, "preset",
                                            flag=False)

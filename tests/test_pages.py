@@ -92,7 +92,7 @@ def test_explore_site_filter_changes_both_charts(trained_run, monkeypatch):
     assert n == points_in(umap) == trained_run.config()["images"]
     # each map says what it was made from (issue 25)
     assert "UMAP baseline (from the pixels, form)" in umap.proto.spec
-    assert "AAE latent (from the pixels, form)" in aae.proto.spec
+    assert "AAE latent (from the pixels, form)" in aae.proto.spec and "UMAP baseline 2" in umap.proto.spec
     at.pills(key=f"f_sites:{trained_run.name}").set_value(["Babylon", "Seleucia on the Tigris"]).run()
     aae, umap = charts(at)
     assert points_in(aae) == points_in(umap) < n

@@ -613,6 +613,13 @@ def test_look_alikes_can_be_judged_in_the_descriptors(small_demo, tmp_path, tiny
     run = fit_run(tmp_path / "run", replace(s, epochs=2, neighbourhood=Neighbourhood(after=1)), str(small_demo))
     assert run.config()["effective"]["looks"] == "descriptors"
     assert (run.metrics()["map_loss"] > 0).tolist() == [False, True]  # the term from epoch 2
+    # judged in the descriptor space the shares are read in: components fitted to the source figurines alone
+    from core.fit import _looks
+
+    ds = load(small_demo, 32, run.config()["effective"]["background"])
+    x, source = _looks(ds, s, None), ~labels.is_target(ds.items)
+    assert x.shape == (len(ds.items), min(60, source.sum() - 1)) and np.allclose(x[source].mean(0), 0, atol=1e-3)
+    assert np.abs(x[~source].mean(0)).max() > 0.1  # the targets are placed by the sources' axes, not centred
 
 
 def test_normalised_once_or_in_every_step_the_training_is_the_same(small_demo, tiny_settings, monkeypatch):
