@@ -31,15 +31,16 @@ def _looks(ds, s: Settings, progress) -> np.ndarray:
 
     from .dataset import load
     from .descriptors import describe
-    from .influence import InfluenceSettings, descriptor_of, descriptor_space
+    from .influence import InfluenceSettings, descriptor_of
     from .labels import target_culture
+    from .neighbours import descriptor_looks
 
     read = InfluenceSettings()
     d = descriptor_of(read)
     at = load(ds.root, d.image_size, read.background, progress=progress)
     x = describe(at, d)[pd.Index(at.items["path"]).get_indexer(ds.items["path"])]
     is_source = (ds.items["culture"] != target_culture(ds.items["culture"], ds.items["site"])).to_numpy()
-    return descriptor_space(x, is_source, read.components) if 1 < is_source.sum() < len(x) else x
+    return descriptor_looks(x, is_source)
 
 
 def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | None = None, resume: bool = False,

@@ -41,6 +41,15 @@ def neighbour_graph(view: View, n: int, seed: int, a: Neighbourhood = Neighbourh
     return torch.from_numpy(np.take_along_axis(idx, not_self, 1)[:, :k].copy())
 
 
+def descriptor_looks(x: np.ndarray, is_source: np.ndarray | None = None) -> np.ndarray:
+    """Descriptors (n, features) in the space the shares are read in: standardised and projected on components
+    fitted to the source figurines (`is_source`; all of them where that is not given or not a proper part)."""
+    from .influence import InfluenceSettings, descriptor_space
+
+    source = is_source if is_source is not None and 1 < is_source.sum() < len(x) else np.ones(len(x), bool)
+    return descriptor_space(x, source, InfluenceSettings().components)
+
+
 def neighbour_cost(z: torch.Tensor, z_near: torch.Tensor, a: Neighbourhood = Neighbourhood()) -> torch.Tensor:
     """The margin cost of codes (in prior sds) against their neighbours' codes and other codes of the batch."""
     d_near = ((z - z_near) ** 2).sum(1) / a.kernel ** 2

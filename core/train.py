@@ -26,7 +26,8 @@ from .diagnostics import within_sd
 from .devices import pick_device
 from .errors import UserError
 from .model import AAEModel, encode_images, normalised_batches
-from .neighbours import Neighbours
+from .descriptors import Descriptor, hog
+from .neighbours import Neighbours, descriptor_looks
 from .runlog import Log, RunLog, Tally, snapshot_rows
 from .runs import Run
 from .settings import Settings
@@ -157,7 +158,8 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
     `cultures` (integer culture codes) are needed for `balanced` sampling; `guide` (each image's prior
     component, -1 where its label is not to be seen) for a `guided` run; `local` (whether each image is of the
     target culture) for a `local` run: `Settings.resolve` gives all three. `looks` (n, features): where a run
-    with `looks="descriptors"` finds each image's look-alikes (core.fit computes them).
+    with `looks="descriptors"` finds each image's look-alikes (core.fit gives them from the flattened photographs;
+    without them, the HOG descriptors of `images` themselves, their axes fitted to the images not `local`).
     """
     s, n = settings.effective(), len(images)
     _check(s, n, images, cultures, guide, local)
@@ -170,7 +172,7 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
     log = RunLog(s, run) if run is not None else Log(s)
     start = log.begin(model, opt, resume)
     if s.neighbours and s.looks == "descriptors" and (looks is None or len(looks) != n):
-        raise UserError("look-alikes judged in descriptors need each image's descriptors (fit_run computes them)")
+        looks = descriptor_looks(hog(images, Descriptor("hog", images.shape[1])), None if local is None else ~local)
     augment = Augment(s)
     near = Neighbours(s, photos.view, n, photos.data.device, looks if s.looks == "descriptors" else None)
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type in AMP_DEVICES and s.amp)

@@ -599,8 +599,9 @@ def test_the_critic_matches_the_photographs_or_their_varied_views(small_demo, ti
         assert out.history["within_3sd"].iloc[-1] == within_sd(codes, tiny_settings.prior_std)[3]
 
 
-def test_look_alikes_can_be_judged_in_the_descriptors(small_demo, tmp_path, tiny_settings):
+def test_look_alikes_can_be_judged_in_the_descriptors(small_demo, tmp_path, tiny_settings, monkeypatch):
     """Settings.looks: the look-alike graph over each figurine's HOG descriptors rather than the model's pixels."""
+    import core.neighbours
     from core.neighbours import Neighbours
 
     twins = np.repeat(np.random.default_rng(0).normal(size=(10, 40)).astype(np.float32), 2, axis=0)
@@ -608,8 +609,15 @@ def test_look_alikes_can_be_judged_in_the_descriptors(small_demo, tmp_path, tiny
     blank = lambda rows: torch.zeros(len(rows), 3, 32, 32)  # noqa: E731  the pixels say nothing here
     near = Neighbours(s, blank, len(twins), torch.device("cpu"), looks=twins).near
     assert near[:, 0].tolist() == [i ^ 1 for i in range(20)]  # each figurine's nearest is its twin
-    with pytest.raises(UserError, match="need each image's descriptors"):
-        train(s, load(small_demo, 32).images, local=labels.is_target(load(small_demo, 32).items))
+    # given images alone, the run judges them in the HOG descriptors of those images, axes fitted to the sources
+    ds = load(small_demo, 32)
+    seen, real = [], core.neighbours.neighbour_graph
+    monkeypatch.setattr(core.neighbours, "neighbour_graph", lambda view, n, *a: seen.append(view(torch.arange(n)))
+                        or real(view, n, *a))
+    train(replace(s, epochs=1), ds.images, local=labels.is_target(ds.items))
+    monkeypatch.undo()
+    src = ~labels.is_target(ds.items)
+    assert seen[0].shape == (len(ds.items), min(60, src.sum() - 1)) and np.allclose(seen[0][src].mean(0), 0, atol=1e-3)
     run = fit_run(tmp_path / "run", replace(s, epochs=2, neighbourhood=Neighbourhood(after=1)), str(small_demo))
     assert run.config()["effective"]["looks"] == "descriptors"
     assert (run.metrics()["map_loss"] > 0).tolist() == [False, True]  # the term from epoch 2
