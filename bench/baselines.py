@@ -60,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
                 verdicts.append(r["verdict"]["level"])
                 print(f"{Path(data).name}, {name}, seed {seed}: {got[-1]} {verdicts[-1]}", file=sys.stderr, flush=True)
             m, lo, hi = np.mean(got, 0), np.min(got, 0), np.max(got, 0)
-            body.append([Path(data).name, len(items), name] + [f"{v:.3f} ({l:.3f}-{h:.3f})" for v, l, h in zip(m, lo, hi)]
-                        + [", ".join(verdicts)])
+            body.append([Path(data).name, len(items), name]
+                        + [f"{v:.3f} ({l:.3f}-{h:.3f})" for v, l, h in zip(m, lo, hi)] + [", ".join(verdicts)])
     tab = table(["collection", "figurines", "UMAP made from", "10-NN, all cultures", "10-NN, sources only",
                  "targets beside their source", "its reading: error vs truth", "its checks say"], body)
     section = (f"## The UMAP baseline: descriptors or pixels ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
-               f"{machine('cpu')}\n- Command: `python bench/baselines.py {shlex.join(sys.argv[1:] if argv is None else argv)}`\n\n"
+               f"{machine('cpu')}\n- Command: `python bench/baselines.py "
+               f"{shlex.join(sys.argv[1:] if argv is None else argv)}`\n\n"
                f"{tab}\n\nMean over UMAP seeds {', '.join(map(str, a.seeds))} (lowest-highest). Balanced 10-NN culture "
                "accuracy by 5-fold cross-validation; targets beside their source: the balanced accuracy with which a "
                "10-NN classifier of the source figurines places each target figurine with the source the generator "

@@ -335,7 +335,9 @@ def drawn_style(path: str, site: str, seed: int, collection: Collection = Collec
 
 def _backdrop_of(i: int, seed: int, backdrops: tuple | list) -> str:
     """The backdrop the `i`-th photograph is taken on (its own random draw: the figures do not change with it)."""
-    return backdrops[np.random.default_rng([seed, i, 1]).integers(len(backdrops))] if len(backdrops) > 1 else backdrops[0]
+    if len(backdrops) == 1:
+        return backdrops[0]
+    return backdrops[np.random.default_rng([seed, i, 1]).integers(len(backdrops))]
 
 
 def drawn_backdrop(path: str, seed: int, backdrops: tuple | list) -> str | None:

@@ -23,7 +23,7 @@ def versions() -> dict:
     return {"python": platform.python_version(), **{lib: version(lib) for lib in libs}}
 
 
-def _looks(ds, s: Settings, progress) -> np.ndarray:
+def _looks(ds, progress) -> np.ndarray:
     """Each figurine in the descriptor space the Influence page reads in (its cached descriptors, standardised and
     projected on components fitted to the source figurines, so that local making gets no axis), rows as
     `ds.items`."""
@@ -110,7 +110,7 @@ def _fit(run: Run, s: Settings, data_root: str, resume: bool, config: dict, dev,
     except OSError as e:
         raise UserError(f"cannot write to the run folder {run.dir}: {e.strerror or e}") from None
     try:
-        looks = _looks(ds, s, on_decode) if s.neighbours and s.looks == "descriptors" else None
+        looks = _looks(ds, on_decode) if s.neighbours and s.looks == "descriptors" else None
         result = train(s, ds.images, plan.cultures, run, resume, on_batch, on_epoch, plan.guide, plan.local, looks)
     except (TrainingFailed, UserError) as e:
         run.set_status("failed", message=str(e))

@@ -64,3 +64,12 @@ def test_a_folder_without_images_is_one_line_and_status_2(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "runs"), "--no-write"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "no readable image" in err[0], err
+
+
+def test_the_baselines_bench_compares_umap_of_descriptors_and_of_pixels(small_demo, capsys):
+    from bench.baselines import main as baselines
+
+    assert baselines(["--data", str(small_demo), "--seeds", "0", "--size", "32", "--no-write"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {small_demo.name} |")]
+    assert [r.split(" | ")[2] for r in rows] == ["HOG descriptors", "pixels (form)"]
+    assert all(r.rstrip(" |").rsplit(" | ", 1)[1] in ("good", "caution", "withheld") for r in rows)

@@ -625,7 +625,7 @@ def test_look_alikes_can_be_judged_in_the_descriptors(small_demo, tmp_path, tiny
     from core.fit import _looks
 
     ds = load(small_demo, 32, run.config()["effective"]["background"])
-    x, source = _looks(ds, s, None), ~labels.is_target(ds.items)
+    x, source = _looks(ds, None), ~labels.is_target(ds.items)
     assert x.shape == (len(ds.items), min(60, source.sum() - 1)) and np.allclose(x[source].mean(0), 0, atol=1e-3)
     assert np.abs(x[~source].mean(0)).max() > 0.1  # the targets are placed by the sources' axes, not centred
 
