@@ -42,9 +42,10 @@ from core.errors import UserError  # noqa: E402
 PLAIN = {"local": False, "neighbours": False}  # the fast preset as it was before these joined it (2026-12-01)
 VARIANTS = {
     "fast": ("fast", {}),
-    "photographs-matched": ("fast", {"matched": "photographs"}),
+    "photographs-matched": ("fast", {"matched": "photographs", "looks": "pixels"}),
     "photographs-matched-plain": ("fast", {"matched": "photographs", "neighbours": False}),
     "descriptor-looks": ("fast", {"looks": "descriptors"}),
+    "pixel-looks": ("fast", {"looks": "pixels"}),  # the default before 2026-12-04
     "descriptor-looks-matched": ("fast", {"looks": "descriptors", "matched": "photographs"}),
     "flatten": ("fast", {"background": "flatten"}),  # the default before 2026-12-04
     "augmented": ("fast", PLAIN),

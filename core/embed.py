@@ -60,7 +60,7 @@ class UMAPBaseline:
     It `reads` the pixels the run's model sees, or the images' HOG descriptors (the Influence page's default
     descriptor, 8 x 8 cells whatever the size). The descriptors keep the cultures apart better (sources'
     balanced 10-NN 1.00 against 0.99 on the demo, 0.997 against 0.90 on the second collection), but a map of
-    them fitted to every figurine reads the demo's local making as influence (off by 0.25 while its own checks
+    them fitted to every figurine reads the demo's local making as influence (off by up to 0.33 while its checks
     pass), and the Influence page's agreement check then withholds the descriptor space's right reading: the
     pixels stay the default (bench/RESULTS.md, "The UMAP baseline: descriptors or pixels").
 
