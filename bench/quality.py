@@ -45,9 +45,10 @@ VARIANTS = {
     "photographs-matched": ("fast", {"matched": "photographs", "looks": "pixels"}),
     "photographs-matched-plain": ("fast", {"matched": "photographs", "neighbours": False}),
     "descriptor-looks": ("fast", {"looks": "descriptors"}),
-    "pixel-looks": ("fast", {"looks": "pixels"}),  # the default before 2026-12-04
+    "pixel-looks": ("fast", {"looks": "pixels"}),  # look-alikes as judged before 2026-12-04
+    "flatten-pixel-looks": ("fast", {"background": "flatten", "looks": "pixels"}),  # the fast preset before then
     "descriptor-looks-matched": ("fast", {"looks": "descriptors", "matched": "photographs"}),
-    "flatten": ("fast", {"background": "flatten"}),  # the default before 2026-12-04
+    "flatten": ("fast", {"background": "flatten"}),  # backdrops as handled before 2026-12-04
     "augmented": ("fast", PLAIN),
     "local": ("fast", {"neighbours": False}),
     "neighbours": ("fast", {"local": False}),
