@@ -117,17 +117,27 @@ def border_colour(a: np.ndarray) -> np.ndarray:
     return np.median(a[_ring(*a.shape[:2])], axis=0).astype(np.uint8)
 
 
-def flatten_background(a: np.ndarray) -> np.ndarray:
-    """Replace the background (a linear colour gradient fitted to the border) with neutral grey."""
-    h, w, _ = a.shape
-    if min(h, w) < 8:
-        return a
-    f = a.astype(np.float32)
+def _off_backdrop(f: np.ndarray, quadratic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """How far each pixel's colour (float H x W x 3) strays from the backdrop's light, a linear (or quadratic)
+    surface fitted to the outermost ring of pixels; and that ring."""
+    h, w, _ = f.shape
     ring = _ring(h, w)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    basis = np.stack([np.ones_like(xx), xx / w, yy / h], -1)
+    if quadratic:
+        x, y = xx / w - 0.5, yy / h - 0.5
+        basis = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], -1)
+    else:
+        basis = np.stack([np.ones_like(xx), xx / w, yy / h], -1)
     coef, *_ = np.linalg.lstsq(basis[ring], f[ring], rcond=None)
-    dist = np.linalg.norm(f - basis @ coef, axis=2)
+    return np.linalg.norm(f - basis @ coef, axis=2), ring
+
+
+def flatten_background(a: np.ndarray) -> np.ndarray:
+    """Replace the background (a linear colour gradient fitted to the border) with neutral grey."""
+    if min(a.shape[:2]) < 8:
+        return a
+    f = a.astype(np.float32)
+    dist, ring = _off_backdrop(f, quadratic=False)
     spread = float(np.percentile(dist[ring], 90))  # how far the border itself strays from the gradient
     t = max(10.0, 2.5 * spread)
     alpha = np.clip((dist - t) / t, 0, 1)
@@ -153,13 +163,7 @@ def figure_mask(a: np.ndarray) -> np.ndarray | None:
     h, w, _ = a.shape
     if min(h, w) < 16:
         return None
-    f = a.astype(np.float32)
-    ring = _ring(h, w)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    x, y = xx / w - 0.5, yy / h - 0.5
-    basis = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], -1)
-    coef, *_ = np.linalg.lstsq(basis[ring], f[ring], rcond=None)
-    dist = np.linalg.norm(f - basis @ coef, axis=2)
+    dist, ring = _off_backdrop(a.astype(np.float32), quadratic=True)
     stands_out = dist > max(threshold_otsu(dist), 12.0)
     edges = canny(a.mean(2), sigma=1.0) & ~ring
     enclosed = ndimage.binary_fill_holes(ndimage.binary_closing(edges, iterations=2))
