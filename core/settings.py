@@ -20,19 +20,20 @@ PRESETS = {
     # uses switched on; `paper_exact=True` switches them off and reproduces the study's settings exactly.
     "paper": dict(arch="dense", image_size=256, width=1000, disc_width=1000, prior_std=5.0, batch_size=100,
                   epochs=200, lr=1e-3, beta1=0.9, snapshot_every=20, checkpoint_every=20, augment=False,
-                  local=False, neighbours=False),
+                  local=False, neighbours=False, shape=0.0),
     # A small convolutional autoencoder for CPUs and laptops: better reconstructions in minutes. Each view
     # varied at random, because that is what separates the cultures best on unseen labels; the target culture's
-    # shared making told to the decoder and pixel neighbours kept together, because that is what places the
-    # target figurines beside the sources they follow (docs/FINDINGS.md, bench/quality.py, bench/influence.py).
+    # shared making told to the decoder and look-alikes kept together, because that is what places the
+    # target figurines beside the sources they follow; the prior's shape held over hundreds of photographs,
+    # because the look-alikes alone clump (docs/FINDINGS.md, bench/quality.py, bench/influence.py).
     "fast": dict(arch="conv", image_size=64, width=16, disc_width=256, prior_std=5.0, batch_size=100,
                  epochs=30, lr=2e-3, beta1=0.9, snapshot_every=5, checkpoint_every=5, augment=True,
-                 local=True, neighbours=True),
+                 local=True, neighbours=True, shape=2.0),
 }
 # What the study did, where our defaults differ from it.
 PAPER_EXACT = dict(disc_lr=None, gen_lr=None, adv_beta1=None, disc_noise=0.0, scale_codes=False, balanced=False,
                    background="keep", style="colour", guided=False,
-                   augment=False, clusters=0, local=False, neighbours=False)
+                   augment=False, clusters=0, local=False, neighbours=False, shape=0.0)
 # What counts as style: what the model is shown of each photograph (see model.AAEModel.normalise).
 STYLES = {"form": "shape and relief: each figure's brightness standardised within it, colour dropped, so that "
                   "clay colour, firing and coatings do not decide",
@@ -157,6 +158,9 @@ class Settings:
                                "numbers read in the descriptor space.", "basic")
     looks: str = setting("descriptors", "Look-alikes judged", "where the look-alike term finds each figurine's nearest "
                          "neighbours", choices=LOOKS)
+    shape: float = setting(2.0, "Hold the prior's shape", "how hard the codes of the photographs as taken are drawn "
+                           "toward the prior's shape, over hundreds at a time where the critic sees a batch, so that "
+                           "look-alikes kept together do not clump (0: the critic alone)", range=(0.0, 1000.0))
     neighbourhood: Neighbourhood = setting(Neighbourhood(), "The look-alike term", Neighbourhood.__doc__, "preset",
                                            flag=False)
     scale_codes: bool = setting(True, "Codes in prior sds", "the encoder's last layer works in units of the prior's "
@@ -223,8 +227,9 @@ class Settings:
     def from_run(cls, d: dict) -> "Settings":
         """A run's stored settings; runs from before `style` existed were shown colour photographs, runs
         from before `augment` existed saw each image as it is, and those from before `local` and
-        `neighbours` had neither."""
-        return cls.from_dict({"style": "colour", "augment": False, "local": False, "neighbours": False, **d})
+        `neighbours` had neither, nor those before `shape` the prior's shape."""
+        return cls.from_dict({"style": "colour", "augment": False, "local": False, "neighbours": False, "shape": 0.0,
+                              **d})
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,8 +2,9 @@
 
 Per batch: 1) encoder + decoder on the reconstruction MSE; 2) the discriminator learns prior samples
 (real) from codes (fake); 3) the encoder, as generator, learns to fool the frozen discriminator.
-Each option (varied views, the look-alike term, cluster heads, guided labels) is a cost or a view that is
-nothing when it is off (see core.model, core.augment, core.neighbours), so the loop reads as the paper.
+Each option (varied views, the look-alike term, the prior's shape, cluster heads, guided labels) is a cost or a
+view that is nothing when it is off (see core.model, core.augment, core.neighbours, core.shape), so the loop reads
+as the paper.
 Everything stays on the device within an epoch; metrics are read once at its end (core.runlog).
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .neighbours import Neighbours, descriptor_looks
 from .runlog import Log, RunLog, Tally, snapshot_rows
 from .runs import Run
 from .settings import Settings
+from .shape import PriorShape
 
 OnBatch = Callable[[int, int, int], None]   # (epoch, batch, n_batches)
 OnEpoch = Callable[[dict], None]            # the epoch's metric row
@@ -175,6 +177,7 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
         looks = descriptor_looks(hog(images, Descriptor("hog", images.shape[1])), None if local is None else ~local)
     augment = Augment(s)
     near = Neighbours(s, photos.view, n, photos.data.device, looks if s.looks == "descriptors" else None)
+    shape = PriorShape(s, model, n, photos.view)
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type in AMP_DEVICES and s.amp)
     noise, n_batches, state = s.disc_noise * s.prior_std, math.ceil(n / s.batch_size), "done"
     with _StopFlag(run) as stop:
@@ -195,7 +198,8 @@ def train(settings: Settings, images: np.ndarray, cultures: np.ndarray | None = 
                     codes = model.place(logits, z)
                     recon = F.mse_loss(model.decode(codes, local), x)
                     cost = (recon + near.cost(model, codes, rows, epoch, lambda r: augment(photos.view(r), g_dev), g)
-                            + model.head_cost() + model.label_cost(logits, label))
+                            + model.head_cost() + model.label_cost(logits, label)
+                            + shape.cost(lambda: z if x_in is x else model.parts(x)[1], rows, epoch, g_dev))
                 _step(opt["ae"], cost)
                 # 2) discriminator: prior samples are real, the (detached) codes are fake
                 with amp:

@@ -141,8 +141,10 @@ def _points(page) -> list[int]:
 
 
 def _rings(page) -> list[list[float]]:
-    """Drawn width and height of each prior circle in the page's charts, smallest first."""
-    return _steady(page, "() => [...document.querySelectorAll('.prior_marks path')].map(p => "
+    """Drawn width and height of each prior circle in the page's charts, smallest first (not counting a chart
+    that Streamlit still shows, faded as stale, while a rerun draws its successor)."""
+    return _steady(page, "() => [...document.querySelectorAll("
+                         "'[data-testid=stElementContainer]:not([data-stale=true]) .prior_marks path')].map(p => "
                          "p.getBoundingClientRect()).map(r => [r.width, r.height]).sort((a, b) => a[0] - b[0])")
 
 

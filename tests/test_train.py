@@ -641,3 +641,47 @@ def test_normalised_once_or_in_every_step_the_training_is_the_same(small_demo, t
     each = train(s, ds.images, local=local)
     for p, q in zip(once.model.parameters(), each.model.parameters()):
         assert torch.equal(p, q)
+
+
+def test_the_shape_term_draws_clumped_codes_to_the_prior():
+    """Settings.shape (core.shape): ranked among many photographs' codes, each code is drawn to the prior's
+    quantile; a collection's codes in three tight clumps off-centre end matching the prior in shape."""
+    from types import SimpleNamespace
+
+    from core.diagnostics import prior_match
+    from core.model import Prior
+    from core.shape import AFTER, RAMP, PriorShape
+
+    s, full = Settings.from_preset("fast"), AFTER + RAMP  # the epoch from which the weight is whole
+    rng = np.random.default_rng(0)
+    start = rng.normal(0, 0.2, (600, 2)) + rng.choice([[-1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], 600) + [8.0, -6.0]
+    z = torch.nn.Parameter(torch.tensor(start, dtype=torch.float32))
+    model = SimpleNamespace(prior=Prior(s), parts=lambda rows: (None, z[rows]))  # a "model" whose codes are z
+    shape = PriorShape(s, model, len(z), see=lambda rows: rows)
+    assert shape.cost(lambda: z[:10], torch.arange(10), epoch=AFTER, g=torch.Generator()) == 0  # not before
+    assert PriorShape(replace(s, shape=0.0), model, len(z), lambda r: r).cost(lambda: z, torch.arange(600), full,
+                                                                              torch.Generator()) == 0
+    before = prior_match(start, s.prior_std)["c2st_accuracy"]
+    opt, g = torch.optim.Adam([z], lr=0.1), torch.Generator().manual_seed(0)
+    for _ in range(800):
+        rows = torch.randperm(len(z), generator=g)[:100]
+        cost = shape.cost(lambda: z[rows], rows, epoch=full, g=g)
+        opt.zero_grad()
+        cost.backward()
+        opt.step()
+    after = prior_match(z.detach().numpy().astype(float), s.prior_std)
+    assert before > 0.95 and after["c2st_accuracy"] < 0.65
+    assert all(abs(after["within_sd"][k] - after["expected_within_sd"][k]) < 0.1 for k in (1, 2, 3))
+
+
+def test_a_run_holds_the_prior_shape_from_its_sixth_epoch(small_demo, tmp_path, tiny_settings):
+    """The shape term is part of the map's cost (logged as map_loss) from epoch AFTER + 1; the paper preset, the
+    study's settings and runs from before the setting do without it."""
+    import core.shape
+
+    s = replace(tiny_settings, neighbours=False, epochs=core.shape.AFTER + 1)
+    run = fit_run(tmp_path / "run", s, str(small_demo))
+    assert (run.metrics()["map_loss"] > 0).tolist() == [False] * core.shape.AFTER + [True]
+    assert run.config()["effective"]["shape"] == 2.0
+    assert Settings.from_preset("paper").shape == 0 and Settings.from_preset("fast", paper_exact=True).effective().shape == 0
+    assert Settings.from_run({k: v for k, v in Settings().to_dict().items() if k != "shape"}).shape == 0
