@@ -38,17 +38,19 @@ class PriorShape:
         draws on the model's device."""
         if not self.on or epoch <= AFTER:
             return 0.0
-        z = codes().float()
+        z = codes()
         with torch.no_grad():
             others = torch.randperm(self.n, generator=g, device=g.device)[:REFERENCE].to(rows.device)
-            ref = torch.cat([z.detach(), self.model.parts(self.see(others))[1].float()])
-        dirs = _directions(z.shape[1], g)
-        live = z @ dirs                                                    # (batch, directions)
-        ranked = torch.sort(ref @ dirs, 0).values.T.contiguous()           # (directions, reference)
-        q = (torch.searchsorted(ranked, live.detach().T.contiguous()).T + 0.5) / ranked.shape[1]
-        draws = torch.sort(self.model.prior.sample(PRIOR_DRAWS, g).float() @ dirs, 0).values
-        target = draws[(q * PRIOR_DRAWS).long().clamp_(0, PRIOR_DRAWS - 1), torch.arange(dirs.shape[1])]
-        return self.weight * min(1.0, (epoch - AFTER) / RAMP) * (((live - target) / self.std) ** 2).mean()
+            ref = torch.cat([z.detach(), self.model.parts(self.see(others))[1]]).float()
+        with torch.autocast(z.device.type, enabled=False):  # ranks and quantiles in 32 bits, also under bf16
+            dirs = _directions(z.shape[1], g)
+            live = z.float() @ dirs                                        # (batch, directions)
+            ranked = torch.sort(ref @ dirs, 0).values.T.contiguous()       # (directions, reference)
+            q = (torch.searchsorted(ranked, live.detach().T.contiguous()).T + 0.5) / ranked.shape[1]
+            draws = torch.sort(self.model.prior.sample(PRIOR_DRAWS, g).float() @ dirs, 0).values
+            target = draws[(q * PRIOR_DRAWS).long().clamp_(0, PRIOR_DRAWS - 1),
+                           torch.arange(dirs.shape[1], device=draws.device)]
+            return self.weight * min(1.0, (epoch - AFTER) / RAMP) * (((live - target) / self.std) ** 2).mean()
 
 
 def _directions(d: int, g: torch.Generator) -> torch.Tensor:

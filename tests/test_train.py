@@ -57,11 +57,13 @@ def test_reproducible_on_cpu(small_demo, tiny_settings):
 
 def test_the_gpu_code_path_runs_on_cpu(small_demo, tiny_settings, monkeypatch):
     """What CUDA runs (bf16 autocast around all three steps, each batch normalised on the device, the
-    neighbourhood term, one host sync per epoch), here on the CPU."""
+    neighbourhood and shape terms, one host sync per epoch), here on the CPU."""
     import core.neighbours
+    import core.shape
     import core.train
 
     monkeypatch.setattr(core.train, "AMP_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(core.shape, "AFTER", 0)  # the shape term from the first epoch
     monkeypatch.setattr(core.train, "SEEN_BYTES", 0)
     engine = os.path.dirname(core.train.__file__)
     syncs, counting = [], [True]
