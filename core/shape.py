@@ -56,7 +56,8 @@ class PriorShape:
 def _directions(d: int, g: torch.Generator) -> torch.Tensor:
     """(d, DIRECTIONS) unit directions: in 2-D evenly spread over the half circle from a random start, else random."""
     if d == 2:
-        a = (torch.rand(1, generator=g, device=g.device) + torch.arange(DIRECTIONS, device=g.device)) * math.pi / DIRECTIONS
+        turn = torch.rand(1, generator=g, device=g.device) + torch.arange(DIRECTIONS, device=g.device)
+        a = turn * math.pi / DIRECTIONS
         return torch.stack([a.cos(), a.sin()])
     v = torch.randn(d, DIRECTIONS, generator=g, device=g.device)
     return v / v.norm(dim=0, keepdim=True)

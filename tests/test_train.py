@@ -685,5 +685,6 @@ def test_a_run_holds_the_prior_shape_from_its_sixth_epoch(small_demo, tmp_path, 
     run = fit_run(tmp_path / "run", s, str(small_demo))
     assert (run.metrics()["map_loss"] > 0).tolist() == [False] * core.shape.AFTER + [True]
     assert run.config()["effective"]["shape"] == 2.0
-    assert Settings.from_preset("paper").shape == 0 and Settings.from_preset("fast", paper_exact=True).effective().shape == 0
+    assert Settings.from_preset("paper").shape == 0
+    assert Settings.from_preset("fast", paper_exact=True).effective().shape == 0
     assert Settings.from_run({k: v for k, v in Settings().to_dict().items() if k != "shape"}).shape == 0
