@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 from filelock import FileLock
 
 from . import locks
@@ -123,14 +124,34 @@ def log_tail(run: Run, lines: int = 20) -> str:
 
 
 # Images per second at an image size, measured by bench/run.py on a 2-core AMD EPYC CPU (bench/RESULTS.md,
-# "Training throughput"): what an estimate starts from before this machine has trained such a network.
+# "Training throughput"), in epochs without the look-alike and shape terms: what an estimate starts from before
+# this machine has trained such a network.
 REFERENCE_RATES = {("conv", "cpu"): (1_160.0, 64), ("dense", "cpu"): (15.8, 256)}
+# What an epoch costs beyond such a plain one, as a share of it (the demo, fast preset, 2-core Intel Xeon: plain
+# epochs 3.1 s, 3.8 s with the look-alike term, 6.4 s with the shape term as well; bench/RESULTS.md, "The prior's
+# shape held over hundreds of photographs"): the look-alike term, and the shape term per photograph it encodes
+# beside each one trained on.
+LOOKALIKE_COST = 0.23
+SHAPE_COST = 0.21
+
+
+def epoch_cost(s: Settings, epoch: int) -> float:
+    """How long epoch `epoch` (from 1) of a run with settings `s` takes, in plain epochs of the same run."""
+    from . import shape
+
+    cost = 1.0
+    if s.neighbours and epoch > s.neighbourhood.after:
+        cost += LOOKALIKE_COST
+    if s.shape and epoch > shape.AFTER:
+        cost += SHAPE_COST * shape.REFERENCE / s.batch_size
+    return cost
 
 
 def estimate(settings: Settings, images: int, runs: list[Run]) -> tuple[float, str] | None:
     """How long training `settings` on `images` photographs takes here, in seconds, and what that rests on:
-    the median epoch of this machine's own runs of the same network on the same device (scaled by images and
-    pixels), else the bench's rate on a small CPU; None where neither is known (a GPU's first run)."""
+    the median plain-epoch rate of this machine's own runs of the same network on the same device (scaled by
+    images and pixels), else the bench's rate on a small CPU; None where neither is known (a GPU's first run).
+    Epochs with the look-alike or shape term count as `epoch_cost` plain ones."""
     from .devices import device_name, pick_device
 
     s = settings.effective()
@@ -140,12 +161,14 @@ def estimate(settings: Settings, images: int, runs: list[Run]) -> tuple[float, s
         try:
             cfg = run.config()
             m = run.metrics()
-        except UserError:
+            done = Settings.from_run(cfg["effective"])
+        except (UserError, KeyError, TypeError):
             continue
-        if cfg.get("device") == here and cfg["effective"].get("arch") == s.arch and len(m) and \
-                isinstance(cfg.get("images"), int) and m["seconds"].median() > 0:
-            ips = cfg["images"] / float(m["seconds"].median())
-            rates.append((ips * (cfg["effective"]["image_size"] / s.image_size) ** 2, run.name))
+        if cfg.get("device") == here and done.arch == s.arch and len(m) and isinstance(cfg.get("images"), int):
+            per_epoch = [cfg["images"] * epoch_cost(done, int(e)) / t
+                         for e, t in zip(m["epoch"], m["seconds"]) if t > 0]
+            if per_epoch:
+                rates.append((float(np.median(per_epoch)) * (done.image_size / s.image_size) ** 2, run.name))
     if rates:
         ips, name = sorted(rates)[len(rates) // 2]
         basis = f"the rate of run {name} on this {here}"
@@ -155,7 +178,7 @@ def estimate(settings: Settings, images: int, runs: list[Run]) -> tuple[float, s
         basis = "the rate measured on a 2-core CPU (bench/RESULTS.md); this machine has no such run yet"
     else:
         return None
-    return images * s.epochs / ips, basis
+    return images * sum(epoch_cost(s, e) for e in range(1, s.epochs + 1)) / ips, basis
 
 
 def duration(seconds: float) -> str:

@@ -93,3 +93,33 @@ def test_two_processes_launching_at_the_same_moment_start_one_training(small_dem
         for run in started:
             run.request_stop()
     assert _wait_done(started[0]) == "stopped"
+
+
+def test_the_estimate_counts_the_epochs_with_the_look_alike_and_shape_terms():
+    """A run's time is its plain epochs' rate times what its epochs cost: a past run's rate is read the same way,
+    so a plain run and a fast one with both terms on this machine give the same estimate."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from core.devices import device_name, pick_device
+    from core.settings import Settings
+
+    fast = Settings.from_preset("fast", device="cpu", epochs=30)
+    costs = [jobs.epoch_cost(fast, e) for e in range(1, 31)]
+    assert costs[:5] == [1.0] * 5 and costs[5] == pytest.approx(1 + jobs.LOOKALIKE_COST + 4 * jobs.SHAPE_COST)
+
+    def past(settings, seconds):
+        cfg = {"device": device_name(pick_device("cpu")), "images": 1000, "effective": settings.to_dict()}
+        metrics = pd.DataFrame({"epoch": range(1, len(seconds) + 1), "seconds": seconds})
+        return SimpleNamespace(name="past", config=lambda: cfg, metrics=lambda: metrics)
+
+    plain = past(Settings.from_preset("fast", neighbours=False, shape=0.0, epochs=10), [1.0] * 10)
+    both = past(fast, [c * 1.0 for c in costs])  # the same machine's rate, with both terms from epoch 6
+    for run in (plain, both):
+        seconds, basis = jobs.estimate(fast, 1000, [run])
+        assert seconds == pytest.approx(sum(costs)) and "run past" in basis
+    seconds, basis = jobs.estimate(fast, 1160, [])  # the bench's plain rate: 1,160 images/s at 64 px
+    assert seconds == pytest.approx(sum(costs)) and "2-core CPU" in basis
+    assert jobs.estimate(Settings.from_preset("fast", device="cpu", shape=0.0, neighbours=False), 1160, [])[0] == \
+        pytest.approx(30)
