@@ -319,10 +319,12 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
     d.add_argument("--scale", type=float, default=1.0, help="class sizes as a multiple of the study's")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--collection", choices=["demo", "second", "varied"], default="demo",
+    d.add_argument("--collection", choices=["demo", "second", "varied", "related"], default="demo",
                    help="demo: the study's cultures and sizes; second: a collection drawn unlike it (three related "
                         "sources of similar sizes, four find-sites of 51, a weaker local making of another kind); "
-                        "varied: the second collection photographed on five kinds of backdrop")
+                        "varied: the second collection photographed on five kinds of backdrop; related: the varied "
+                        "collection's cultures drawn closer, sharing motifs (about as hard to tell apart as real "
+                        "photographs)")
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("scan", help="counts per culture and site, unreadable files with reasons")
