@@ -126,11 +126,12 @@ def _gpu(dev: torch.device) -> dict:
 
 @task
 def naive_train(root: str, preset: str, size: int, epochs: int, device: str, limit: int | None = None) -> dict:
-    """The baseline trainer: the naive loader, fp32, three plain Adam optimisers, losses read every batch."""
+    """The baseline trainer: the naive loader, fp32, three plain Adam optimisers, losses read every batch; the
+    preset's network as the study trained it (its decoder not told which figurines are targets)."""
     import torch.nn.functional as F
 
     t_start = time.perf_counter()
-    s = _settings(preset, size, device, epochs=epochs).effective()
+    s = _settings(preset, size, device, epochs=epochs, local=False).effective()
     dev = pick_device(device)
     torch.manual_seed(0)
     model = AAEModel(s).to(dev)
