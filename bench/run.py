@@ -31,7 +31,8 @@ class Bench:
     def __init__(self, out: Path, device: str):
         self.out, self.device = out, device
         self.env = {**os.environ, "FIGURINES_CACHE": str(out / "cache"), "FIGURINES_RUNS": str(out / "runs"),
-                    "NUMBA_CACHE_DIR": str(out / "numba"), "FIGURINES_DATA": str(out / "data")}
+                    "NUMBA_CACHE_DIR": str(out / "numba"), "FIGURINES_DATA": str(out / "data"),
+                    "FIGURINES_DATA_ROOTS": str(out)}  # the app may open the bench's folders, wherever --out is
 
     def __call__(self, name: str, **args) -> dict:
         """Run one task in a fresh process; its JSON result."""
