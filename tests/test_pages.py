@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import jobs
+from core.dataset import load
 from core.paths import DATA, RUNS
 from core.runs import Run
 from core.settings import Settings
@@ -210,6 +211,8 @@ def test_explore_hover_thumbnails_are_static_files(trained_run):
     url = re.search(r"'(app/static/thumbnails/[^']+)/'", spec).group(1)
     folder = THUMBNAILS / url.rsplit("/", 1)[1]
     assert len(list(folder.glob("*.jpg"))) == trained_run.config()["images"]
+    # the photographs as taken, whatever the run's backgrounds: cut out at 128 px they took minutes to make
+    assert folder.name == load(trained_run.config()["data"], 128, "keep").key
     assert max(len(d.data.data) for d in charts(at)[0].proto.datasets) < 200 * trained_run.config()["images"]
 
 
