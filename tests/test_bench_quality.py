@@ -73,3 +73,24 @@ def test_the_baselines_bench_compares_umap_of_descriptors_and_of_pixels(small_de
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {small_demo.name} |")]
     assert [r.split(" | ")[2] for r in rows] == ["HOG descriptors", "pixels (form)"]
     assert all(r.rstrip(" |").rsplit(" | ", 1)[1] in ("good", "caution", "withheld") for r in rows)
+
+
+def test_the_ceiling_gives_each_style_its_own_sector_of_the_prior(small_demo, capsys):
+    """bench/ceiling.py: codes drawn from the prior, each style in a sector as wide as its share, gaps empty."""
+    import numpy as np
+
+    from bench.ceiling import main as ceiling, sectors
+    from core.diagnostics import within_sd
+
+    style = np.array(["a"] * 600 + ["b"] * 300 + ["c"] * 100 + [None] * 50, object)
+    codes = sectors(style, 0.5, np.random.default_rng(0))
+    angle = np.arctan2(codes[:, 1], codes[:, 0]) % (2 * np.pi)
+    spans = {s: (angle[style == s].min(), angle[style == s].max()) for s in "abc"}
+    # each sector is as wide as its style's share, less the gap, and none overlaps the next
+    assert spans["a"][1] < spans["b"][0] and spans["b"][1] < spans["c"][0]
+    for s, share in (("a", 0.6), ("b", 0.3), ("c", 0.1)):
+        assert abs((spans[s][1] - spans[s][0]) / (2 * np.pi) - 0.5 * share) < 0.03
+    assert abs(within_sd(codes, 1.0)[1] - 0.39) < 0.05  # the radii are the prior's own
+    assert ceiling(["--data", str(small_demo), "--draws", "2", "--gaps", "0", "0.5"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith(f"| {small_demo.name} |")]
+    assert [r.split(" | ")[1] for r in rows] == ["0%", "50%"] and all("of draws at 1.000" in r for r in rows)
