@@ -58,16 +58,23 @@ def sentences(result: dict, whose: str = "") -> dict[str, str]:
 
 
 def brief(result: dict) -> dict[str, str]:
-    """Each group's shares in short words, largest first: "mostly A, 56% (45–68%); B 30% (16–42%)"."""
+    """Each group's shares in short words, largest first: "mostly A 56% (52–68%); B 30% (16–42%)". "Mostly"
+    only where the whole range is above half, "most of all" where it is above the next source's, else the first
+    is "not clearly more than" the next, as `influence.reading` says it."""
     out = {}
     for g, part in result["table"].groupby("group", sort=False):
         if part["shown"].all():
             rows = list(part.sort_values("share", ascending=False).itertuples())
             first = rows[0]
             clear = len(rows) < 2 or rows[1].ci_high < first.ci_low
-            out[g] = "; ".join([f"{'mostly ' if first.share > 0.5 else 'most of all ' if clear else ''}"
-                                f"{first.source} {pct(first.share)} ({pct(first.ci_low)}–{pct(first.ci_high)})"]
-                               + [f"{r.source} {pct(r.share)} ({pct(r.ci_low)}–{pct(r.ci_high)})" for r in rows[1:]])
+            said = [f"{r.source} {pct(r.share)} ({pct(r.ci_low)}–{pct(r.ci_high)})" for r in rows]
+            if first.ci_low > 0.5:
+                said[0] = "mostly " + said[0]
+            elif clear:
+                said[0] = "most of all " + said[0]
+            else:
+                said[0] += f", not clearly more than {rows[1].source}"
+            out[g] = "; ".join(said)
     return out
 
 

@@ -152,3 +152,17 @@ def test_the_learning_curve_copes_with_a_source_of_one_photograph():
     y = np.array(["A"] * 20 + ["B"] * 20 + ["C"])
     g = influence.learning(X, y, 0.1, FAST)
     assert g["fractions"] == [0.5, 0.75, 1.0] and len(g["conditioning"]) == 3
+
+
+def test_the_short_words_claim_no_more_than_the_ranges_allow():
+    """'mostly' only where the whole range is above half; overlapping ranges are said to overlap."""
+    def rows(group, *shares):
+        return [dict(group=group, source=s, share=v, ci_low=lo, ci_high=hi, shown=True) for s, v, lo, hi in shares]
+    r = {"table": pd.DataFrame(rows("Dura", ("Ionian", 0.58, 0.29, 0.83), ("Late Assyrian", 0.39, 0.13, 0.60))
+                               + rows("Assur", ("Median", 0.62, 0.55, 0.70), ("Ionian", 0.38, 0.30, 0.45))
+                               + rows("Uruk", ("Median", 0.45, 0.38, 0.52), ("Ionian", 0.30, 0.22, 0.36),
+                                      ("Late Assyrian", 0.25, 0.18, 0.31)))}
+    said = report.brief(r)
+    assert said["Dura"] == "Ionian 58% (29%–83%), not clearly more than Late Assyrian; Late Assyrian 39% (13%–60%)"
+    assert said["Assur"].startswith("mostly Median 62% (55%–70%); Ionian")
+    assert said["Uruk"].startswith("most of all Median 45% (38%–52%); Ionian")
