@@ -339,6 +339,10 @@ def test_train_and_influence_show_one_prior_measure(trained_run):
     assert set(shown) == {"Codes within 1 sd", "Codes within 2 sd", "Codes within 3 sd", "Codes told from prior draws"}
     assert not any("this epoch's codes" in c.value for c in train.caption)  # the varied views' measure is gone
     assert influence == shown
+    # the prior's own figures sit under each as a reference, with no arrow: they are not a change
+    from streamlit.proto.Metric_pb2 import Metric
+
+    assert {m.proto.direction for m in train.metric if m.label.startswith("Codes ")} == {Metric.MetricDirection.NONE}
 
 
 def test_influence_page():

@@ -210,7 +210,8 @@ def prior_metrics(p: dict, columns) -> None:
     on the Train page's snapshots and on the Influence page."""
     for col, k in zip(columns, (1, 2, 3)):
         col.metric(f"Codes within {k} sd", f"{p['within_sd'][k]:.1%}", f"prior: {p['expected_within_sd'][k]:.1%}",
-                   delta_color="off")
+                   delta_color="off", delta_arrow="off")  # a reference to compare with, not a change
     columns[3].metric("Codes told from prior draws", f"{p['c2st_accuracy']:.2f}", "0.50: alike", delta_color="off",
+                      delta_arrow="off",
                       help="accuracy of a classifier telling the photographs' codes from draws of the prior "
                            "(0.50: it cannot tell them apart, as it should; 1: always)")
