@@ -32,6 +32,7 @@ LARGE_DECODE_BYTES = 64 * 2**20  # decodes above this take a memory slot (`reser
 _HIGH_DEPTH_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 BACKGROUNDS = ("flatten", "keep", "separate")
 NEUTRAL = np.array([128, 128, 128], np.uint8)  # 0 after the model's normalisation
+CUT_ACROSS = 32  # a strip narrower than this is cut from its backdrop at this width, then brought back
 
 
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -161,8 +162,13 @@ def figure_mask(a: np.ndarray) -> np.ndarray | None:
     from skimage.morphology import remove_small_holes
 
     h, w, _ = a.shape
-    if min(h, w) < 16:
+    if min(h, w) < 4:
         return None
+    if min(h, w) < CUT_ACROSS:  # a tall or wide photograph's strip: cut at CUT_ACROSS px across, the mask brought back
+        up = CUT_ACROSS / min(h, w)
+        fig = figure_mask(np.asarray(Image.fromarray(a).resize((round(w * up), round(h * up)), Image.Resampling.BILINEAR)))
+        return None if fig is None else np.asarray(
+            Image.fromarray(fig.astype(np.uint8) * 255).resize((w, h), Image.Resampling.BILINEAR)) > 127
     dist, ring = _off_backdrop(a.astype(np.float32), quadratic=True)
     stands_out = dist > max(threshold_otsu(dist), 12.0)
     edges = canny(a.mean(2), sigma=1.0) & ~ring

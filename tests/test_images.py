@@ -120,6 +120,28 @@ def test_separation_finds_the_figure_on_every_kind_of_backdrop(backdrop):
     assert np.mean(ious) >= 0.9 and min(ious) >= 0.8, ious
 
 
+@pytest.mark.parametrize("backdrop", ["studio", "dark", "cloth"])
+def test_a_tall_narrow_photograph_is_cut_from_its_backdrop_too(backdrop, tmp_path):
+    """A figurine photographed tall and narrow (90 x 400) is a strip 14 px across at 64 px: it is cut at
+    `CUT_ACROSS` px across and the mask brought back, not left on its backdrop."""
+    from PIL import Image
+
+    from core.demo import photograph
+
+    ious = []
+    for j in range(6):
+        img, truth = photograph("Achaemenid", np.random.default_rng(j), 128, backdrop=backdrop)
+        strip = img.resize((28, 128), Image.Resampling.LANCZOS)
+        fig = images.figure_mask(np.asarray(strip.resize((14, 64), Image.Resampling.LANCZOS)))
+        known = np.asarray(Image.fromarray(truth).resize((14, 64), Image.Resampling.BILINEAR))
+        assert fig is not None and fig.shape == (64, 14)
+        ious.append((fig & known).sum() / (fig | known).sum())
+        strip.resize((90, 400)).save(tmp_path / "tall.png")
+        a = decode(str(tmp_path / "tall.png"), 64, "separate")
+        assert (a[:, :20] == images.NEUTRAL).all() and (a[:2] == images.NEUTRAL).all()  # padding and backdrop: grey
+    assert np.mean(ious) >= 0.8, ious
+
+
 def test_separation_keeps_a_photo_without_a_figure():
     plain = np.full((64, 64, 3), 200, np.uint8)
     assert images.separate_background(plain) is plain and images.figure_mask(plain) is None
