@@ -206,6 +206,19 @@ def separate_background(a: np.ndarray) -> np.ndarray:
     return np.where(fig[..., None], a, NEUTRAL).astype(np.uint8)
 
 
+def backdrop_kept(images: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """For photographs decoded with their backdrops replaced (`flatten`, `separate`; n x s x s x 3 uint8): True
+    where the backdrop was kept as photographed (no figure stood out from it), told by a border that is not
+    neutral grey."""
+    kept = np.zeros(len(images), bool)
+    for i in range(0, len(images), chunk):
+        a = np.asarray(images[i:i + chunk])
+        ring = np.concatenate([a[:, 0], a[:, -1], a[:, :, 0], a[:, :, -1]], axis=1).astype(np.int16)
+        grey = (np.abs(ring - NEUTRAL.astype(np.int16)).max(axis=2) <= 3).mean(axis=1)
+        kept[i:i + chunk] = grey < 0.9
+    return kept
+
+
 def letterbox(im: Image.Image, size: int, background: str = "keep") -> np.ndarray:
     """Fit inside size x size keeping the aspect ratio; pad with the background colour."""
     w, h = im.size

@@ -1,12 +1,25 @@
 """Data: choose the dataset, see what it holds (counts, imbalance, thumbnails) and what could not be read."""
+import numpy as np
 import streamlit as st
 
 from core.errors import UserError
 from core import charts, export
+from core.dataset import Dataset
+from core.images import backdrop_kept
 from core.paths import DEMO, data_roots, within_roots
 from pages.shared import choose_dataset, data_root, dataset, fingerprint, is_demo, plain, file_name
 
 st.title("Data")
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _backdrops_kept(key: str, _ds: Dataset) -> np.ndarray:
+    return backdrop_kept(_ds.images)
+
+
+def backdrops_kept(ds: Dataset) -> np.ndarray:
+    """Which of the dataset's photographs kept their backdrop (`core.images.backdrop_kept`), once per decode."""
+    return _backdrops_kept(ds.key, ds)
 
 
 def dataset_chooser() -> None:
@@ -71,12 +84,17 @@ right.dataframe(table.assign(site=table["site"].replace("", "—")), hide_index=
                                                                         max_value=1)})
 
 st.subheader("Photographs")
-f1, f2, f3 = st.columns([2, 2, 1])
+kept = backdrops_kept(ds) if ds.background in ("flatten", "separate") else None
+f1, f2, f3, f4 = st.columns([2, 2, 1, 1])
 pick_c = f1.multiselect("Culture", list(per_culture["culture"]), key="data_cultures")
 sites = sorted(s for s in items["site"].unique() if s)
 pick_s = f2.multiselect("Site", sites, key="data_sites")
 per_page = f3.selectbox("Per page", [24, 48, 96], index=1)
-shown = items[items["culture"].isin(pick_c or items["culture"]) & items["site"].isin(pick_s or items["site"])]
+only_kept = kept is not None and kept.any() and f4.toggle(
+    "Backdrop kept", key="data_kept", help="only the photographs from whose backdrop no figure stood out: the model "
+    "sees them with their backdrop, which can group them by how they were photographed")
+shown = items[items["culture"].isin(pick_c or items["culture"]) & items["site"].isin(pick_s or items["site"])
+              & (kept if only_kept else True)]
 pages = max(1, -(-len(shown) // per_page))
 page = st.number_input(f"Page (of {pages})", 1, pages, 1) if pages > 1 else 1
 rows = shown.index[(page - 1) * per_page: page * per_page]
@@ -88,6 +106,9 @@ for i, r in enumerate(rows):
                    f"{plain(file_name(items.at[r, 'path']))}", help=plain(items.at[r, "path"]))
 backdrop = {"flatten": "flattened to neutral grey", "separate": "cut away to neutral grey"}.get(ds.background,
                                                                                             "as photographed")
+if kept is not None and kept.any():
+    backdrop += (f" for {len(kept) - kept.sum():,} of {len(kept):,}; kept as photographed for {kept.sum():,}, "
+                 "where no figure stood out from it (toggle \"Backdrop kept\" to see them)")
 st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, backdrop {backdrop}.")
 
 st.subheader("Files that could not be read")

@@ -158,3 +158,13 @@ def test_a_separated_dataset_decodes_on_grey(tmp_path):
         a = decode(str(tmp_path / f"{kind}.jpg"), 48, "separate")
         corners = np.concatenate([a[:3, :3], a[-3:, -3:]]).reshape(-1, 3)
         assert a.shape == (48, 48, 3) and (np.abs(corners.astype(int) - 128).max() <= 0), kind
+
+
+def test_a_kept_backdrop_is_told_from_a_replaced_one():
+    """`backdrop_kept`: a border of neutral grey (cut or flattened) is a replaced backdrop; any other, kept."""
+    cut = np.full((4, 16, 16, 3), images.NEUTRAL, np.uint8)
+    cut[:, 4:12, 6:10] = (150, 60, 40)                  # a figure on grey
+    cut[1, :, 0] = (129, 127, 130)                      # a flattened backdrop's soft grey
+    cut[2] = (60, 120, 60)                              # a green cloth, kept
+    cut[3, :, :2] = (20, 20, 20)                        # a quarter of the border dark: kept
+    assert images.backdrop_kept(cut, chunk=3).tolist() == [False, False, True, True]

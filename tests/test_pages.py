@@ -6,6 +6,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -63,6 +64,29 @@ def test_data_page_counts_thumbnails_and_filters():
     at.multiselect(key="data_cultures").set_value(["Achaemenid"]).run()
     assert 0 < len(at.get("image")) < n_all
     assert any("8 photographs match" in c.value for c in at.caption)
+
+
+def test_data_page_shows_which_photographs_kept_their_backdrop():
+    """Where no figure stands out from a backdrop, the photograph keeps it: the Data page counts those and
+    shows them alone on request."""
+    from PIL import Image
+
+    from core.demo import photograph
+
+    root = DATA / "backdrops"
+    for culture in ("Achaemenid", "Neo-Babylonian"):
+        (root / culture).mkdir(parents=True, exist_ok=True)
+        for j in range(3):
+            photograph(culture, np.random.default_rng(j), 96)[0].save(root / culture / f"{j}.jpg")
+    Image.new("RGB", (96, 96), (60, 120, 60)).save(root / "Achaemenid" / "green cloth.jpg")
+    at = page("data")
+    at.radio[0].set_value("A folder on this server").run()
+    at.text_input[0].set_value(str(root))
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert any("cut away to neutral grey for 6 of 7; kept as photographed for 1" in c.value for c in at.caption)
+    at.toggle(key="data_kept").set_value(True).run()
+    assert len(at.get("image")) == 1 and any("1 photographs match" in c.value for c in at.caption)
 
 
 def test_data_page_refuses_bad_folders(tmp_path):
@@ -488,8 +512,6 @@ def test_data_page_lists_the_problems_of_metadata_csv(messy):
 def test_damaged_runs_are_listed_with_the_reason_and_every_page_works(trained_run):
     """Issue 12, item 7: one damaged run (or lock file) must not break Home, Train, Explore or Influence."""
     import json
-
-    import numpy as np
 
     from pages.shared import plain
 
