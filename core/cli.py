@@ -71,7 +71,7 @@ def cmd_demo(a) -> int:
 
 
 def cmd_scan(a) -> int:
-    from .dataset import load
+    from .dataset import load, no_images
 
     with _bar("decoding") as progress:
         ds = load(a.data, a.image_size, progress=progress, require_images=False)
@@ -87,7 +87,7 @@ def cmd_scan(a) -> int:
         for r in ds.unreadable.itertuples():
             print(f"  {printable(r.path)}: {printable(r.reason)}")
     if not len(ds.items):
-        raise UserError(f"no readable image in {ds.root}; expected <root>/<culture>/[<site>/]<image>")
+        raise no_images(ds)
     return 0
 
 
@@ -135,9 +135,14 @@ def cmd_train(a) -> int:
             bars["train"].set_postfix(epoch=row["epoch"], recon=f"{row['recon_loss']:.4f}",
                                       disc_acc=f"{row['disc_acc']:.2f}", in3sd=f"{row['within_3sd']:.2f}")
 
+    made = not a.resume and not Path(a.run_dir).exists()
     try:
         with _bar("decoding") as progress:
             run = fit_run(a.run_dir, settings, a.data, a.resume, overrides, on_batch, on_epoch, progress)
+    except UserError:
+        if made:  # refused before training (no images, say): the folder this command made goes again
+            Run(a.run_dir).remove_if_unused()
+        raise
     finally:
         if "train" in bars:
             bars["train"].close()

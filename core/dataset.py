@@ -37,6 +37,7 @@ from .paths import data_roots
 Progress = Callable[[int, int], None]
 MANIFEST_COLUMNS = ["path", "culture", "site", "bytes", "mtime_ns", "readable", "reason"]
 _SKIP_DIRS = {"__MACOSX", "$RECYCLE.BIN", "System Volume Information"}
+UNLABELLED = "not inside a culture folder (and not in metadata.csv)"
 
 
 def cache_root() -> Path:
@@ -269,7 +270,7 @@ def scan(root: str | os.PathLike) -> pd.DataFrame:
     if meta is not None:
         m = _relabel(m, meta)
     no_label = m["readable"] & (m["culture"] == "")
-    m.loc[no_label, ["readable", "reason"]] = [False, "not inside a culture folder (and not in metadata.csv)"]
+    m.loc[no_label, ["readable", "reason"]] = [False, UNLABELLED]
     return m
 
 
@@ -454,6 +455,16 @@ def load(root: str | os.PathLike, image_size: int, background: str = "flatten", 
     images = np.load(target / "images.npy", mmap_mode="r")
     ds = Dataset(str(root), int(image_size), background, fp, manifest.drop(columns="row"), images)
     if require_images and len(images) == 0:
-        found = f"{len(manifest)} image files, none readable" if len(manifest) else "no image files"
-        raise UserError(f"no readable image in {root} ({found}); expected <root>/<culture>/[<site>/]<image>")
+        raise no_images(ds)
     return ds
+
+
+def no_images(ds: Dataset) -> UserError:
+    """Why a folder gives no readable image, in one line; the likeliest mistake (a culture's own folder chosen
+    instead of the one above it) said as such."""
+    m = ds.manifest
+    if len(m) and (m["reason"] == UNLABELLED).all():
+        return UserError(f"the images in {ds.root} are not inside culture folders: choose the folder above it, whose "
+                         "subfolders are the cultures (<root>/<culture>/[<site>/]<image>)")
+    found = f"{len(m)} image files, none readable" if len(m) else "no image files"
+    return UserError(f"no readable image in {ds.root} ({found}); expected <root>/<culture>/[<site>/]<image>")

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import socket
 import stat
 import tempfile
@@ -168,6 +169,14 @@ class Run:
                 raise UserError(f"{self.dir} is not empty and not a run (it holds {', '.join(others[:3])}"
                                 f"{', ...' if len(others) > 3 else ''}); choose a new or empty folder, so that "
                                 "none of its files is replaced")
+
+    def remove_if_unused(self) -> None:
+        """Remove the run's folder where it holds nothing but what a launch puts in a new one (`OWN_FILES`)."""
+        try:
+            if self.dir.is_dir() and not self.dir.is_symlink() and set(os.listdir(self.dir)) <= OWN_FILES:
+                shutil.rmtree(self.dir)
+        except OSError:
+            pass  # left as it is: a later launch into it is still accepted
 
     # config and status ---------------------------------------------------------------------------
     def config(self) -> dict:

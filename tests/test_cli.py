@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,18 @@ def test_no_readable_image_is_status_2(tmp_path):
     assert r.returncode == 2 and "no readable image" in r.stderr and "a.jpg" in r.stdout
     r = cli("train", "--data", tmp_path, "--run-dir", tmp_path / "run")
     assert r.returncode == 2 and "no readable image" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()  # the refused run leaves no folder behind
+    (tmp_path / "kept").mkdir()  # a folder the user made is left, empty as it was
+    assert cli("train", "--data", tmp_path, "--run-dir", tmp_path / "kept").returncode == 2
+    assert (tmp_path / "kept").is_dir()
+
+
+def test_a_cultures_own_folder_chosen_is_told_to_choose_the_one_above(tmp_path, small_demo):
+    for p in sorted((small_demo / "Achaemenid").glob("*"))[:3]:
+        shutil.copy(p, tmp_path)
+    r = cli("scan", tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "are not inside culture folders: choose the folder above it" in r.stderr.splitlines()[-1]
 
 
 def test_a_folder_with_a_single_culture_trains_and_influence_says_why_not(tmp_path, capsys):
