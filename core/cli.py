@@ -228,10 +228,14 @@ def cmd_influence(a) -> int:
               f"{c.get('groups', 0):>7} {r['domain_shift']:>12.2f} {r['shift']['alarm']:>9.2f} "
               f"{moved.get('mae', float('nan')):>13.3f} {moved.get('allowance', float('nan')):>8.2f} "
               f"{r['conditioning']:>13.2f}  {r['verdict']['level']}")
-    print("  apart: the target figurines told from the sources weighted to their mixture, in the classifier's "
-          "log-odds; null 95%: what source figurines against source figurines give in 95 draws of 100; moved: the "
-          "known mixtures moved as far from the sources as the target figurines sit; widened: what every interval "
-          "gains on each side to hold their answer (not run where the reading is withheld anyway)")
+    print("  error and coverage: of the self-check's known mixtures, over that many groups; apart: how well the "
+          "target figurines are told from the sources weighted to their mixture, in the classifier's log-odds; "
+          "null 95%: the most that source figurines against other source figurines give in 95% of "
+          f"{settings.null_draws} draws (apart above it: the targets are more than a mixture of the sources); "
+          "moved: the known mixtures moved as far from the sources as the target figurines sit; widened: what "
+          "every interval gains on each side to hold their answer (not run where the reading is withheld anyway); "
+          f"conditioning: how far the classifier tells the sources apart (below {influence.MIN_CONDITIONING}: "
+          "withheld)")
     if a.self_check:
         return 0
     truth = influence.known_answer(Run(a.run_dir).config().get("data", ""))
