@@ -260,5 +260,6 @@ def decode(path: str, size: int, background: str = "keep",
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         text = str(e) or type(e).__name__
         if "truncated" in text or "broken data stream" in text or "premature end" in text.lower():
-            raise UnreadableImage(f"truncated or corrupt file ({text})") from None
+            raise UnreadableImage("truncated or damaged: the file ends early or breaks off (an interrupted copy or "
+                                  "download?); copy it again from the original") from None
         raise UnreadableImage(f"cannot decode ({text})") from None
