@@ -36,14 +36,20 @@ def filtered(enc: pd.DataFrame, cultures: list[str], sites: list[str]) -> np.nda
     return keep & (~has_site | enc["site"].isin(sites).to_numpy())
 
 
-def find(enc: pd.DataFrame, text: str, rows: np.ndarray | None = None) -> np.ndarray:
-    """Row ids whose file name (or path) holds `text`, ignoring case and Unicode form; within `rows` if given."""
-    from .dataset import nfc
+def _folded(text: str) -> str:
+    """`text` without case or accents, in one Unicode form: "Ménade" and "menade" alike."""
+    import unicodedata
 
-    text = nfc(text.strip()).casefold()
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).casefold()
+
+
+def find(enc: pd.DataFrame, text: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Row ids whose file name (or path) holds `text`, ignoring case, accents and Unicode form; within `rows` if
+    given."""
+    text = _folded(text.strip())
     if not text:
         return np.array([], int)
-    hit = enc["path"].map(lambda p: text in nfc(str(p)).casefold()).to_numpy(bool)
+    hit = enc["path"].map(lambda p: text in _folded(str(p))).to_numpy(bool)
     return np.flatnonzero(hit & (rows if rows is not None else True))
 
 

@@ -84,7 +84,7 @@ def test_no_culture_or_site_is_drawn_in_a_grey_like_the_context():
         assert colorsys.rgb_to_hsv(r, g, b)[1] > 0.3, colour  # saturated: never mistaken for the context grey
 
 
-def test_find_by_file_name_ignores_case_and_unicode_form():
+def test_find_by_file_name_ignores_case_accents_and_unicode_form():
     """Issue 27, item 14."""
     import unicodedata
 
@@ -93,6 +93,7 @@ def test_find_by_file_name_ignores_case_and_unicode_form():
     assert explore.find(enc, "img_0").tolist() == [0, 2]
     assert explore.find(enc, " IMG_0042 ").tolist() == [0]
     assert explore.find(enc, "taéte").tolist() == [1]  # typed in NFC, stored in NFD
+    assert explore.find(enc, "TAETE").tolist() == [1] == explore.find(enc, "Taëte").tolist()  # accents ignored
     assert explore.find(enc, "img", np.array([False, True, True, True])).tolist() == [2]  # only among those shown
     assert explore.find(enc, "").tolist() == [] and explore.find(enc, "zzz").tolist() == []
 
