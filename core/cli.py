@@ -323,11 +323,12 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m core", description="Figurine latent-space explorer: the headless engine.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    d = sub.add_parser("demo", help="generate the demo dataset with its ground truth")
-    d.add_argument("--out", required=True)
+    d = sub.add_parser("demo", help="generate the demo dataset with its ground truth",
+                       description="Draw a collection of figurine photographs whose answer is known (truth.json).")
+    d.add_argument("--out", required=True, help="folder to write the collection into (culture folders and truth.json)")
     d.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
     d.add_argument("--scale", type=float, default=1.0, help="class sizes as a multiple of the study's")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="another seed draws another collection of the same kind")
     d.add_argument("--collection", choices=["demo", "second", "varied", "related"], default="demo",
                    help="demo: the study's cultures and sizes; second: a collection drawn unlike it (three related "
                         "sources of similar sizes, four find-sites of 51, a weaker local making of another kind); "
