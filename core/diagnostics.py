@@ -71,6 +71,19 @@ def prior_of(codes: np.ndarray, settings) -> dict:
     return prior_match(np.asarray(codes, np.float64), settings.prior_std, prior=draws)
 
 
+COLLAPSED = 0.1  # codes spread over less than this share of the prior's sd: the map has collapsed
+
+
+def code_spread(codes: np.ndarray, prior_std: float) -> float:
+    """How far codes spread, in prior sds (the geometric mean sd of their covariance): about 1 for codes shaped
+    like the prior, 0 for codes on one point or one line."""
+    codes = np.asarray(codes, np.float64)
+    if len(codes) < 2:
+        return 0.0
+    d = codes.shape[1]
+    return _spread(np.cov(codes.T).reshape(d, d)) / prior_std
+
+
 def _spread(cov: np.ndarray) -> float:
     """The geometric mean sd of a covariance: 0 when the points lie on a line or a point."""
     return float(max(np.linalg.det(cov), 0.0) ** (0.5 / len(cov)))

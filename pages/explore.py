@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import charts, explore, export, influence, lasso, selections
+from core import charts, diagnostics, explore, export, influence, lasso, selections
 from core.dataset import load
 from core.errors import UserError
 from core.estimator import AAE
@@ -165,6 +165,11 @@ except UserError as e:
 if kept:
     st.warning(f"{plain(kept)}. The photographs are not shown.")
     relink_form(run)
+spread = diagnostics.code_spread(enc[["aae_x", "aae_y"]].to_numpy(), s["prior_std"])
+if not s.get("clusters") and s.get("latent_dim", 2) >= 2 and spread < diagnostics.COLLAPSED:
+    st.warning(f"This run's map has collapsed: its codes spread over {spread:.0%} of the prior's sd, so figurines "
+               "that differ sit on top of one another in the AAE chart. Train it longer (the Train page's losses show "
+               "whether it has settled); the UMAP baseline beside it does not depend on the training.")
 saved = selections.load(run)
 enc = enc.reset_index(drop=True).assign(id=lambda d: np.arange(len(d)), saved_selection=lambda d:
                                         selections.groups(d, saved))

@@ -43,3 +43,13 @@ def test_few_measured_figurines_get_fewer_neighbours_not_an_error():
     emb = rng.normal(0, 1, (19, 2)) + (y == "b")[:, None] * 8
     assert 0 <= embedding_quality(emb, np.hstack([emb, rng.normal(0, 0.1, (19, 8))]), y)["trustworthiness"] <= 1
     assert np.isnan(embedding_quality(emb[:2], emb[:2], y[[0, 10]])["trustworthiness"])
+
+
+def test_code_spread_is_one_for_the_prior_and_near_zero_for_a_collapsed_map():
+    from core.diagnostics import COLLAPSED, code_spread
+
+    rng = np.random.default_rng(0)
+    assert abs(code_spread(rng.normal(0, 5, (2000, 2)), 5.0) - 1) < 0.05
+    assert code_spread(rng.normal(3, 0.05, (2000, 2)), 5.0) < COLLAPSED  # every code near one point
+    line = np.c_[np.linspace(-5, 5, 100), np.zeros(100)]
+    assert code_spread(line, 5.0) == 0 and code_spread(line[:1], 5.0) == 0

@@ -240,6 +240,16 @@ def test_explore_hover_thumbnails_are_static_files(trained_run):
     assert max(len(d.data.data) for d in charts(at)[0].proto.datasets) < 200 * trained_run.config()["images"]
 
 
+def test_explore_says_when_the_map_has_collapsed(trained_run, monkeypatch):
+    from core import diagnostics
+
+    monkeypatch.setattr(diagnostics, "COLLAPSED", 0.0)  # nothing counts as collapsed
+    assert not any("has collapsed" in w.value for w in page("explore", run=trained_run.name).warning)
+    monkeypatch.setattr(diagnostics, "COLLAPSED", 1e9)  # everything does
+    warned = [w.value for w in page("explore", run=trained_run.name).warning if "has collapsed" in w.value]
+    assert len(warned) == 1 and "Train it longer" in warned[0]
+
+
 def test_explore_draws_density_cells_above_the_point_limit(trained_run, monkeypatch):
     from core import explore
 
