@@ -1,5 +1,6 @@
 """Home: what the tool does, the active dataset and run, and where to go next."""
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -45,8 +46,12 @@ if run is None:
         st.write("No trained run yet.")
 else:
     st_ = run.status()
+    data = Path(run.config()["data"])
+    other = "" if data == data_root().resolve() else (
+        f" It was trained on {'the demo' if is_demo(data) else plain(data)}, not on the active dataset: opening it "
+        "on Explore or Influence makes its folder the active dataset.")
     st.write(f"**{plain(run.name)}**: {st_.get('state')} at epoch {st_.get('epoch', 0)} "
-             f"of {st_.get('epochs', '?')} ({plain(run.config().get('device', '?'))}).")
+             f"of {st_.get('epochs', '?')} ({plain(run.config().get('device', '?'))}).{other}")
 for name, why in openable_runs()[1]:
     st.warning(f"Run **{plain(name)}** cannot be opened: {plain(why)}.")
 

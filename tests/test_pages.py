@@ -55,6 +55,15 @@ def test_home_opens_on_the_demo():
     assert any("431" in m.value and "4" in m.value for m in at.markdown)
 
 
+def test_home_says_when_the_active_run_was_trained_on_another_dataset(trained_run):
+    from pages.shared import plain
+
+    at = page("home", run=trained_run.name)  # the active dataset is the demo; the run was trained on another
+    assert not at.exception
+    said = " ".join(m.value for m in at.markdown)
+    assert plain(trained_run.name) in said and plain("small-demo, not on the active dataset") in said
+
+
 def test_data_page_counts_thumbnails_and_filters():
     at = page("data")
     assert not at.exception and not at.error
