@@ -291,7 +291,8 @@ def lead(results: dict[str, dict]) -> str:
 
 
 def as_json(results: dict[str, dict], settings: InfluenceSettings = InfluenceSettings()) -> dict:
-    """DESIGN.md's shape, {EMBEDDING: {GROUP: {SOURCE: {"share", "ci"}}}}, plus what stands behind it.
+    """DESIGN.md's shape, {EMBEDDING: {GROUP: {SOURCE: {"share", "ci"}}}}, plus what stands behind it, the
+    space read first ("lead") and each group's number of figurines ("group_sizes").
 
     A withheld estimate has "shown": false and the interval [0, 1]; "sampling_ci" keeps the bootstrap's.
     """
@@ -316,6 +317,10 @@ def as_json(results: dict[str, dict], settings: InfluenceSettings = InfluenceSet
         **{n: {"verdict": r["verdict"], "self_check": r["self_check"], "domain_shift_auc": r["domain_shift"],
                "domain_shift": r["shift"], "conditioning": r["conditioning"]}
            for n, r in results.items() if not r["table"].empty}}
+    read = [r["table"] for r in results.values() if not r["table"].empty]
+    if read:
+        out["lead"] = lead(results)  # the space the page and the CLI read first
+        out["group_sizes"] = {g: int(n) for g, n in read[0].drop_duplicates("group").set_index("group")["n"].items()}
     return out
 
 

@@ -333,6 +333,9 @@ def test_cli_influence_json(demo_run, capsys):
     assert main(["influence", "--run-dir", str(run.dir), "--json", "--bootstrap", "60"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"aae", "umap", "descriptor", "method", "checks"} <= set(out)
+    assert out["lead"] in ("aae", "umap", "descriptor")  # the space the page reads first
+    assert out["group_sizes"]["Hellenistic Babylonian"] == sum(n for g, n in out["group_sizes"].items()
+                                                               if g != "Hellenistic Babylonian")
     assert out["method"]["n_boot"] == 60 and "EM" in out["method"]["method"]
     assert out["method"]["descriptor"].startswith("HOG descriptors (scikit-image")
     assert "fitted to the source figurines only" in out["method"]["descriptor"]
