@@ -164,9 +164,10 @@ def figure_mask(a: np.ndarray) -> np.ndarray | None:
     h, w, _ = a.shape
     if min(h, w) < 4:
         return None
-    if min(h, w) < CUT_ACROSS:  # a tall or wide photograph's strip: cut at CUT_ACROSS px across, the mask brought back
+    if min(h, w) < CUT_ACROSS:  # a tall or wide photograph's strip: cut wider, the mask brought back
         up = CUT_ACROSS / min(h, w)
-        fig = figure_mask(np.asarray(Image.fromarray(a).resize((round(w * up), round(h * up)), Image.Resampling.BILINEAR)))
+        wide = Image.fromarray(a).resize((round(w * up), round(h * up)), Image.Resampling.BILINEAR)
+        fig = figure_mask(np.asarray(wide))
         return None if fig is None else np.asarray(
             Image.fromarray(fig.astype(np.uint8) * 255).resize((w, h), Image.Resampling.BILINEAR)) > 127
     dist, ring = _off_backdrop(a.astype(np.float32), quadratic=True)

@@ -290,8 +290,8 @@ def saved_section() -> None:
 def find_by_name() -> None:
     """Select the shown figurines whose file name holds what is typed: highlighted in both charts, in the gallery."""
     text = st.text_input("Find a figurine by file name", key=f"find:{run.name}", placeholder="part of a file name",
-                         help="Selects the figurines shown whose file name (or folder) holds this text (case and accents "
-                         "ignored), in both charts")
+                         help="Selects the figurines shown whose file name (or folder) holds this text (case and "
+                         "accents ignored), in both charts")
     changed, picks["found"] = text != picks.get("found", ""), text
     hits = [int(i) for i in explore.find(enc, text, keep)] if text else []
     if text and not hits:
