@@ -200,7 +200,7 @@ def synthetic_run(root: str, size: int, run_dir: str, seed: int = 0) -> dict:
     from core.runs import Run
 
     s = _settings("fast", size, "cpu", width=4, disc_width=8)
-    ds = load(root, size)
+    ds = load(root, size, s.background)  # decoded as a training would have: the encodings then match the run
     run = Run(run_dir)
     run.write_config({"settings": s.to_dict(), "effective": s.effective().to_dict(), "data": ds.root,
                       "fingerprint": ds.fingerprint, "images": len(ds.items), "device": "cpu"})
