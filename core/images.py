@@ -32,7 +32,7 @@ LARGE_DECODE_BYTES = 64 * 2**20  # decodes above this take a memory slot (`reser
 _HIGH_DEPTH_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 BACKGROUNDS = ("flatten", "keep", "separate")
 NEUTRAL = np.array([128, 128, 128], np.uint8)  # 0 after the model's normalisation
-CUT_ACROSS = 32  # a strip narrower than this is cut from its backdrop at this width, then brought back
+MIN_ACROSS, CUT_ACROSS = 16, 32  # a strip under MIN_ACROSS px across is cut at CUT_ACROSS, the mask brought back
 
 
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -164,7 +164,7 @@ def figure_mask(a: np.ndarray) -> np.ndarray | None:
     h, w, _ = a.shape
     if min(h, w) < 4:
         return None
-    if min(h, w) < CUT_ACROSS:  # a tall or wide photograph's strip: cut wider, the mask brought back
+    if min(h, w) < MIN_ACROSS:  # a tall or wide photograph's strip: cut wider, the mask brought back
         up = CUT_ACROSS / min(h, w)
         wide = Image.fromarray(a).resize((round(w * up), round(h * up)), Image.Resampling.BILINEAR)
         fig = figure_mask(np.asarray(wide))

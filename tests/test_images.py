@@ -122,8 +122,8 @@ def test_separation_finds_the_figure_on_every_kind_of_backdrop(backdrop):
 
 @pytest.mark.parametrize("backdrop", ["studio", "dark", "cloth"])
 def test_a_tall_narrow_photograph_is_cut_from_its_backdrop_too(backdrop, tmp_path):
-    """A figurine photographed tall and narrow (90 x 400) is a strip 14 px across at 64 px: it is cut at
-    `CUT_ACROSS` px across and the mask brought back, not left on its backdrop."""
+    """A figurine photographed tall and narrow (90 x 400) is a strip 14 px across at 64 px, under `MIN_ACROSS`:
+    it is cut at `CUT_ACROSS` px across and the mask brought back, not left on its backdrop."""
     from PIL import Image
 
     from core.demo import photograph
