@@ -1,16 +1,15 @@
-"""How far any map shaped like the prior can place targets beside their source (no training).
+"""How far a map shaped like the prior places targets beside their source, its cultures in perfect sectors.
 
     python bench/ceiling.py --data DIR [DIR ...] [--draws 20] [--gaps 0 0.1 0.2 0.3 0.5]
 
-For a collection drawn by `core.demo`, each figurine gets a code drawn from the 2-D Gaussian prior, and the
-cultures are given perfect sectors of it (each figurine in the sector of the style it was drawn in, sectors as
-wide as their share): what a map does whose codes are the prior's draws and whose cultures are perfectly apart
-(for three equal parts, sectors meeting at the centre leave the least of the Gaussian's mass on their edges:
-Milman and Neeman, 2018).
-A gap then squeezes each sector's angles toward its middle, leaving that share of every sector empty at its
-edges. For each gap: the targets beside their source (`bench.quality.beside`, the figure the bench reports for
-trained maps) and how well a classifier tells the codes from the prior's draws (`core.diagnostics.prior_match`),
-mean and range over the draws. Prints a Markdown table.
+No training. For a collection drawn by `core.demo`, each figurine gets a code drawn from the 2-D Gaussian prior,
+and the cultures perfect sectors of it (each figurine in the sector of the style it was drawn in, sectors as wide
+as their share): a map whose codes are the prior's draws and whose cultures touch only at the seams (for three
+equal parts, sectors meeting at the centre leave the least of the Gaussian's mass on their edges: Milman and
+Neeman, 2018). A gap then squeezes each sector's angles toward its middle, leaving that share of every sector
+empty at its edges. For each gap: the targets beside their source (`bench.quality.beside`, the figure the bench
+reports for trained maps) and how well a classifier tells the codes from the prior's draws
+(`core.diagnostics.prior_match`), mean and range over the draws. Prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -40,7 +39,8 @@ def styles(data: str):
     collection = next(c for c in COLLECTIONS.values() if c.target == truth.get("collection", c.target))
     target = is_target(items)
     style = items["culture"].to_numpy(object).copy()
-    drawn = [drawn_style(p, s, truth["seed"], collection) for p, s in zip(items["path"][target], items["site"][target])]
+    drawn = [drawn_style(p, s, truth["seed"], collection)
+             for p, s in zip(items["path"][target], items["site"][target])]
     style[target] = [collection.names[d] if d else None for d in drawn]
     return items, style
 
@@ -48,15 +48,14 @@ def styles(data: str):
 def sectors(style: np.ndarray, gap: float, rng: np.random.Generator) -> np.ndarray:
     """Codes drawn from N(0, I), each style given a sector as wide as its share, less `gap` of it at the edges
     (figurines of no style anywhere)."""
-    codes = rng.normal(size=(len(style), 2))
     names = sorted({s for s in style if s is not None})
     sizes = [int(sum(style == n)) for n in names]
-    z = codes[:sum(sizes)].copy()
+    codes, z = rng.normal(size=(len(style), 2)), rng.normal(size=(sum(sizes), 2))
     angle, radius = np.arctan2(z[:, 1], z[:, 0]) % (2 * np.pi), np.hypot(z[:, 0], z[:, 1])
     order, start = np.argsort(angle), 0
     ranked = np.r_[0.0, angle[order], 2 * np.pi]
     for name, size in zip(names, sizes):
-        drawn = order[start:start + size]  # the draws whose angles fall in this sector, which ends halfway to the next
+        drawn = order[start:start + size]  # the draws whose angles fall in this sector (to halfway to the next)
         lo = (ranked[start] + ranked[start + 1]) / 2 if start else 0.0
         hi = (ranked[start + size] + ranked[start + size + 1]) / 2 if start + size < len(z) else 2 * np.pi
         a = lo + (hi - lo) * (gap / 2 + (1 - gap) * (angle[drawn] - lo) / (hi - lo))
