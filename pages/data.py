@@ -109,7 +109,8 @@ backdrop = {"flatten": "flattened to neutral grey", "separate": "cut away to neu
 if kept is not None and kept.any():
     backdrop += (f" for {len(kept) - kept.sum():,} of {len(kept):,}; kept as photographed for {kept.sum():,}, "
                  "where no figure stood out from it (toggle \"Backdrop kept\" to see them)")
-st.caption(f"{len(shown):,} photographs match; decoded at {ds.image_size} px, backdrop {backdrop}.")
+st.caption(f"{len(shown):,} {'photograph matches' if len(shown) == 1 else 'photographs match'}; decoded at "
+           f"{ds.image_size} px, backdrop {backdrop}.")
 
 st.subheader("Files that could not be read")
 problems = ds.metadata_problems

@@ -95,7 +95,7 @@ def test_data_page_shows_which_photographs_kept_their_backdrop():
     assert not at.exception and not at.error
     assert any("cut away to neutral grey for 6 of 7; kept as photographed for 1" in c.value for c in at.caption)
     at.toggle(key="data_kept").set_value(True).run()
-    assert len(at.get("image")) == 1 and any("1 photographs match" in c.value for c in at.caption)
+    assert len(at.get("image")) == 1 and any("1 photograph matches" in c.value for c in at.caption)
 
 
 def test_data_page_refuses_bad_folders(tmp_path):
@@ -300,7 +300,7 @@ def test_explore_opens_a_run_whose_folder_moved_and_relinks_it(trained_run):
     at.text_input[0].set_value(str(moved))
     at.button[0].click().run()
     assert not at.exception and not at.error and run.config()["data"] == str(moved)
-    assert [w.value for w in at.warning if "has collapsed" not in w.value] == []  # a 2-epoch run's map has
+    assert [w.value for w in at.warning if "has collapsed" not in w.value] == []  # a 2-epoch run's map may have
 
 
 def test_a_failed_run_shows_its_message(trained_run):
