@@ -21,27 +21,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.quality import beside  # noqa: E402
+from bench.quality import beside, drawn_styles  # noqa: E402
 
 
 def styles(data: str):
     """The collection's readable figurines and each one's style: its culture for a source, the source it was
     drawn after for a target (None where the generator drew it in no source's style)."""
-    import json
-
     from core.dataset import scan
-    from core.demo import COLLECTIONS, drawn_style
     from core.labels import is_target
 
     items = scan(data)
     items = items[items["readable"]].reset_index(drop=True)
-    truth = json.loads((Path(data) / "truth.json").read_text())
-    collection = next(c for c in COLLECTIONS.values() if c.target == truth.get("collection", c.target))
-    target = is_target(items)
     style = items["culture"].to_numpy(object).copy()
-    drawn = [drawn_style(p, s, truth["seed"], collection)
-             for p, s in zip(items["path"][target], items["site"][target])]
-    style[target] = [collection.names[d] if d else None for d in drawn]
+    style[is_target(items)] = drawn_styles(data, items)
     return items, style
 
 

@@ -127,14 +127,9 @@ def measure(run_dir: Path) -> dict:
             "recon_error": d["recon_error"], "diagnostics": d}
 
 
-def beside(data: str, enc, emb: dict) -> dict | None:
-    """On a collection drawn by `core.demo` (the demo, the second collection): per space, the balanced accuracy
-    with which a 10-NN classifier of the source figurines places its target figurines with the source whose
-    style the generator drew them in: how far the map puts each target figurine beside its own models, a label
-    no run sees. None for other data."""
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.neighbors import KNeighborsClassifier
-
+def drawn_styles(data: str, enc) -> np.ndarray | None:
+    """On a collection drawn by `core.demo`: for each target figurine of `enc` (path, culture, site), the source
+    whose style the generator drew it in (None where it drew none); None for other data."""
     from core.demo import COLLECTIONS, drawn_style
     from core.labels import is_target
 
@@ -146,10 +141,24 @@ def beside(data: str, enc, emb: dict) -> dict | None:
         return None
     target = is_target(enc)
     drawn = [drawn_style(p, s, seed, collection) for p, s in zip(enc["path"][target], enc["site"][target])]
-    style = np.array([collection.names[d] if d else None for d in drawn], object)
-    known = np.array([d is not None for d in drawn], bool)
-    if not known.any():
+    return np.array([collection.names[d] if d else None for d in drawn], object)
+
+
+def beside(data: str, enc, emb: dict) -> dict | None:
+    """On a collection drawn by `core.demo` (the demo, the second collection): per space, the balanced accuracy
+    with which a 10-NN classifier of the source figurines places its target figurines with the source whose
+    style the generator drew them in: how far the map puts each target figurine beside its own models, a label
+    no run sees. None for other data."""
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from core.labels import is_target
+
+    style = drawn_styles(data, enc)
+    known = None if style is None else np.array([d is not None for d in style], bool)
+    if known is None or not known.any():
         return None
+    target = is_target(enc)
     y = enc["culture"].to_numpy()[~target]
     return {n: float(balanced_accuracy_score(style[known], KNeighborsClassifier(10).fit(x[~target], y).predict(
         x[target][known]))) for n, x in emb.items()}
