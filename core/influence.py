@@ -44,9 +44,10 @@ MAX_WIDTH = 0.35  # the widest 95% interval a reading may have (the product's ba
 DISJOINT = 0.1  # two representations whose 95% intervals are disjoint for more of the values than this disagree
 EMBEDDINGS = {"aae": "AAE latent", "umap": "UMAP baseline", "descriptor": "descriptor space"}
 MAPS, READ_IN = ("aae", "umap"), "descriptor"  # the 2-D maps, and the space that keeps what tells cultures apart
-CACHE_VERSION = 9  # 6: the descriptor space; checks in the classifier's log-odds against their null; 7: sealed;
+CACHE_VERSION = 10  # 6: the descriptor space; checks in the classifier's log-odds against their null; 7: sealed;
 # 8: reasons in words, source counts; 9: the descriptors on flattened backdrops whatever the run's, and a map whose
-# own checks ask for care yields to the descriptor space however far apart
+# own checks ask for care yields to the descriptor space however far apart; 10: a 2-D map no better by its own
+# checks than the descriptor space is withheld where they disagree
 
 
 @dataclass(frozen=True)
@@ -227,9 +228,9 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
     1 time in 100. Where more than DISJOINT of the values have disjoint intervals, or the shares differ by
     more than the self-check's bar on average, the reading depends on the representation: each is read with
     care and its intervals span both readings; beyond the self-check's failure level, neither is shown.
-    Where a 2-D map whose own checks ask for care disagrees with a descriptor space that passes its own, only
-    the map's reading is so marked (or withheld, beyond the failure level): a 2-D map loses what tells related
-    cultures apart (measured on real photographs), the descriptor space keeps it.
+    Where a 2-D map whose own checks are no better than the descriptor space's disagrees with it, only the map
+    is marked, and withheld: a 2-D map loses what tells related cultures apart (measured on real photographs),
+    the descriptor space keeps it, so the order of the representations never lets the map lead in a tie.
     """
     ok = [n for n, r in results.items() if not r["table"].empty and r["verdict"]["level"] != "withheld"]
     own = {n: results[n]["verdict"]["level"] for n in ok}  # each reading's own checks, before comparing
@@ -252,15 +253,23 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
             # far apart (the map loses what tells related cultures apart, the descriptor space keeps it); otherwise
             # both are read with care, and readings further apart than the failure level are both withheld
             def yields(m: str, o: str) -> bool:
-                return m == READ_IN and o in MAPS and own[o] == "caution" and own[m] == "good"
+                return m == READ_IN and o in MAPS and LEVELS.index(own[o]) >= LEVELS.index(own[m])
 
+            differ = (f"the shares differ by {gap:.2f} on average, against the {BAR['mae']:.2f} the self-check allows"
+                      if apart <= DISJOINT else f"{apart:.0%} of the shares differ beyond sampling error")
             for n, other in [(m, o) for m, o in ((a, b), (b, a)) if not yields(m, o)]:
                 r, v = results[n], results[n]["verdict"]
-                reason = (f"the {EMBEDDINGS.get(other, other)} reads the same groups differently (the shares differ by "
-                          f"{gap:.2f} on average, {apart:.0%} of them beyond sampling error): the reading depends on "
-                          f"the representation")
+                reason = (f"the {EMBEDDINGS.get(other, other)} reads the same groups differently ({differ}): the "
+                          f"reading depends on the representation")
                 words = (f"the {EMBEDDINGS.get(other, other)} reads the same photographs differently (by "
                          f"{gap:.0%} on average): the answer depends on how the photographs are represented")
+                if yields(other, n):  # a map no better by its own checks than the space that keeps what it loses
+                    v["level"] = "withheld"
+                    v["reasons"].insert(0, reason + "; a 2-D map loses what tells related cultures apart, the "
+                                                    "descriptor space keeps it")
+                    v["words"].insert(0, words + "; a map of two numbers loses what tells related cultures apart, "
+                                                 "so read the descriptor space")
+                    continue
                 if gap > FAIL["mae"]:
                     v["level"] = "withheld"
                     v["reasons"].insert(0, reason)

@@ -40,7 +40,10 @@ def _range(row) -> str:
 
 def sentences(result: dict, whose: str = "") -> dict[str, str]:
     """One sentence per group shown as a reading, to quote: its size, each source's share and range, largest
-    first. `whose` names the photographs ("the demo's" or empty)."""
+    first, and what the ranges and checks allow: whether the first source clearly leads, whether the reading is
+    to be read with care. `whose` names the photographs ("the demo's" or empty)."""
+    care = (" The method's own checks ask for these shares to be read with care."
+            if result["verdict"]["level"] == "caution" else "")
     out = {}
     for g, part in result["table"].groupby("group", sort=False):
         if not part["shown"].all():
@@ -50,10 +53,13 @@ def sentences(result: dict, whose: str = "") -> dict[str, str]:
         who = (f"all {n:,} {g} figurines" if g == t else
                f"the {n:,} {g.lower()} {t} figurines" if re.match(r"(?i)(unprovenanced|unknown)$", g) else
                f"the {n:,} {t} figurines from {g}")
-        shares = [f"{_range(r)} follow {r.source} models" for r in part.sort_values("share", ascending=False)
-                  .itertuples()]
+        rows = list(part.sort_values("share", ascending=False).itertuples())
+        shares = [f"{_range(r)} follow {r.source} models" for r in rows]
         lead = f"Of {whose + ' ' if whose else ''}{who}, an estimated "
-        out[g] = lead + ", ".join(shares[:-1]) + (" and " if len(shares) > 1 else "") + shares[-1] + "."
+        overlap = (f" The ranges of {rows[0].source} and {rows[1].source} overlap: neither is clearly the larger."
+                   if len(rows) > 1 and rows[1].ci_high >= rows[0].ci_low else "")
+        out[g] = (lead + ", ".join(shares[:-1]) + (" and " if len(shares) > 1 else "") + shares[-1] + "." + overlap
+                  + care)
     return out
 
 

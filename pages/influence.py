@@ -129,6 +129,13 @@ def self_check(r: dict, space: str, whose: str) -> None:
         st.markdown(f"**On {whose} photographs, when the answer is known, this method is off by {c['mae']:.2f} "
                     f"(± {c['mae_se']:.2f}) on average and its 95% intervals, {c['width']:.2f} wide on average, "
                     f"contain the answer {c['coverage']:.0%} of the time.**")
+        t = r["table"][r["table"]["shown"]]
+        if len(t):
+            wide = float((t["ci_high"] - t["ci_low"]).mean())
+            st.markdown(f"The ranges shown above, widened for what the checks found, are {wide:.2f} wide on average"
+                        + (f": wider than the {influence.MAX_WIDTH:.2f} a reading to build on should have, so they "
+                           f"say which source a site follows most only where they do not overlap."
+                           if wide > influence.MAX_WIDTH else "."))
         moved = c.get("shift")
         st.caption(f"{c['groups']} groups of known mixtures of source figurines held out from the classifier "
                    f"(each of {c['folds']} folds in turn: {c['holdout']:.0%} of each source culture), estimated as "

@@ -386,10 +386,10 @@ def test_the_reading_that_passes_its_checks_leads():
 
 
 def test_a_2d_map_that_disagrees_with_the_descriptor_space_yields_to_it():
-    """The descriptor space keeps what tells cultures apart, a 2-D map loses it: where a map whose own checks ask
-    for care reads the groups differently, the map's reading is read with care (withheld, far apart) and the
-    descriptor space's keeps its level. Where both pass their own checks, neither is preferred: both are read with
-    care."""
+    """The descriptor space keeps what tells cultures apart, a 2-D map loses it: where a map whose own checks are no
+    better than the descriptor space's reads the groups differently, the map's reading is withheld and the
+    descriptor space's keeps its level, so the map cannot lead by coming first among equals. Where the map's own
+    checks are better, neither is preferred: both are read with care."""
     rng = np.random.default_rng(7)
     sources = [(A, "", cloud(rng, [0, 0], 300)), (B, "", cloud(rng, [9, 0], 300))]
 
@@ -401,13 +401,21 @@ def test_a_2d_map_that_disagrees_with_the_descriptor_space_yields_to_it():
     descriptor = influence.estimate(*frame(sources + [(T, "Uruk", group(0.55))]), FAST)
     assert umap["verdict"]["level"] == descriptor["verdict"]["level"] == "good"
     both = influence.agree(copy.deepcopy({"umap": umap, "descriptor": descriptor}))  # agree marks verdicts in place
-    assert all(r["verdict"]["level"] == "caution" for r in both.values())
+    assert both["umap"]["verdict"]["level"] == "withheld" and both["descriptor"]["verdict"]["level"] == "good"
+    assert "(100% of the shares differ beyond sampling error)" in both["umap"]["verdict"]["reasons"][0]
     careful = {**umap, "verdict": {"level": "caution", "reasons": ["its own check"], "words": ["its own check"]}}
-    res = influence.agree({"umap": careful, "descriptor": descriptor})
-    assert res["descriptor"]["verdict"]["level"] == "good" and not res["descriptor"]["verdict"]["reasons"]
-    assert res["umap"]["verdict"]["level"] == "caution"
-    assert "the descriptor space reads the same groups differently" in res["umap"]["verdict"]["reasons"][-1]
-    assert influence.lead(res) == "descriptor"
+    unsure = {**descriptor, "verdict": {"level": "caution", "reasons": ["its own"], "words": ["its own"]}}
+    for pair in ({"umap": careful, "descriptor": descriptor}, {"aae": careful, "umap": careful, "descriptor": unsure}):
+        res = influence.agree(copy.deepcopy(pair))
+        assert res["descriptor"]["verdict"]["level"] == pair["descriptor"]["verdict"]["level"]
+        assert res["descriptor"]["verdict"]["reasons"] == pair["descriptor"]["verdict"]["reasons"]
+        assert res["umap"]["verdict"]["level"] == "withheld"
+        assert "the descriptor space reads the same groups differently" in res["umap"]["verdict"]["reasons"][0]
+        assert influence.lead(res) == "descriptor"
+    # a map whose own checks are better than the descriptor space's: both read with care, both ranges widened
+    res = influence.agree(copy.deepcopy({"umap": umap, "descriptor": unsure}))
+    assert {r["verdict"]["level"] for r in res.values()} == {"caution"}
+    assert (res["descriptor"]["table"]["ci_high"] >= res["umap"]["table"]["share"] - 1e-9).all()
     # however far apart (a map of photographs cut from their backdrops reads the demo's local making as influence,
     # 0.29 off, while the descriptor space reads it within 0.04): the map is withheld, the descriptor space is not
     far = influence.estimate(*frame(sources + [(T, "Uruk", group(0.05))]), FAST)
@@ -415,9 +423,12 @@ def test_a_2d_map_that_disagrees_with_the_descriptor_space_yields_to_it():
     res = influence.agree(copy.deepcopy({"aae": far, "descriptor": descriptor}))
     assert res["aae"]["verdict"]["level"] == "withheld" and res["descriptor"]["verdict"]["level"] == "good"
     assert influence.lead(res) == "descriptor"
-    # a descriptor space whose own checks ask for care does not lead past a map so far apart: neither is shown
-    unsure = {**descriptor, "verdict": {"level": "caution", "reasons": ["its own"], "words": ["its own"]}}
+    # nor when the descriptor space's own checks ask for care too: the map is withheld, the descriptor space leads
     res = influence.agree(copy.deepcopy({"aae": far, "descriptor": unsure}))
+    assert res["aae"]["verdict"]["level"] == "withheld" and res["descriptor"]["verdict"]["level"] == "caution"
+    assert influence.lead(res) == "descriptor"
+    # a map better by its own checks but this far apart: neither is shown
+    res = influence.agree(copy.deepcopy({"aae": {**far, "verdict": {**umap["verdict"]}}, "descriptor": unsure}))
     assert {r["verdict"]["level"] for r in res.values()} == {"withheld"}
 
 

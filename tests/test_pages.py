@@ -422,6 +422,8 @@ def test_influence_page():
     assert len([c for c in at.code if c.value.startswith("Of ")]) == len(bullets)  # one sentence to quote per group
     subheaders = [h.value for h in at.subheader]  # the reading first, what to cite, then the methods section
     assert subheaders.index("For a paper") < subheaders.index("How far the method can be trusted")
+    shown = next(m.value for m in at.markdown if m.value.startswith("The ranges shown above"))
+    assert re.search(r"are \d\.\d\d wide on average", shown)  # the ranges shown, beside the self-check's own
     assert "For methods readers" in headers
     table = next(d.value for d in at.dataframe if "embedding" in d.value)
     assert set(table["embedding"]) == {"AAE latent", "UMAP baseline", "descriptor space"}

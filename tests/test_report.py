@@ -166,3 +166,19 @@ def test_the_short_words_claim_no_more_than_the_ranges_allow():
     assert said["Dura"] == "Ionian 58% (29%–83%), not clearly more than Late Assyrian; Late Assyrian 39% (13%–60%)"
     assert said["Assur"].startswith("mostly Median 62% (55%–70%); Ionian")
     assert said["Uruk"].startswith("most of all Median 45% (38%–52%); Ionian")
+
+
+def test_the_sentence_to_quote_keeps_the_caution_and_the_overlap():
+    """A sentence meant for a paper says what the page says beside it: that the first source is not clearly the
+    larger where the ranges overlap, and that the checks ask for care where they do; a clear, good reading says
+    neither."""
+    def rows(group, n, *shares):
+        return [dict(group=group, source=s, share=v, ci_low=lo, ci_high=hi, shown=True, n=n) for s, v, lo, hi in shares]
+    table = pd.DataFrame(rows("Dura", 51, ("Ionian", 0.42, 0.00, 0.61), ("Median", 0.38, 0.07, 0.71))
+                         + rows("Assur", 51, ("Median", 0.62, 0.55, 0.70), ("Ionian", 0.38, 0.30, 0.45)))
+    careful = report.sentences({"table": table, "target": "Seleucid", "verdict": {"level": "caution"}})
+    assert careful["Dura"].endswith("The ranges of Ionian and Median overlap: neither is clearly the larger. The "
+                                    "method's own checks ask for these shares to be read with care.")
+    assert "overlap" not in careful["Assur"] and careful["Assur"].endswith("read with care.")
+    good = report.sentences({"table": table, "target": "Seleucid", "verdict": {"level": "good"}})
+    assert good["Assur"].endswith("follow Ionian models.")
