@@ -240,6 +240,8 @@ def _relabel(m: pd.DataFrame, meta: tuple[list[dict], list[tuple[int, list[str],
 def scan(root: str | os.PathLike) -> pd.DataFrame:
     """List every image file under root with its culture and site (labels only, nothing decoded)."""
     root = Path(root).expanduser()
+    if root.is_file():
+        raise UserError(f"{root} is a file, not a folder: choose the folder that holds one folder per culture")
     if not root.is_dir():
         raise UserError(f"dataset folder not found: {root}")
     found, refused = _walk(root)

@@ -76,6 +76,9 @@ def test_image_outside_a_culture_folder_is_listed(tmp_path, fresh_cache):
 def test_missing_and_empty_and_unreadable_only_folders(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load(tmp_path / "nope", 32)
+    (tmp_path / "notes.txt").write_text("a file chosen by mistake")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        load(tmp_path / "notes.txt", 32)
     (tmp_path / "empty" / "Greek").mkdir(parents=True)
     with pytest.raises(UserError, match="no image files"):
         load(tmp_path / "empty", 32)
