@@ -232,11 +232,14 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
     is marked, and withheld: a 2-D map loses what tells related cultures apart (measured on real photographs),
     the descriptor space keeps it, so the order of the representations never lets the map lead in a tie.
     """
-    ok = [n for n, r in results.items() if not r["table"].empty and r["verdict"]["level"] != "withheld"]
+    ok = sorted((n for n, r in results.items() if not r["table"].empty and r["verdict"]["level"] != "withheld"),
+                key=lambda n: n != READ_IN)  # the maps compared with the descriptor space first
     own = {n: results[n]["verdict"]["level"] for n in ok}  # each reading's own checks, before comparing
     key = ["group", "source"]
     for i, a in enumerate(ok):
         for b in ok[i + 1:]:
+            if "withheld" in (results[a]["verdict"]["level"], results[b]["verdict"]["level"]):
+                continue  # a reading already withheld shows nothing to mark another by
             ta, tb = (results[n]["table"].set_index(key) for n in (a, b))
             both = ta.index.intersection(tb.index)
             ta, tb = ta.loc[both], tb.loc[both]
@@ -249,9 +252,9 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
             if gap <= BAR["mae"] and apart <= DISJOINT:
                 continue
             low, high = np.minimum(ta["low"], tb["low"]), np.maximum(ta["high"], tb["high"])
-            # a 2-D map whose own checks already ask for care yields to the descriptor space that passes them, however
-            # far apart (the map loses what tells related cultures apart, the descriptor space keeps it); otherwise
-            # both are read with care, and readings further apart than the failure level are both withheld
+            # a 2-D map whose own checks are no better than the descriptor space's yields to it, however close (the
+            # map loses what tells related cultures apart, the descriptor space keeps it); otherwise both are read
+            # with care, and readings further apart than the failure level are both withheld
             def yields(m: str, o: str) -> bool:
                 return m == READ_IN and o in MAPS and LEVELS.index(own[o]) >= LEVELS.index(own[m])
 

@@ -427,6 +427,10 @@ def test_a_2d_map_that_disagrees_with_the_descriptor_space_yields_to_it():
     res = influence.agree(copy.deepcopy({"aae": far, "descriptor": unsure}))
     assert res["aae"]["verdict"]["level"] == "withheld" and res["descriptor"]["verdict"]["level"] == "caution"
     assert influence.lead(res) == "descriptor"
+    # a map withheld so marks no other: the UMAP baseline agreeing with the descriptor space stays as it is
+    close = influence.estimate(*frame(sources + [(T, "Uruk", group(0.55))]), FAST)
+    res = influence.agree(copy.deepcopy({"aae": far, "umap": close, "descriptor": descriptor}))
+    assert [res[n]["verdict"]["level"] for n in ("aae", "umap", "descriptor")] == ["withheld", "good", "good"]
     # a map better by its own checks but this far apart: neither is shown
     res = influence.agree(copy.deepcopy({"aae": {**far, "verdict": {**umap["verdict"]}}, "descriptor": unsure}))
     assert {r["verdict"]["level"] for r in res.values()} == {"withheld"}
