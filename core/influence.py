@@ -252,7 +252,7 @@ def agree(results: dict[str, dict]) -> dict[str, dict]:
             if gap <= BAR["mae"] and apart <= DISJOINT:
                 continue
             low, high = np.minimum(ta["low"], tb["low"]), np.maximum(ta["high"], tb["high"])
-            # a 2-D map whose own checks are no better than the descriptor space's yields to it, however close (the
+            # a 2-D map whose own checks are no better than the descriptor space's yields to it, near or far (the
             # map loses what tells related cultures apart, the descriptor space keeps it); otherwise both are read
             # with care, and readings further apart than the failure level are both withheld
             def yields(m: str, o: str) -> bool:
