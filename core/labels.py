@@ -29,6 +29,15 @@ def has_target(items: pd.DataFrame) -> bool:
     return bool((items["culture"] == TARGET).any() or (items["site"] != "").any())
 
 
+def roles(items: pd.DataFrame) -> tuple[str, list[str], str]:
+    """The target culture, the source cultures, and why that culture is the target: "named" (Hellenistic
+    Babylonian), "sites" (the culture with find-sites, the one with most where several have them) or "largest"
+    (no culture is named so or has find-sites)."""
+    target = target_culture(items["culture"], items["site"])
+    why = "named" if target == TARGET else "sites" if has_target(items) else "largest"
+    return target, sorted(c for c in items["culture"].unique() if c != target), why
+
+
 def is_target(items: pd.DataFrame) -> np.ndarray:
     """Whether each figurine (a table with culture and site) is of the target culture."""
     return (items["culture"] == target_culture(items["culture"], items["site"])).to_numpy()

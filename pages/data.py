@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from core.errors import UserError
-from core import charts, export
+from core import charts, export, labels
 from core.dataset import Dataset
 from core.images import backdrop_kept
 from core.paths import DEMO, data_roots, within_roots
@@ -71,6 +71,17 @@ cols[0].metric("Readable images", f"{len(items):,}")
 cols[1].metric("Unreadable files", f"{len(ds.unreadable):,}")
 cols[2].metric(f"Largest: {plain(big['culture'])}", f"{big['share']:.0%}")
 cols[3].metric(f"Smallest: {plain(small['culture'])}", f"{small['share']:.0%}")
+target, sources, why = labels.roles(items)
+n_sites = items.loc[items["culture"] == target, "site"].replace("", np.nan).nunique()
+where = f", from {n_sites} find-site{'s' if n_sites != 1 else ''}" if n_sites else ""
+said = (f"**Asked about:** {plain(target)} ({(items['culture'] == target).sum():,} figurines{where}); **compared "
+        f"with:** {', '.join(plain(c) for c in sources) or 'no other culture'}.")
+if why == "largest":
+    st.warning(said + " No culture is named Hellenistic Babylonian or has find-site folders, so the largest is "
+               "taken as the one asked about. To ask about another culture, put its photographs in "
+               "`<folder>/<culture>/<site>/` folders (or give their sites in `metadata.csv`).")
+else:
+    st.markdown(said + (" It is the culture with find-sites." if why == "sites" else ""))
 if big["share"] > 0.5 or small["share"] < 0.05:
     st.info(f"The cultures are imbalanced ({big['share']:.0%} vs {small['share']:.0%}). "
             "Balanced sampling on the Train page draws each culture equally often.")

@@ -247,8 +247,12 @@ def save_form() -> None:
                                "writable, and is there room on its disk?"))
             else:
                 st.session_state[f"colour_next:{run.name}"] = True  # the maps show what was saved
-                st.toast(f"Saved “{saved_as}”: {len(selection):,} figurines, kept with run {run.name}.")
+                st.session_state[f"saved_note:{run.name}"] = (
+                    f"Saved “{saved_as}”: {len(selection):,} figurines, kept with run {run.name} and listed under "
+                    "Saved selections below.")
                 st.rerun()
+    if note := st.session_state.pop(f"saved_note:{run.name}", None):  # said where it stays, not in a passing toast
+        st.success(plain(note), icon=":material/bookmark_added:")
 
 
 def saved_section() -> None:

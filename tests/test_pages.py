@@ -69,6 +69,8 @@ def test_data_page_counts_thumbnails_and_filters():
     assert not at.exception and not at.error
     table = at.dataframe[0].value
     assert table["images"].sum() == 431 and set(table["culture"]) >= {"Hellenistic Babylonian", "Achaemenid"}
+    said = " ".join(m.value.replace("\\", "") for m in at.markdown)  # which culture is asked about, and why
+    assert "**Asked about:** Hellenistic Babylonian (" in said and "**compared with:** Achaemenid, " in said
     n_all = len(at.get("image"))
     at.multiselect(key="data_cultures").set_value(["Achaemenid"]).run()
     assert 0 < len(at.get("image")) < n_all
@@ -94,6 +96,8 @@ def test_data_page_shows_which_photographs_kept_their_backdrop():
     at.button[0].click().run()
     assert not at.exception and not at.error
     assert any("cut away to neutral grey for 6 of 7; kept as photographed for 1" in c.value for c in at.caption)
+    assert any("**Asked about:** Achaemenid (4 figurines); **compared with:** Neo-Babylonian." in w.value.replace(
+        "\\", "") and "the largest is taken" in w.value for w in at.warning)  # no target named, no find-sites
     at.toggle(key="data_kept").set_value(True).run()
     assert len(at.get("image")) == 1 and any("1 photograph matches" in c.value for c in at.caption)
 
@@ -170,6 +174,8 @@ def test_explore_saves_a_selection_colours_the_maps_by_it_and_selects_it_again(t
     next(b for b in at.button if b.label == "Save selection").click().run()
     assert not at.exception and not at.error
     assert list(selections.load(trained_run)) == ["oval-base group"]
+    said = [s.value.replace("\\", "") for s in at.success]  # shown where it stays, not in a passing toast
+    assert any(v.startswith(f"Saved “oval-base group”: {chosen:,} figurines") for v in said), said
     assert len(selections.load(trained_run)["oval-base group"]) == chosen
     assert at.segmented_control(key=f"colour_by:{trained_run.name}").value == "saved selections"
     for chart in charts(at):  # coloured by the saved selection, every figurine in one of two groups
