@@ -72,6 +72,7 @@ def cmd_demo(a) -> int:
 
 def cmd_scan(a) -> int:
     from .dataset import load, no_images
+    from .labels import doubts
 
     with _bar("decoding") as progress:
         ds = load(a.data, a.image_size, progress=progress, require_images=False)
@@ -88,6 +89,8 @@ def cmd_scan(a) -> int:
             print(f"  {printable(r.path)}: {printable(r.reason)}")
     if not len(ds.items):
         raise no_images(ds)
+    for doubt in doubts(ds.items):
+        print(printable(f"note: {doubt}"))
     return 0
 
 
@@ -125,6 +128,8 @@ def cmd_train(a) -> int:
     def on_batch(epoch: int, batch: int, n: int) -> None:
         bar = bars.get("train")
         if bar is None:
+            if note := Run(a.run_dir).status().get("note"):  # what the folder's labels leave in doubt, say
+                print(printable(f"note: {note}"), file=sys.stderr)
             total = (overrides or {}).get("epochs") or (settings.epochs if settings else None)
             bar = bars["train"] = tqdm(desc="training", unit="batch", file=sys.stderr, dynamic_ncols=True,
                                        total=total * n if total else None, initial=(epoch - 1) * n)

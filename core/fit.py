@@ -85,12 +85,13 @@ def fit_run(run_dir: str, settings: Settings | None = None, data_root: str | Non
 def _fit(run: Run, s: Settings, data_root: str, resume: bool, config: dict, dev, on_batch: OnBatch | None,
          on_epoch: OnEpoch | None, on_decode) -> Run:
     from .dataset import load
+    from .labels import doubts
 
     ds = load(data_root, s.image_size, s.effective().background, progress=on_decode)
     plan = s.resolve(ds.items, config.get("sources") if resume else None)
     s, items = plan.settings, ds.items
     sample = items.iloc[snapshot_rows(len(items), s.snapshot_size, s.seed)][["path", "culture", "site"]]
-    note = ""
+    note = "" if resume else " ".join(doubts(items))  # said while it trains, on the Train page and the command line
     try:
         if not resume:
             run.remove_run_files()  # of a run that ended before its first checkpoint, which this one replaces

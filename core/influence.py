@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .labels import target_culture, unseen
+from .labels import FEW, target_culture, unseen
 from .parallel import map_chunks
 from .quantify import ShareEstimator, domain_shift, one_thread, self_check, shift_null
 
-MIN_GROUP = 10
+MIN_GROUP = FEW
 LEVELS = ("good", "caution", "withheld")  # a verdict: read it, read it with care, or cannot tell
 MIN_CONDITIONING = 0.2  # smallest singular value of the confusion matrix below this: sources confused
 BAR = {"mae": 0.08, "coverage": 0.85}      # the product's quality bar for the self-check

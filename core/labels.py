@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 TARGET = "Hellenistic Babylonian"
+FEW = 10  # photographs: fewer in a culture, or in a group of the target culture, are too few to say anything of
 
 
 def target_culture(cultures: pd.Series, sites: pd.Series) -> str:
@@ -36,6 +37,29 @@ def roles(items: pd.DataFrame) -> tuple[str, list[str], str]:
     target = target_culture(items["culture"], items["site"])
     why = "named" if target == TARGET else "sites" if has_target(items) else "largest"
     return target, sorted(c for c in items["culture"].unique() if c != target), why
+
+
+def doubts(items: pd.DataFrame) -> list[str]:
+    """What in a folder's labels suggests that it is not the folder meant, or that the culture taken as the one
+    asked about may not be the one meant, in words (none for a folder laid out as DESIGN says)."""
+    target, _, why = roles(items)
+    said = []
+    counts = items["culture"].value_counts()
+    few = counts[counts < FEW]
+    if len(few):
+        said.append(f"{', '.join(f'{c} ({n})' for c, n in few.items())} {'has' if len(few) == 1 else 'have'} "
+                    f"fewer than {FEW} photographs, too few to learn from or compare with: is this the folder whose "
+                    "subfolders are the cultures?")
+    with_sites = items.loc[items["site"] != "", "culture"].value_counts()
+    if why == "sites" and len(with_sites) > 1:
+        said.append(f"{' and '.join(with_sites.index)} all have find-site folders: {target}, with the most "
+                    "photographs in them, is taken as the culture asked about. To be sure of it, name its folder "
+                    f"{TARGET}, or keep find-site folders for it alone.")
+    if why == "largest":
+        said.append(f"No culture is named {TARGET} or has find-site folders, so the largest, {target}, is taken as "
+                    "the culture asked about. To ask about another, put its photographs in "
+                    "<folder>/<culture>/<site>/ folders (or give their sites in metadata.csv).")
+    return said
 
 
 def is_target(items: pd.DataFrame) -> np.ndarray:

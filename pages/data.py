@@ -76,12 +76,9 @@ n_sites = items.loc[items["culture"] == target, "site"].replace("", np.nan).nuni
 where = f", from {n_sites} find-site{'s' if n_sites != 1 else ''}" if n_sites else ""
 said = (f"**Asked about:** {plain(target)} ({(items['culture'] == target).sum():,} figurines{where}); **compared "
         f"with:** {', '.join(plain(c) for c in sources) or 'no other culture'}.")
-if why == "largest":
-    st.warning(said + " No culture is named Hellenistic Babylonian or has find-site folders, so the largest is "
-               "taken as the one asked about. To ask about another culture, put its photographs in "
-               "`<folder>/<culture>/<site>/` folders (or give their sites in `metadata.csv`).")
-else:
-    st.markdown(said + (" It is the culture with find-sites." if why == "sites" else ""))
+st.markdown(said + (" It is the culture with find-sites." if why == "sites" else ""))
+for doubt in labels.doubts(items):
+    st.warning(plain(doubt))
 if big["share"] > 0.5 or small["share"] < 0.05:
     st.info(f"The cultures are imbalanced ({big['share']:.0%} vs {small['share']:.0%}). "
             "Balanced sampling on the Train page draws each culture equally often.")

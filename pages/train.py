@@ -170,6 +170,8 @@ def run_view(run: Run) -> None:
         st.warning(f"{state.capitalize()} after epoch {epoch}: {plain(st_.get('message', ''))}")
     elif state == "done":
         st.success(f"Finished {epoch} epochs on {plain(cfg.get('device', '?'))}.")
+    if st_.get("note"):
+        st.info(plain(st_["note"]))
     c = st.columns(4)
     c[0].metric("State", state)
     c[1].metric("Epoch", f"{epoch} / {total}" if total else str(epoch))

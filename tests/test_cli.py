@@ -35,6 +35,26 @@ def test_demo_scan_train_encode(tmp_path, capsys):
     assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 2, 3]
 
 
+def test_a_folder_one_level_up_is_said_to_look_wrong(tmp_path, capsys):
+    """Issue: a user's `train` on a folder whose "cultures" were a project's own folders trained without a word.
+    What its labels leave in doubt is said by `scan`, as training starts, and on the run's Train page."""
+    from PIL import Image
+
+    from core.runs import Run
+
+    parent = tmp_path / "project"
+    assert main(["demo", "--out", str(parent / "mine"), "--size", "32", "--scale", "0.03"]) == 0
+    (parent / "shots").mkdir()
+    Image.new("RGB", (40, 30), (200, 200, 200)).save(parent / "shots" / "screen.png")
+    capsys.readouterr()
+    assert main(["scan", str(parent), "--image-size", "32"]) == 0
+    assert "note: shots (1) has fewer than 10 photographs" in capsys.readouterr().out
+    assert main(["train", "--data", str(parent), "--run-dir", str(tmp_path / "r"), "--epochs", "1",
+                 "--image-size", "32", "--device", "cpu"]) == 0
+    assert "note: shots (1) has fewer than 10 photographs" in capsys.readouterr().err
+    assert Run(tmp_path / "r").status()["note"].startswith("shots (1) has fewer than 10 photographs")
+
+
 def test_scan_lists_unreadable_files(messy):
     r = cli("scan", messy, "--image-size", "32")
     assert r.returncode == 0

@@ -2,6 +2,7 @@ import shutil
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from core import dataset
@@ -137,3 +138,27 @@ def test_background_handling_is_part_of_the_cache_key(small_demo):
     assert tuple(flat.images[0, 0, 0]) == (128, 128, 128)
     with pytest.raises(UserError, match="background"):
         load(small_demo, 32, "remove")
+
+
+def test_doubts_about_a_folders_labels_are_said():
+    """A folder laid out as DESIGN says raises none; a folder one level up (its cultures a project's own folders),
+    several cultures with find-sites, or none asked about, each get a sentence."""
+    from core.labels import doubts, roles
+
+    def items(spec):
+        return pd.DataFrame([(c, s) for c, s, n in spec for _ in range(n)], columns=["culture", "site"])
+
+    good = items([("Greek", "", 40), ("Achaemenid", "", 30), ("Seleucid Babylonia", "Uruk", 20)])
+    assert roles(good) == ("Seleucid Babylonia", ["Achaemenid", "Greek"], "sites") and doubts(good) == []
+    up = items([("mine", "Greek", 40), ("mine", "Uruk", 20), ("shots", "", 1)])
+    said = doubts(up)
+    assert len(said) == 1 and said[0].startswith("shots (1) has fewer than 10 photographs")
+    several = items([("Greek", "Myrina", 40), ("Greek", "", 5), ("Babylonian", "Uruk", 20), ("Egyptian", "", 30)])
+    assert roles(several)[0] == "Greek" and doubts(several) == [
+        "Greek and Babylonian all have find-site folders: Greek, with the most photographs in them, is taken as the "
+        "culture asked about. To be sure of it, name its folder Hellenistic Babylonian, or keep find-site folders "
+        "for it alone."]
+    named = items([("Greek", "Myrina", 40), ("Hellenistic Babylonian", "Uruk", 20)])
+    assert roles(named)[2] == "named" and doubts(named) == []
+    none = items([("Greek", "", 40), ("Egyptian", "", 30)])
+    assert roles(none) == ("Greek", ["Egyptian"], "largest") and "the largest, Greek, is taken" in doubts(none)[0]

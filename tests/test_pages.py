@@ -96,8 +96,11 @@ def test_data_page_shows_which_photographs_kept_their_backdrop():
     at.button[0].click().run()
     assert not at.exception and not at.error
     assert any("cut away to neutral grey for 6 of 7; kept as photographed for 1" in c.value for c in at.caption)
-    assert any("**Asked about:** Achaemenid (4 figurines); **compared with:** Neo-Babylonian." in w.value.replace(
-        "\\", "") and "the largest is taken" in w.value for w in at.warning)  # no target named, no find-sites
+    said = " ".join(m.value.replace("\\", "") for m in at.markdown)
+    assert "**Asked about:** Achaemenid (4 figurines); **compared with:** Neo-Babylonian." in said
+    warned = [w.value.replace("\\", "") for w in at.warning]  # no target named, no find-sites; few photographs
+    assert any("so the largest, Achaemenid, is taken as the culture asked about" in w for w in warned), warned
+    assert any(w.startswith("Achaemenid (4), Neo-Babylonian (3) have fewer than 10 photographs") for w in warned)
     at.toggle(key="data_kept").set_value(True).run()
     assert len(at.get("image")) == 1 and any("1 photograph matches" in c.value for c in at.caption)
 
@@ -312,10 +315,12 @@ def test_explore_opens_a_run_whose_folder_moved_and_relinks_it(trained_run):
 def test_a_failed_run_shows_its_message(trained_run):
     failed = Run(RUNS / "failed-run")
     failed.write_config(trained_run.config())
-    failed.set_status("failed", epoch=1, message="recon_loss became nan in epoch 2: training diverged")
+    failed.set_status("failed", epoch=1, message="recon_loss became nan in epoch 2: training diverged",
+                      note="shots (1) has fewer than 10 photographs")
     at = page("train", watch="failed-run")
     assert not at.exception
     assert any("training diverged" in e.value for e in at.error)
+    assert any(i.value.startswith("shots \\(1\\) has fewer than 10 photographs") for i in at.info)  # the doubts
 
 
 def test_the_train_page_offers_every_setting_but_the_presets_own():
