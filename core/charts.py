@@ -136,8 +136,8 @@ def density(cells: pd.DataFrame, context: pd.DataFrame, prefix: str, title: str,
     return _embedding(layers, title, prior_std, view)
 
 
-LOSSES = {"recon_loss": "reconstruction (MSE)", "disc_loss": "discriminator (BCE)", "gen_loss": "generator (BCE)",
-          "disc_acc": "discriminator accuracy"}
+LOSSES = {"recon_loss": "reconstruction error (mean squared)", "disc_loss": "discriminator's loss (cross-entropy)",
+          "gen_loss": "encoder's loss at passing for the prior", "disc_acc": "discriminator accuracy"}
 
 
 def losses(metrics: pd.DataFrame) -> alt.VConcatChart:

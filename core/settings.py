@@ -41,13 +41,13 @@ STYLES = {"form": "shape and relief: each figure's brightness standardised withi
 BACKGROUNDS = {"separate": "each figure is cut out of its backdrop (studio paper, velvet, spotlight, cloth) and set on "
                            "one neutral grey, so that nothing groups figurines by how they were photographed",
                "flatten": "only a plain studio backdrop (a light gradient) becomes grey; dark, spot-lit and cloth "
-                          "backdrops stay (the default before 2026-12-04)",
+                          "backdrops stay (the default of earlier runs)",
                "keep": "as photographed"}
 MATCHED = {"views": "the varied views the encoder learns from", "photographs": "the photographs as taken, whose "
            "codes the map shows, so that the map itself has the prior's shape"}
 LOOKS = {"descriptors": "in the descriptor space the Influence numbers are read in (HOG: shape and relief, blind to "
          "clay colour; its axes fitted to the source figurines, so that local making does not decide)",
-         "pixels": "in what the model sees of them (a PCA of its pixels; the default before 2026-12-04)"}
+         "pixels": "in what the model sees of them (a PCA of its pixels; the default of earlier runs)"}
 GROUPS = ("preset", "basic", "expert")  # set by the preset alone; shown up front; folded away
 RESUMABLE = ("epochs", "device")        # what a resumed run may change
 

@@ -111,7 +111,7 @@ for i, r in enumerate(rows):
     with grid[i % 8]:
         st.image(ds.images[r], width="stretch")
         st.caption(f"{plain(items.at[r, 'culture'])} · {plain(items.at[r, 'site']) or '—'}  \n"
-                   f"{plain(file_name(items.at[r, 'path']))}", help=plain(items.at[r, "path"]))
+                   f"{file_name(items.at[r, 'path'])}", help=plain(items.at[r, "path"]), unsafe_allow_html=True)
 backdrop = {"flatten": "flattened to neutral grey", "separate": "cut away to neutral grey"}.get(ds.background,
                                                                                             "as photographed")
 if kept is not None and kept.any():

@@ -113,8 +113,8 @@ def gallery(rows: pd.DataFrame, images, model, style: str, run_name: str, target
     for i, (idx, r) in enumerate(shown.iterrows()):
         with grid[i % 8]:
             st.image(images[idx], width="stretch")
-            st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{plain(file_name(r['path']))}",
-                       help=plain(r["path"]))
+            st.caption(f"{plain(r['culture'])} · {plain(r['site']) or '—'}  \n{file_name(r['path'])}",
+                       help=plain(r["path"]), unsafe_allow_html=True)
     st.caption("The first eight on this page as the autoencoder reconstructs them" + (
         " (it sees form: each figure's brightness standardised within it, without colour):" if style == "form"
         else ":"))
@@ -140,7 +140,8 @@ def like_this(i: int, images) -> None:
         with grid[k]:
             st.image(images[j], width="stretch")
             st.caption(f"{plain(enc.at[j, 'culture'])} · {plain(enc.at[j, 'site']) or '—'}  \n"
-                       f"{plain(file_name(enc.at[j, 'path']))}  \ndistance {d:.1f}", help=plain(enc.at[j, "path"]))
+                       f"{file_name(enc.at[j, 'path'])}  \ndistance {d:.1f}", help=plain(enc.at[j, "path"]),
+                       unsafe_allow_html=True)
 
 
 run = pick_run()

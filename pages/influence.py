@@ -164,9 +164,10 @@ def method_checks(res: dict) -> None:
         "95% intervals that held the answer": (
             lambda r: _f(r["self_check"].get("coverage"), "{:.0%}"),
             f"how often the 95% ranges contained the known answer (the bar: {influence.BAR['coverage']:.0%})"),
-        "target apart from the sources (AUC, chance up to)": (
+        "how far the target is told from the sources (chance reaches)": (
             lambda r: f"{_f(r['domain_shift'])} ({_f(r['shift']['alarm'])})",
-            "0.5: the target figurines look like a mix of the sources; above the chance level (from source "
+            "a classifier's area under the curve, 0.5 to 1; 0.5: the target figurines look like a mix of the "
+            "sources; above the chance level (from source "
             "figurines against each other, 5% false alarms) they share something the sources lack, such as "
             "local making"),
         "error when moved as far": (
@@ -176,7 +177,7 @@ def method_checks(res: dict) -> None:
         "ranges widened by, each side": (
             lambda r: _f(r["self_check"].get("shift", {}).get("allowance")),
             "added to every range so that it holds those moved mixtures' answers 95% of the time"),
-        "sources told apart (conditioning)": (
+        "how clearly the sources are told apart (0 to 1)": (
             lambda r: _f(r["conditioning"]),
             f"1: the sources are never confused; below {influence.MIN_CONDITIONING} the tool cannot tell them "
             f"apart and gives no shares"),

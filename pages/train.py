@@ -76,8 +76,9 @@ def settings_form() -> tuple[str, Settings] | None:
     est = jobs.estimate(base, len(ds.items), runs())
     if est:
         st.caption(f"{base.preset}, {base.epochs} epochs at {base.image_size} px on these {len(ds.items):,} "
-                   f"photographs: about {jobs.duration(est[0])} on this machine ({plain(est[1])}). Over an hour, "
-                   "the launch asks first.")
+                   f"photographs: about {jobs.duration(est[0])} of training on this machine while nothing else "
+                   f"runs on it ({plain(est[1])}); longer while other work shares it. Over an hour, the launch asks "
+                   "first.")
     made_for = (base.preset, str(data_root()))  # a run is named after its dataset, preset and start
     if "run_name" not in st.session_state or st.session_state.get("run_name_for") != made_for:
         folder = "demo" if is_demo(data_root()) else re.sub(r"[^\w-]+", "-", data_root().name).strip("-")[:40]

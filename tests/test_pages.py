@@ -421,7 +421,7 @@ def test_influence_page():
     tables = {d.value.columns[0]: d.value for d in at.table}
     checks = tables["AAE latent"]
     assert list(checks.columns) == ["AAE latent", "UMAP baseline", "descriptor space", "what it means for the reading"]
-    assert "None" not in checks.to_string() and "sources told apart (conditioning)" in checks.index
+    assert "None" not in checks.to_string() and "how clearly the sources are told apart (0 to 1)" in checks.index
     bullets = [m.value for m in at.markdown if m.value.startswith("- **")]
     assert bullets[0].startswith("- **Hellenistic Babylonian** (") and "%" in bullets[0]
     picture, *maps = charts(at)
@@ -487,12 +487,17 @@ def test_influence_page_names_the_datasets_own_target_culture(tmp_path):
 
 
 def test_names_from_a_folder_are_shown_as_text():
-    from pages.shared import plain
+    from pages.shared import file_name, plain
 
     for name in ["**bold**", "<b>x</b>", "$x$.jpg", "[link](http://e.x)", "a_b_c.tif"]:
         escaped = plain(name)
         assert escaped.replace("\\", "").replace("\u2060", "") == name  # the word joiner is invisible
         assert all(escaped[i - 1] == "\\" for i, ch in enumerate(escaped) if ch in "*<>$[]()_" and i > 0)
+    # a file name under a thumbnail: the same text, breaking after _ and - or before its extension, never inside it
+    assert file_name("Greek/seleucid_00401-b.tif") == "seleucid\\_<wbr>00401\\-<wbr>b<wbr>\\.tif"
+    for name in ["<img src=x>.jpg", "&amp; *y*.png", "plain"]:
+        shown = file_name(f"a/{name}").replace("<wbr>", "")
+        assert shown == plain(name.replace("&", "&amp;")) and "<" not in shown.replace("\\<", "")
 
 
 def test_every_cache_of_the_app_is_bounded():

@@ -38,8 +38,11 @@ def plain(text: str) -> str:
 
 
 def file_name(path: str) -> str:
-    """A file's name from its path, whole (a caption breaks a long one across lines): objects stay identifiable."""
-    return str(path).rsplit("/", 1)[-1]
+    """A file's name from its path, whole (objects stay identifiable), escaped as `plain` does, for a caption
+    drawn with `unsafe_allow_html`: a narrow caption breaks it after `_` and `-` or before the extension
+    (`<wbr>`, not copied with the name), never mid-extension."""
+    name = plain(str(path).rsplit("/", 1)[-1].replace("&", "&amp;"))  # "&amp;" in a name shown as typed
+    return re.sub(r"(\\[_\-])(?=.)", r"\1<wbr>", re.sub(r"(?=\\\.[^.]*$)", "<wbr>", name))
 
 
 def data_root() -> Path:
