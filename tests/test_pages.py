@@ -657,7 +657,7 @@ def test_a_training_over_an_hour_asks_first():
     """Issue 27, item 9: the paper preset on a CPU says how long it would take, and launches only when confirmed."""
     at = page("train")
     at.segmented_control(key="preset").set_value("paper").run()
-    assert any("about 1" in c.value and " h on this machine" in c.value for c in at.caption)
+    assert any("about 1" in c.value and " h of training on this machine" in c.value for c in at.caption)
     at.text_input(key="run_name").set_value("too-long")
     next(b for b in at.button if b.label == "Launch training").click().run()
     assert not at.exception and any("Launch it anyway?" in w.value for w in at.warning)
