@@ -52,9 +52,10 @@ def doubts(items: pd.DataFrame) -> list[str]:
                     "subfolders are the cultures?")
     with_sites = items.loc[items["site"] != "", "culture"].value_counts()
     if why == "sites" and len(with_sites) > 1:
-        said.append(f"{' and '.join(with_sites.index)} all have find-site folders: {target}, with the most "
-                    "photographs in them, is taken as the culture asked about. To be sure of it, name its folder "
-                    f"{TARGET}, or keep find-site folders for it alone.")
+        *most, last = with_sites.index
+        said.append(f"{', '.join(most)} and {last} {'both' if len(most) == 1 else 'all'} have find-site folders: "
+                    f"{target}, with the most photographs in them, is taken as the culture asked about. To be sure "
+                    f"of it, name its folder {TARGET}, or keep find-site folders for it alone.")
     if why == "largest":
         said.append(f"No culture is named {TARGET} or has find-site folders, so the largest, {target}, is taken as "
                     "the culture asked about. To ask about another, put its photographs in "

@@ -155,7 +155,7 @@ def test_doubts_about_a_folders_labels_are_said():
     assert len(said) == 1 and said[0].startswith("shots (1) has fewer than 10 photographs")
     several = items([("Greek", "Myrina", 40), ("Greek", "", 5), ("Babylonian", "Uruk", 20), ("Egyptian", "", 30)])
     assert roles(several)[0] == "Greek" and doubts(several) == [
-        "Greek and Babylonian all have find-site folders: Greek, with the most photographs in them, is taken as the "
+        "Greek and Babylonian both have find-site folders: Greek, with the most photographs in them, is taken as the "
         "culture asked about. To be sure of it, name its folder Hellenistic Babylonian, or keep find-site folders "
         "for it alone."]
     named = items([("Greek", "Myrina", 40), ("Hellenistic Babylonian", "Uruk", 20)])

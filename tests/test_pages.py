@@ -105,6 +105,28 @@ def test_data_page_shows_which_photographs_kept_their_backdrop():
     assert len(at.get("image")) == 1 and any("1 photograph matches" in c.value for c in at.caption)
 
 
+def test_data_page_says_which_culture_is_asked_about_when_two_have_find_sites():
+    """A source sorted by find-site, as a museum export may be: the culture with most photographs in find-site
+    folders is asked about, and the page says so, without calling it the culture with find-sites."""
+    from core.demo import photograph
+
+    root = DATA / "sited"
+    for culture, site, n in [("Babylonia", "Uruk", 12), ("Greek", "Myrina", 10), ("Achaemenid", "", 10)]:
+        (root / culture / site).mkdir(parents=True, exist_ok=True)
+        for j in range(n):
+            photograph("Achaemenid", np.random.default_rng(j), 64)[0].save(root / culture / site / f"{j}.jpg")
+    at = page("data")
+    at.radio[0].set_value("A folder on this server").run()
+    at.text_input[0].set_value(str(root))
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    said = " ".join(m.value.replace("\\", "") for m in at.markdown)
+    assert "**Asked about:** Babylonia (12 figurines, from 1 find-site); **compared with:** Achaemenid, Greek." in said
+    assert "It is the culture with find-sites" not in said
+    assert [w.value.replace("\\", "").split(":")[0] for w in at.warning] == [
+        "Babylonia and Greek both have find-site folders"]
+
+
 def test_data_page_refuses_bad_folders(tmp_path):
     at = page("data")
     at.radio[0].set_value("A folder on this server").run()
