@@ -194,6 +194,7 @@ def cmd_influence(a) -> int:
 
     from . import influence
     from .embed import encode_run
+    from .labels import doubts
     from .runs import Run
 
     if not 20 <= a.bootstrap <= 2000:
@@ -203,9 +204,9 @@ def cmd_influence(a) -> int:
                        merge=tuple(a.merge or ()))
     if not 16 <= a.descriptor_size <= 512:
         raise UserError(f"--descriptor-size must be between 16 and 512, got {a.descriptor_size}")
-    kept = encode_run(a.run_dir).attrs.get("kept")
-    if kept:
-        print(printable(f"note: {kept}"), file=sys.stderr)
+    enc = encode_run(a.run_dir)
+    for note in ([enc.attrs["kept"]] if enc.attrs.get("kept") else []) + doubts(enc):
+        print(printable(f"note: {note}"), file=sys.stderr)
     with _steps() as progress:
         results = influence.for_run(a.run_dir, settings, progress)
     if results["aae"]["table"].empty:

@@ -54,12 +54,14 @@ def doubts(items: pd.DataFrame) -> list[str]:
     if why == "sites" and len(with_sites) > 1:
         *most, last = with_sites.index
         said.append(f"{', '.join(most)} and {last} {'both' if len(most) == 1 else 'all'} have find-site folders: "
-                    f"{target}, with the most photographs in them, is taken as the culture asked about. To be sure "
-                    f"of it, name its folder {TARGET}, or keep find-site folders for it alone.")
+                    f"{target}, with the most photographs in them, is taken as the culture asked about. If another "
+                    "is meant, keep find-site folders for that culture alone (move the others' photographs up into "
+                    f"their culture's folder, or leave their site empty in metadata.csv), or name its folder {TARGET}.")
     if why == "largest":
         said.append(f"No culture is named {TARGET} or has find-site folders, so the largest, {target}, is taken as "
                     "the culture asked about. To ask about another, put its photographs in "
-                    "<folder>/<culture>/<site>/ folders (or give their sites in metadata.csv).")
+                    "<folder>/<culture>/<site>/ folders (or give their sites in metadata.csv). If these subfolders "
+                    "are one culture's find-sites, choose the folder one level up.")
     return said
 
 

@@ -5,9 +5,9 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core import charts, diagnostics, export, influence, jobs, report
+from core import charts, diagnostics, export, influence, jobs, labels, report
 from core.errors import UserError
-from pages.shared import pick_run, plain, prior_metrics
+from pages.shared import encodings, fingerprint, pick_run, plain, prior_metrics
 
 EMBEDDINGS = influence.EMBEDDINGS
 ALERT = {"good": st.success, "caution": st.warning, "withheld": st.error}
@@ -234,6 +234,8 @@ def show(run) -> None:
     lead = influence.lead(res)
     r = res[lead]
     question(r, "the demo's" if known else "your")
+    for doubt in labels.doubts(encodings(str(run.dir), mtime, fingerprint(run.config()["data"]))):
+        st.warning(plain(doubt))  # the culture asked about may not be the one meant: said before any answer
     if merge:
         st.info(f"{plain(' + '.join(merge))} are read as one source here.")
         if st.button("Read every source on its own again"):

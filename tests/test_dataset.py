@@ -156,9 +156,11 @@ def test_doubts_about_a_folders_labels_are_said():
     several = items([("Greek", "Myrina", 40), ("Greek", "", 5), ("Babylonian", "Uruk", 20), ("Egyptian", "", 30)])
     assert roles(several)[0] == "Greek" and doubts(several) == [
         "Greek and Babylonian both have find-site folders: Greek, with the most photographs in them, is taken as the "
-        "culture asked about. To be sure of it, name its folder Hellenistic Babylonian, or keep find-site folders "
-        "for it alone."]
+        "culture asked about. If another is meant, keep find-site folders for that culture alone (move the others' "
+        "photographs up into their culture's folder, or leave their site empty in metadata.csv), or name its folder "
+        "Hellenistic Babylonian."]
     named = items([("Greek", "Myrina", 40), ("Hellenistic Babylonian", "Uruk", 20)])
     assert roles(named)[2] == "named" and doubts(named) == []
     none = items([("Greek", "", 40), ("Egyptian", "", 30)])
     assert roles(none) == ("Greek", ["Egyptian"], "largest") and "the largest, Greek, is taken" in doubts(none)[0]
+    assert doubts(none)[0].endswith("If these subfolders are one culture's find-sites, choose the folder one level up.")

@@ -506,6 +506,7 @@ def test_influence_page_names_the_datasets_own_target_culture(tmp_path):
     text = " ".join(e.value for e in list(at.caption) + list(at.markdown) + list(at.info))
     assert "Seleucid Mesopotamian figurines follows each source culture" in text
     assert "Hellenistic Babylonian" not in text
+    assert not any("find-site folders" in w.value or "fewer than" in w.value for w in at.warning)  # nothing in doubt
 
 
 def test_names_from_a_folder_are_shown_as_text():
@@ -642,6 +643,7 @@ def test_influence_page_with_a_culture_of_one_image(small_demo):
     at = page("influence", run=run.name)
     assert not at.exception, at.exception
     assert any(i.value.startswith("Verdict: ") for i in list(at.info) + list(at.warning) + list(at.error))
+    assert any("Lonely culture \\(1\\) have fewer than 10 photographs" in w.value for w in at.warning)
 
 
 def test_explore_says_which_run_trains_before_its_first_checkpoint(trained_run, tmp_path, monkeypatch):
