@@ -72,7 +72,7 @@ def cmd_demo(a) -> int:
 
 def cmd_scan(a) -> int:
     from .dataset import load, no_images
-    from .labels import doubts
+    from .labels import doubts, roles
 
     with _bar("decoding") as progress:
         ds = load(a.data, a.image_size, progress=progress, require_images=False)
@@ -89,6 +89,8 @@ def cmd_scan(a) -> int:
             print(f"  {printable(r.path)}: {printable(r.reason)}")
     if not len(ds.items):
         raise no_images(ds)
+    target, sources, _ = roles(ds.items)
+    print(printable(f"asked about: {target}; compared with: {', '.join(sources) or 'no other culture'}"))
     for doubt in doubts(ds.items):
         print(printable(f"note: {doubt}"))
     return 0

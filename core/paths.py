@@ -34,7 +34,8 @@ def inside_roots(path: str | os.PathLike, roots: list[Path] | None = None) -> Pa
         raise UserError(f"not a usable path: {str(path)[:200]!r} ({e})") from None
     if not any(real == r or real.is_relative_to(r) for r in roots):
         allowed = ", ".join(str(r) for r in roots)
-        raise UserError(f"{str(path)[:200]} is outside the folders this app may open ({allowed})")
+        raise UserError(f"{str(path)[:200]} is outside the folders this app may open ({allowed}); to open it, "
+                        "start the app with that folder or one above it in FIGURINES_DATA_ROOTS")
     return real
 
 
@@ -52,7 +53,8 @@ def within_roots(path: str, roots: list[Path] | None = None) -> Path:
     except (OSError, ValueError, RuntimeError) as e:  # a null byte, a name too long, an unknown ~user
         raise UserError(f"not a usable path: {text[:200]!r} ({e})") from None
     if not found:
-        raise UserError(f"folder not found: {real}")
+        raise UserError(f"{real} is a file, not a folder: choose the folder that holds the culture folders"
+                        if real.is_file() else f"folder not found: {real}")
     return real
 
 

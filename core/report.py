@@ -92,10 +92,13 @@ def lead_words(result: dict) -> str:
         return "Cannot tell yet: " + "; ".join(words) + "."
     if v["level"] == "caution":
         return "Read these shares with care: " + "; ".join(words) + "."
-    c = result["self_check"]
+    c, w = result["self_check"], result["self_check"].get("shift", {})
+    held = f"the 95% ranges held the answer {pct(c['coverage'])} of the time"
+    if w.get("allowance"):  # the ranges shown are widened: say what they, not the bootstrap's, achieved
+        held = (f"the ranges shown, each widened by {pct(w['allowance'])} on each side so as to hold it 95% of the "
+                f"time, held the answer {pct(w['coverage_widened'])} of the time")
     return (f"These shares can be read as estimates: tested on mixtures of the source photographs with a known "
-            f"answer, they were off by {pct(c['mae'])} on average and the 95% ranges held the answer "
-            f"{pct(c['coverage'])} of the time.")
+            f"answer, they were off by {pct(c['mae'])} on average, and {held}.")
 
 
 def merged_conditioning(confusion: np.ndarray, counts: np.ndarray, a: int, b: int) -> float:
@@ -181,6 +184,13 @@ def methods(results: dict[str, dict], name: str, config: dict, run_name: str,
              "aae": "the adversarial autoencoder's 2-D latent space",
              "umap": "a 2-D UMAP embedding (McInnes et al. 2018) of the same photographs"}[name]
     moved = c.get("shift") if r["shift"]["apart"] and v["level"] != "withheld" else None
+    wide = c.get("shift", {}).get("allowance") if v["level"] != "withheld" else None
+    equals = [EMBEDDINGS[n] for n, o in results.items() if n != name and not o["table"].empty
+              and o["verdict"]["level"] == v["level"]]
+    chosen = (f", chosen because its reading passed the tool's checks as well as the readings in the "
+              f"{' and the '.join(equals)} did, and the tool reads the AAE latent, the UMAP baseline and the "
+              "descriptor space in that order among equals" if equals else
+              ", chosen because its reading passed the tool's checks best")
     text = [
         f"We analysed photographs of {sum(counts.values()) + n_target:,} figurines: "
         + ", ".join(f"{counts[s]:,} {s}" for s in r["sources"] if s in counts)
@@ -192,14 +202,15 @@ def methods(results: dict[str, dict], name: str, config: dict, run_name: str,
         f"prior (standard deviation {s.get('prior_std', '?')}), on {config.get('device', 'an unrecorded device')}; "
         "its map and a UMAP baseline were used to explore the collection.",
         f"The shares were read in {space}"
-        + (", chosen because its reading passed the tool's checks best" if v["level"] != "withheld" else "")
+        + (chosen if v["level"] != "withheld" else "")
         + ". A "
         f"logistic-regression classifier was fitted to the source figurines and its output for each group was "
         f"corrected for its own confusion between the sources by EM re-estimation of class priors (Saerens, "
         f"Latinne and Decaestecker 2002). 95% intervals come from {settings.n_boot} bootstrap resamples of the "
         f"source figurines and of each group, refitting the classifier each time"
-        + (f", widened by {c['shift']['allowance']:.2f} on each side because the {target} figurines differ "
-           f"measurably from every mixture of the sources" if moved and moved.get("allowance") else "") + ".",
+        + (f", widened by {wide:.2f} on each side so as to hold the known shares of the test mixtures below 95% "
+           f"of the time" + (f", moved as far from the sources as the {target} figurines sit, which differ "
+                             f"measurably from every mixture of them" if moved else "") if wide else "") + ".",
     ]
     if settings.merge:
         text.append(f"{' and '.join(settings.merge)} figurines were read as one source, the tool being unable to "
@@ -207,8 +218,9 @@ def methods(results: dict[str, dict], name: str, config: dict, run_name: str,
     if "mae" in c:
         text.append(f"Tested on {c['groups']} mixtures of held-out source photographs with known shares "
                     f"({c['folds']}-fold cross-fitting), the estimates were off by {c['mae']:.3f} "
-                    f"(standard error {c['mae_se']:.3f}) on average, and the 95% intervals contained the true "
-                    f"share {c['coverage']:.0%} of the time.")
+                    f"(standard error {c['mae_se']:.3f}) on average, and the bootstrap's 95% intervals contained "
+                    f"the true share {c['coverage']:.0%} of the time"
+                    + (f", the widened ones {c['shift']['coverage_widened']:.0%}" if wide else "") + ".")
     reasons = v.get("words") or v["reasons"]
     text.append(f"Verdict: {VERDICT[v['level']]}" + (f" ({'; '.join(reasons)})" if reasons else "") + ".")
     text.append(f"Software: {software()}, run {run_name}; the run's settings are attached.")

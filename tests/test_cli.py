@@ -22,6 +22,7 @@ def test_demo_scan_train_encode(tmp_path, capsys):
     assert main(["scan", str(data), "--image-size", "32"]) == 0
     out = capsys.readouterr().out
     assert "readable images" in out and "Seleucia on the Tigris" in out
+    assert "asked about: Hellenistic Babylonian; compared with: Achaemenid, " in out
     assert main(["train", "--data", str(data), "--run-dir", str(run), "--epochs", "2", "--image-size", "32",
                  "--device", "cpu", "--balanced"]) == 0
     assert main(["train", "--run-dir", str(run), "--resume", "--epochs", "3"]) == 0

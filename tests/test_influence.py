@@ -487,7 +487,7 @@ def test_cli_influence_prints_names_with_terminal_sequences_escaped(monkeypatch,
     emb, cul, site = frame([(evil_source, "", cloud(rng, [0, 0], 150)), (B, "", cloud(rng, [9, 0], 150)),
                             (T, evil_site, cloud(rng, [0, 0], 60))])
     r = influence.estimate(emb, cul, site, FAST)
-    monkeypatch.setattr(core.embed, "encode_run", lambda run_dir: pd.DataFrame())
+    monkeypatch.setattr(core.embed, "encode_run", lambda run_dir: pd.DataFrame({"culture": cul, "site": site}))
     monkeypatch.setattr(influence, "for_run", lambda run_dir, settings, progress: {"aae": r, "umap": r, "descriptor": r})
     monkeypatch.setattr(Run, "config", lambda self: {"data": ""})
     assert main(["influence", "--run-dir", "anywhere", "--bootstrap", "20"]) == 0

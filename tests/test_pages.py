@@ -130,11 +130,13 @@ def test_data_page_says_which_culture_is_asked_about_when_two_have_find_sites():
 def test_data_page_refuses_bad_folders(tmp_path):
     at = page("data")
     at.radio[0].set_value("A folder on this server").run()
-    for path, message in [(str(tmp_path), "outside the folders"), ("/etc/../etc", "outside the folders"),
+    (DATA / "a file.txt").write_text("not a folder")
+    for path, message in [(str(tmp_path), "in FIGURINES_DATA_ROOTS"), ("/etc/../etc", "outside the folders"),
+                          (str(DATA / "a file.txt"), "is a file, not a folder"),
                           (str(DATA / "nope"), "not found")]:
         at.text_input[0].set_value(path)
         at.button[0].click().run()
-        assert not at.exception and any(message in e.value for e in at.error), path
+        assert not at.exception and any(message in e.value.replace("\\", "") for e in at.error), path
     (DATA / "empty" / "Greek").mkdir(parents=True)
     at.text_input[0].set_value(str(DATA / "empty"))
     at.button[0].click().run()

@@ -93,6 +93,16 @@ def test_the_methods_paragraph_says_what_was_done_with_the_numbers_filled_in():
         assert figure in text, figure
     attached = report.with_settings(text, config)
     assert attached.startswith(text) and '"epochs": 30' in attached and '"torch": "2.14.1"' in attached
+    # ranges shown widened: the paragraph and the headline say so, and what the widened ranges achieved
+    c = r["self_check"]
+    wide = {**r, "self_check": {**c, "coverage": 0.83, "shift": {**c.get("shift", {}), "allowance": 0.04,
+                                                                 "coverage_widened": 0.97}}}
+    text = report.methods({"aae": wide, "descriptor": wide}, "aae", config, "my-run", FAST)
+    assert "widened by 0.04 on each side so as to hold the known shares" in text
+    assert "the bootstrap's 95% intervals contained the true share 83% of the time, the widened ones 97%" in text
+    assert "as well as the readings in the descriptor space did" in text  # a lead among equals is not "best"
+    assert wide["verdict"]["level"] == "good" and "the ranges shown, each widened by 4% on each side" in \
+        report.lead_words(wide) and "held the answer 97% of the time" in report.lead_words(wide)
 
 
 def test_two_sources_the_tool_confuses_are_offered_as_one_and_then_read():
