@@ -123,10 +123,13 @@ def log_tail(run: Run, lines: int = 20) -> str:
     return "\n".join(kept[-lines:])
 
 
-# Images per second at an image size, measured by bench/run.py on a 2-core AMD EPYC CPU (bench/RESULTS.md,
-# "Training throughput"), in epochs without the look-alike and shape terms: what an estimate starts from before
-# this machine has trained such a network.
-REFERENCE_RATES = {("conv", "cpu"): (1_160.0, 64), ("dense", "cpu"): (15.8, 256)}
+# Images per second at an image size in epochs without the look-alike and shape terms, and the seconds every
+# epoch costs whatever its size: what an estimate starts from before this machine has trained such a network.
+# The conv figures: fast-preset epochs of 564 and 4,315 photographs (1.1 s and 6.1 s) on the slower of the two
+# 2-core CPUs measured, an AMD EPYC (bench/RESULTS.md, "The Train page's time estimate"); the dense rate:
+# bench/run.py's paper preset on a 2-core CPU.
+REFERENCE_RATES = {("conv", "cpu"): (750.0, 64), ("dense", "cpu"): (15.8, 256)}
+EPOCH_SECONDS = 0.35
 # What an epoch costs beyond such a plain one, as a share of it (the demo, fast preset, 2-core Intel Xeon: plain
 # epochs 3.1 s, 3.8 s with the look-alike term, 6.4 s with the shape term as well; bench/RESULTS.md, "The prior's
 # shape held over hundreds of photographs"): the look-alike term, and the shape term per photograph it encodes
@@ -150,7 +153,8 @@ def epoch_cost(s: Settings, epoch: int) -> float:
 def estimate(settings: Settings, images: int, runs: list[Run]) -> tuple[float, str] | None:
     """How long training `settings` on `images` photographs takes here, in seconds, and what that rests on:
     the median plain-epoch rate of this machine's own runs of the same network on the same device (scaled by
-    images and pixels), else the bench's rate on a small CPU; None where neither is known (a GPU's first run).
+    images and pixels), else the rate and per-epoch seconds measured on a small CPU; None where neither is known
+    (a GPU's first run).
     Epochs with the look-alike or shape term count as `epoch_cost` plain ones."""
     from .devices import device_name, pick_device
 
@@ -169,16 +173,18 @@ def estimate(settings: Settings, images: int, runs: list[Run]) -> tuple[float, s
                          for e, t in zip(m["epoch"], m["seconds"]) if t > 0]
             if per_epoch:
                 rates.append((float(np.median(per_epoch)) * (done.image_size / s.image_size) ** 2, run.name))
+    overhead = 0.0
     if rates:
         ips, name = sorted(rates)[len(rates) // 2]
         basis = f"the rate of run {name} on this {here}"
     elif (s.arch, pick_device(s.device).type) in REFERENCE_RATES:
         ips, size = REFERENCE_RATES[(s.arch, pick_device(s.device).type)]
         ips *= (size / s.image_size) ** 2
+        overhead = EPOCH_SECONDS * s.epochs
         basis = "the rate measured on a 2-core CPU (bench/RESULTS.md); this machine has no such run yet"
     else:
         return None
-    return images * sum(epoch_cost(s, e) for e in range(1, s.epochs + 1)) / ips, basis
+    return images * sum(epoch_cost(s, e) for e in range(1, s.epochs + 1)) / ips + overhead, basis
 
 
 def duration(seconds: float) -> str:

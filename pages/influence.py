@@ -197,8 +197,10 @@ def trust(d: dict, lead: str) -> None:
     st.caption("What this means for the reading: " + (
         f"none directly; the numbers above are read in the {EMBEDDINGS[lead]}, not in this map. Where the map's "
         "codes do not match the prior, its distances and the look of its clusters are to be read with care on "
-        "Explore." if lead != "aae" else "the numbers above are read in this map: where its codes do not match "
-        "the prior, read them with care."))
+        "Explore." if lead != "aae" else "the numbers above are read in this map, and they rest on the checks "
+        "above (tests on mixtures with a known answer), not on the map matching its prior; where its codes do not "
+        "match the prior, it is the map's distances and the look of its clusters on Explore that are to be read "
+        "with care."))
     p = d["prior"]
     c = st.columns(5)
     prior_metrics(p, c)
