@@ -3,7 +3,7 @@ run's dataset folder), the groups they colour the maps by, and contact sheets to
 from __future__ import annotations
 
 import io
-import textwrap
+import re
 from datetime import date
 from pathlib import Path
 
@@ -88,13 +88,31 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int, lines: int) -> list[str]:
-    """`text` broken into at most `lines` lines of at most `width` px (a name with no spaces broken anywhere)."""
-    per = max(4, int(width / max(1.0, draw.textlength("n", font=font))))
-    out = textwrap.wrap(text, per, break_long_words=True, break_on_hyphens=False) or [""]
-    while per > 4 and any(draw.textlength(s, font=font) > width for s in out):
-        per -= 1
-        out = textwrap.wrap(text, per, break_long_words=True, break_on_hyphens=False)
-    return out[:lines - 1] + ["…" + out[-1][-(per - 1):]] if len(out) > lines else out
+    """`text` broken into at most `lines` lines of at most `width` px: after a space, `/`, `_` or `-` where it
+    can, inside a word only where the word alone is wider than a line; a longer text keeps its end ("…" first),
+    where a file's name is."""
+    def fits(s: str) -> bool:
+        return draw.textlength(s.rstrip(), font=font) <= width
+
+    out, line = [], ""
+    for piece in re.findall(r"[^\s/_-]*[\s/_-]|[^\s/_-]+", text):  # each piece with the separator after it
+        if fits(line + piece):
+            line += piece
+            continue
+        if line:
+            out.append(line.rstrip())
+        while not fits(piece):  # wider than a line on its own: broken where it must
+            k = max(k for k in range(1, len(piece) + 1) if fits(piece[:k]) or k == 1)
+            out.append(piece[:k])
+            piece = piece[k:]
+        line = piece
+    out.append(line.rstrip())
+    if len(out) <= lines:
+        return out
+    tail = text[-1:]
+    while len(tail) < len(text) and fits("…" + text[-len(tail) - 1:]):
+        tail = text[-len(tail) - 1:]
+    return out[:lines - 1] + ["…" + tail]
 
 
 def contact_sheet(table: pd.DataFrame, root: str | Path, title: str) -> list[Image.Image]:
@@ -123,7 +141,8 @@ def contact_sheet(table: pd.DataFrame, root: str | Path, title: str) -> list[Ima
                 draw.rectangle((x, y, x + _CELL_IMAGE, y + _CELL_IMAGE), outline="#999999")
                 for i, line in enumerate(_wrap(draw, f"cannot be read: {e}", small, _CELL_IMAGE - 10, 4)):
                     draw.text((x + 5, y + 5 + 16 * i), line, fill="#666666", font=small)
-            label = [f"{r['culture']} · {r['site'] or '—'}"] + _wrap(draw, str(r["path"]), small, _CELL_IMAGE, 3)
+            label = _wrap(draw, f"{r['culture']} · {r['site'] or '—'}", small, _CELL_IMAGE, 2) + \
+                _wrap(draw, str(r["path"]), small, _CELL_IMAGE, 3)
             for i, line in enumerate(label):
                 draw.text((x, y + _CELL_IMAGE + 4 + 16 * i), line, fill="black", font=small)
         pages.append(page)

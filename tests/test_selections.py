@@ -94,3 +94,20 @@ def test_the_lasso_chart_carries_each_figurines_id_and_reads_a_selection_back():
                         {"customdata": [7, "C1", "—", "c1/f7.jpg"]}, {"x": 1}]}
     assert list(lasso.selected_ids(event)) == [3, 7]
     assert lasso.selected_ids({"points": []}) is None and lasso.selected_ids({}) is None
+
+
+def test_contact_sheet_labels_break_between_a_paths_parts_and_fit_their_cell():
+    """A new user's trial: "Babylonia, Seleucid per / iod/Larsa/seleucid_0052 / 0.png", and a culture line that
+    spilt past its cell."""
+    from PIL import ImageDraw
+
+    draw, font = ImageDraw.Draw(Image.new("RGB", (10, 10))), selections._font(13)
+    path = "Babylonia, Seleucid period/Larsa/seleucid_00520.png"
+    lines = selections._wrap(draw, path, font, 196, 3)
+    assert all(draw.textlength(s, font=font) <= 196 for s in lines) and "".join(lines).replace(" ", "") == \
+        path.replace(" ", "")
+    assert lines[-1] in ("seleucid_00520.png", "Larsa/seleucid_00520.png") and not any(
+        s.endswith(("per", "seleucid_0052")) for s in lines)
+    word = "x" * 200  # a name with no place to break: broken where it must, its end kept
+    long = selections._wrap(draw, word, font, 196, 3)
+    assert len(long) == 3 and long[-1].startswith("…") and all(draw.textlength(s, font=font) <= 196 for s in long)
