@@ -95,8 +95,8 @@ def lead_words(result: dict) -> str:
     c, w = result["self_check"], result["self_check"].get("shift", {})
     held = f"the 95% ranges held the answer {pct(c['coverage'])} of the time"
     if w.get("allowance"):  # the ranges shown are widened: say what they, not the bootstrap's, achieved
-        held = (f"the ranges shown, each widened by {pct(w['allowance'])} on each side so as to hold it 95% of the "
-                f"time, held the answer {pct(w['coverage_widened'])} of the time")
+        held = (f"the ranges shown, each widened by {pct(w['allowance'])} on each side to allow for that test, held "
+                f"the answer {pct(w['coverage_widened'])} of the time")
     return (f"These shares can be read as estimates: tested on mixtures of the source photographs with a known "
             f"answer, they were off by {pct(c['mae'])} on average, and {held}.")
 
@@ -208,8 +208,8 @@ def methods(results: dict[str, dict], name: str, config: dict, run_name: str,
         f"corrected for its own confusion between the sources by EM re-estimation of class priors (Saerens, "
         f"Latinne and Decaestecker 2002). 95% intervals come from {settings.n_boot} bootstrap resamples of the "
         f"source figurines and of each group, refitting the classifier each time"
-        + (f", widened by {wide:.2f} on each side so as to hold the known shares of the test mixtures below 95% "
-           f"of the time" + (f", moved as far from the sources as the {target} figurines sit, which differ "
+        + (f", widened by {wide:.2f} on each side, the least that holds the known shares of the test mixtures "
+           f"(below) 95% of the time" + (f", moved as far from the sources as the {target} figurines sit, which differ "
                              f"measurably from every mixture of them" if moved else "") if wide else "") + ".",
     ]
     if settings.merge:
