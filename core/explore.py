@@ -22,11 +22,13 @@ POINTS_UP_TO = 20_000  # above this many figurines the charts draw density cells
 
 
 def culture_colours(cultures) -> dict[str, str]:
-    """The same colour for the same culture on every page: the demo's four fixed, others in name order."""
+    """The same colour for the same culture on every page: the demo's four fixed, others in name order from
+    the colours left, the four most distinct first (a collection of its own names gets those)."""
     present = set(pd.unique(np.asarray(cultures)))
+    fixed = {c: _FIXED[c] for c in _FIXED if c in present}
+    spare = [c for c in (*_FIXED.values(), *_SPARE) if c not in fixed.values()]
     others = sorted(c for c in present if c not in _FIXED)
-    return {**{c: _FIXED[c] for c in _FIXED if c in present},
-            **{c: _SPARE[i % len(_SPARE)] for i, c in enumerate(others)}}
+    return {**fixed, **{c: spare[i % len(spare)] for i, c in enumerate(others)}}
 
 
 def filtered(enc: pd.DataFrame, cultures: list[str], sites: list[str]) -> np.ndarray:

@@ -84,6 +84,16 @@ def test_no_culture_or_site_is_drawn_in_a_grey_like_the_context():
         assert colorsys.rgb_to_hsv(r, g, b)[1] > 0.3, colour  # saturated: never mistaken for the context grey
 
 
+def test_a_collection_of_its_own_names_gets_the_most_distinct_colours():
+    """A new user's trial: four renamed cultures drew purple beside pink."""
+    from core.explore import culture_colours
+
+    own = culture_colours(["Greek (Attic)", "Median", "Neo-Assyrian", "Seleucid Babylonia"])
+    assert sorted(own.values()) == sorted(explore._FIXED.values())
+    mixed = culture_colours(["Achaemenid", "Greek (Attic)", "Median", "Seleucid Babylonia"])
+    assert len(set(mixed.values())) == 4 and mixed["Achaemenid"] == explore._FIXED["Achaemenid"]
+
+
 def test_find_by_file_name_ignores_case_accents_and_unicode_form():
     """Issue 27, item 14."""
     import unicodedata
