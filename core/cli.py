@@ -207,10 +207,10 @@ def cmd_influence(a) -> int:
     if not 16 <= a.descriptor_size <= 512:
         raise UserError(f"--descriptor-size must be between 16 and 512, got {a.descriptor_size}")
     enc = encode_run(a.run_dir)
-    for note in ([enc.attrs["kept"]] if enc.attrs.get("kept") else []) + doubts(enc):
-        print(printable(f"note: {note}"), file=sys.stderr)
     with _steps() as progress:
         results = influence.for_run(a.run_dir, settings, progress)
+    for note in ([enc.attrs["kept"]] if enc.attrs.get("kept") else []) + doubts(enc):  # after a mistake's one line
+        print(printable(f"note: {note}"), file=sys.stderr)
     if results["aae"]["table"].empty:
         raise UserError(results["aae"]["why"])
     if a.json:

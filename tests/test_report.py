@@ -148,7 +148,7 @@ def test_sources_to_read_as_one_must_be_sources_of_the_run(tmp_path, monkeypatch
 
     enc = pd.DataFrame({"culture": ["Achaemenid", "Neo-Babylonian", T], "site": ["", "", "Uruk"],
                         "path": ["a.jpg", "b.jpg", "c.jpg"]})
-    monkeypatch.setattr(core.embed, "encode_run", lambda run_dir: pd.DataFrame())
+    monkeypatch.setattr(core.embed, "encode_run", lambda run_dir: enc)
     monkeypatch.setattr(core.embed, "spaces", lambda run_dir: (enc, {}))
     for merge in (["Achaemenid", "Atlantis"], ["Achaemenid"], ["Achaemenid", T], ["Achaemenid", "Neo-Babylonian"]):
         assert main(["influence", "--run-dir", str(tmp_path), "--merge", *merge]) == 2
