@@ -32,7 +32,7 @@ from .errors import UserError
 from . import images
 from .images import BACKGROUNDS, decode, is_image_name, unsupported_format, UnreadableImage
 from .parallel import MemorySlots, available_memory, map_chunks, process_start
-from .paths import data_roots
+from .paths import data_roots, not_a_folder
 
 Progress = Callable[[int, int], None]
 MANIFEST_COLUMNS = ["path", "culture", "site", "bytes", "mtime_ns", "readable", "reason"]
@@ -240,10 +240,8 @@ def _relabel(m: pd.DataFrame, meta: tuple[list[dict], list[tuple[int, list[str],
 def scan(root: str | os.PathLike) -> pd.DataFrame:
     """List every image file under root with its culture and site (labels only, nothing decoded)."""
     root = Path(root).expanduser()
-    if root.is_file():
-        raise UserError(f"{root} is a file, not a folder: choose the folder that holds one folder per culture")
     if not root.is_dir():
-        raise UserError(f"dataset folder not found: {root}")
+        raise not_a_folder(root)
     found, refused = _walk(root)
     rows = [(_shown(f.relative_to(root).as_posix()), "", "", 0, 0, False, why) for f, why in refused]
     for f in found:

@@ -32,10 +32,12 @@ def has_target(items: pd.DataFrame) -> bool:
 
 def roles(items: pd.DataFrame) -> tuple[str, list[str], str]:
     """The target culture, the source cultures, and why that culture is the target: "named" (Hellenistic
-    Babylonian), "sites" (the culture with find-sites, the one with most where several have them) or "largest"
-    (no culture is named so or has find-sites)."""
+    Babylonian), "sites" (the only culture with find-sites), "most sites" (the one with most photographs in
+    find-site folders, where several have them) or "largest" (no culture is named so or has find-sites)."""
     target = target_culture(items["culture"], items["site"])
-    why = "named" if target == TARGET else "sites" if has_target(items) else "largest"
+    with_sites = items.loc[items["site"] != "", "culture"].nunique()
+    why = ("named" if target == TARGET else "largest" if not with_sites else "sites" if with_sites == 1
+           else "most sites")
     return target, sorted(c for c in items["culture"].unique() if c != target), why
 
 
@@ -51,7 +53,7 @@ def doubts(items: pd.DataFrame) -> list[str]:
                     f"fewer than {FEW} photographs, too few to learn from or compare with: is this the folder whose "
                     "subfolders are the cultures?")
     with_sites = items.loc[items["site"] != "", "culture"].value_counts()
-    if why == "sites" and len(with_sites) > 1:
+    if why == "most sites":
         *most, last = with_sites.index
         said.append(f"{', '.join(most)} and {last} {'both' if len(most) == 1 else 'all'} have find-site folders: "
                     f"{target}, with the most photographs in them, is taken as the culture asked about. If another "

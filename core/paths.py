@@ -39,6 +39,12 @@ def inside_roots(path: str | os.PathLike, roots: list[Path] | None = None) -> Pa
     return real
 
 
+def not_a_folder(path: Path) -> UserError:
+    """Why `path` cannot be read as a dataset folder: it is a file, or nothing is there."""
+    return UserError(f"{path} is a file, not a folder: choose the folder that holds one folder per culture"
+                     if path.is_file() else f"dataset folder not found: {path}")
+
+
 def within_roots(path: str, roots: list[Path] | None = None) -> Path:
     """The folder `path` (relative paths from the first root) resolved, if it lies inside an allowed root;
     else a UserError."""
@@ -53,8 +59,7 @@ def within_roots(path: str, roots: list[Path] | None = None) -> Path:
     except (OSError, ValueError, RuntimeError) as e:  # a null byte, a name too long, an unknown ~user
         raise UserError(f"not a usable path: {text[:200]!r} ({e})") from None
     if not found:
-        raise UserError(f"{real} is a file, not a folder: choose the folder that holds the culture folders"
-                        if real.is_file() else f"folder not found: {real}")
+        raise not_a_folder(real)
     return real
 
 

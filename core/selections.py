@@ -102,7 +102,9 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int, lines: int) ->
         if line:
             out.append(line.rstrip())
         while not fits(piece):  # wider than a line on its own: broken where it must
-            k = max(k for k in range(1, len(piece) + 1) if fits(piece[:k]) or k == 1)
+            k = 1
+            while k < len(piece) and fits(piece[:k + 1]):
+                k += 1
             out.append(piece[:k])
             piece = piece[k:]
         line = piece

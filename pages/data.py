@@ -76,8 +76,7 @@ n_sites = items.loc[items["culture"] == target, "site"].replace("", np.nan).nuni
 where = f", from {n_sites} find-site{'s' if n_sites != 1 else ''}" if n_sites else ""
 said = (f"**Asked about:** {plain(target)} ({(items['culture'] == target).sum():,} figurines{where}); **compared "
         f"with:** {', '.join(plain(c) for c in sources) or 'no other culture'}.")
-alone = items.loc[items["site"] != "", "culture"].nunique() == 1
-st.markdown(said + (" It is the culture with find-sites." if why == "sites" and alone else ""))
+st.markdown(said + (" It is the culture with find-sites." if why == "sites" else ""))
 for doubt in labels.doubts(items):
     st.warning(plain(doubt))
 if big["share"] > 0.5 or small["share"] < 0.05:
